@@ -1,0 +1,393 @@
+//! [`Cache`]: the read path (memory tier, then the flight, then the loader) and the
+//! rules that decide when a loader runs.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::builder::Config;
+use crate::entry::{Entry, Freshness};
+use crate::flight::{Flights, Join, Leader};
+use crate::stats::{LoadResult, Lookup, Metrics};
+use crate::tier::memory::MemoryTier;
+use crate::{CacheBuilder, Error, Loaded, Stats, Weigh};
+
+/// A coalescing cache: one load per key, stale-while-revalidate, a memory tier bounded
+/// by bytes.
+///
+/// Cheap to clone (clones share the same entries) and `Send + Sync`. Requires a Tokio
+/// runtime: loads run in spawned tasks.
+///
+/// # When a loader runs, and who waits
+///
+/// [`get_or_load`](Self::get_or_load) looks the key up in the memory tier:
+///
+/// - **fresh** entry: returned; no loader runs.
+/// - **stale** entry (past `fresh_for`, within `ttl`): returned at once; if no load is
+///   running for the key, this caller's loader starts a background refresh. However
+///   many callers arrive, one refresh runs per key. If it fails, the stale value keeps
+///   being served until its `ttl` ends (stale-if-error); the error is counted and logged.
+/// - **no entry, or expired**: if a load is running for the key, the caller waits for
+///   it; otherwise its loader starts one. Only the first caller's loader runs; the other
+///   callers' loaders are dropped without being called.
+///
+/// A load runs in its own task. Cancelling a waiter (dropping its future, aborting its
+/// task) never cancels the load: it still stores its value and answers the other
+/// waiters. Every waiter of a load gets the same value or the same [`Error`]. Errors
+/// are never stored: the next call loads again. A panicking loader is an
+/// [`Error::Panicked`] for every waiter, and a load that outlives `load_timeout` is
+/// cancelled and an [`Error::Timeout`]; either way the key is free for the next load.
+///
+/// [`insert`](Self::insert) and [`invalidate`](Self::invalidate) win over loads that
+/// are running: such a load still answers its waiters but no longer stores its value.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache: corral::Cache<String> = corral::Cache::builder().build()?;
+/// let calls = Arc::new(AtomicUsize::new(0));
+/// let lookups = (0..100).map(|_| {
+///     let calls = calls.clone();
+///     cache.get_or_load("user:42", move || async move {
+///         calls.fetch_add(1, Ordering::SeqCst);
+///         Ok::<_, std::io::Error>("Ada".to_string())
+///     })
+/// });
+/// let values = futures_util::future::join_all(lookups).await;
+/// assert!(values.iter().all(|v| v.as_deref().ok() == Some("Ada")));
+/// assert_eq!(calls.load(Ordering::SeqCst), 1);
+/// # Ok(()) }
+/// ```
+pub struct Cache<V> {
+    inner: Arc<Inner<V>>,
+}
+
+impl<V> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for Cache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.inner.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<V> {
+    config: Config,
+    memory: MemoryTier<V>,
+    flights: Flights<V>,
+    metrics: Arc<Metrics>,
+}
+
+impl<V> Cache<V> {
+    /// Starts building a cache; see [`CacheBuilder`] for the options and defaults.
+    pub fn builder() -> CacheBuilder<V> {
+        CacheBuilder::default()
+    }
+}
+
+impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
+    pub(crate) fn from_config(config: Config) -> Self {
+        let metrics = Arc::new(Metrics::new(&config.name));
+        let memory = MemoryTier::new(&config.name, config.max_bytes, Arc::clone(&metrics));
+        Cache {
+            inner: Arc::new(Inner {
+                config,
+                memory,
+                flights: Flights::new(),
+                metrics,
+            }),
+        }
+    }
+
+    /// The cache's name, as given to [`CacheBuilder::name`].
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// Returns the value for `key`, loading it with `loader` if there is no usable
+    /// entry. See the [type docs](Self) for exactly when the loader runs.
+    ///
+    /// The loader returns `Result<T, E>`: `T` is a `V` or a [`Loaded<V>`] (to set this
+    /// entry's lifetime, or not to store it); `E` is any error, shared with every waiter
+    /// as [`Error::Load`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// let err = cache
+    ///     .get_or_load("k", || async { Err::<String, _>(std::io::Error::other("origin down")) })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, corral::Error::Load(_)));
+    /// // Errors are not stored: the next call loads again.
+    /// let v = cache.get_or_load("k", || async { Ok::<_, std::io::Error>("up".to_string()) }).await;
+    /// assert_eq!(v.unwrap(), "up");
+    /// # }
+    /// ```
+    pub async fn get_or_load<F, Fut, T, E>(&self, key: &str, loader: F) -> Result<V, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Into<Loaded<V>> + Send + 'static,
+        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
+    {
+        let inner = &*self.inner;
+        let now = Instant::now();
+        let found = inner
+            .memory
+            .get(key)
+            .filter(|e| e.freshness(now) != Freshness::Expired);
+        let found = match found {
+            Some(entry) => entry,
+            None => match inner.flights.join(key, || {
+                inner
+                    .memory
+                    .get(key)
+                    .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
+            }) {
+                Join::Found(entry) => entry,
+                Join::Follow(wait) => {
+                    drop(loader);
+                    inner.metrics.lookup(Lookup::Coalesced);
+                    return wait.await;
+                }
+                Join::Lead(leader) => {
+                    inner.metrics.lookup(Lookup::Miss);
+                    let wait = leader.wait();
+                    self.spawn_load(leader, loader, false);
+                    return wait.await;
+                }
+            },
+        };
+        if found.freshness(now) == Freshness::Fresh {
+            inner.metrics.lookup(Lookup::Hit);
+        } else {
+            inner.metrics.lookup(Lookup::Stale);
+            self.refresh_in_background(key, loader);
+        }
+        Ok(found.value)
+    }
+
+    /// Starts one background refresh for `key`, unless a load is already running or the
+    /// entry became fresh in the meantime.
+    fn refresh_in_background<F, Fut, T, E>(&self, key: &str, loader: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Into<Loaded<V>> + Send + 'static,
+        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
+    {
+        let inner = &*self.inner;
+        let became_fresh = || {
+            inner
+                .memory
+                .get(key)
+                .filter(|e| e.freshness(Instant::now()) == Freshness::Fresh)
+        };
+        if let Join::Lead(leader) = inner.flights.join(key, became_fresh) {
+            self.spawn_load(leader, loader, true);
+        }
+    }
+
+    /// Runs `loader` in its own task on behalf of `leader`'s flight.
+    fn spawn_load<F, Fut, T, E>(&self, leader: Leader<V>, loader: F, background: bool)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Into<Loaded<V>> + Send + 'static,
+        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let span = tracing::debug_span!(
+            "corral.load",
+            cache = %inner.config.name,
+            key = %leader.key(),
+            background,
+        );
+        let load = async move {
+            let timeout = inner.config.load_timeout;
+            let started = Instant::now();
+            let run = AssertUnwindSafe(async move { loader().await }).catch_unwind();
+            let outcome = match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(Ok(loaded))) => Ok(loaded.into()),
+                Ok(Ok(Err(error))) => Err(Error::load(error)),
+                Ok(Err(panic)) => Err(Error::Panicked(panic_message(panic))),
+                Err(_elapsed) => Err(Error::Timeout(timeout)),
+            };
+            inner.finish_load(leader, outcome, started, background);
+        };
+        tokio::spawn(load.instrument(span));
+    }
+
+    /// Returns the value for `key` if it is fresh or stale, without loading.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// assert_eq!(cache.get("k"), None);
+    /// cache.insert("k", "v".to_string());
+    /// assert_eq!(cache.get("k").as_deref(), Some("v"));
+    /// # }
+    /// ```
+    pub fn get(&self, key: &str) -> Option<V> {
+        let inner = &*self.inner;
+        let entry = inner.memory.get(key);
+        let freshness = entry
+            .as_ref()
+            .map_or(Freshness::Expired, |e| e.freshness(Instant::now()));
+        match freshness {
+            Freshness::Fresh => inner.metrics.lookup(Lookup::Hit),
+            Freshness::Stale => inner.metrics.lookup(Lookup::Stale),
+            Freshness::Expired => {
+                inner.metrics.lookup(Lookup::Miss);
+                return None;
+            }
+        }
+        entry.map(Entry::into_value)
+    }
+
+    /// Stores a value (a `V`, or a [`Loaded<V>`] with its own lifetime) under `key`,
+    /// replacing any entry. A load running for `key` still answers its waiters but no
+    /// longer stores its value.
+    /// A [`Loaded::uncached`] value is not stored, so inserting one changes nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// cache.insert("motd", corral::Loaded::new("hi".to_string()).ttl(Duration::from_secs(5)));
+    /// assert_eq!(cache.get("motd").as_deref(), Some("hi"));
+    /// # }
+    /// ```
+    pub fn insert(&self, key: &str, value: impl Into<Loaded<V>>) {
+        let inner = &*self.inner;
+        let loaded = value.into();
+        if loaded.store {
+            inner.flights.detach_with(key, || {
+                inner.store(key, loaded.value, loaded.fresh_for, loaded.ttl)
+            });
+        }
+    }
+
+    /// Removes `key`'s entry. A load running for `key` still answers its waiters but no
+    /// longer stores its value, so nothing loaded before this call survives it.
+    pub fn invalidate(&self, key: &str) {
+        let inner = &*self.inner;
+        inner
+            .flights
+            .detach_with(key, || inner.memory.invalidate(key));
+        inner.publish_size();
+    }
+
+    /// Removes every entry (and detaches every running load, as
+    /// [`invalidate`](Self::invalidate) does).
+    pub fn clear(&self) {
+        let inner = &*self.inner;
+        inner.flights.detach_all_with(|| inner.memory.clear());
+        inner.memory.run_pending_tasks();
+        inner.publish_size();
+    }
+
+    /// The cache's counters since it was built.
+    pub fn stats(&self) -> Stats {
+        let inner = &*self.inner;
+        let (entries, bytes) = inner.memory.size();
+        inner
+            .metrics
+            .snapshot(entries, bytes, inner.flights.len() as u64)
+    }
+
+    /// Runs the memory tier's pending maintenance now (evictions and expirations), so
+    /// that [`stats`](Self::stats) counts are exact. Never needed for correctness.
+    pub fn run_pending_tasks(&self) {
+        self.inner.memory.run_pending_tasks();
+        self.inner.publish_size();
+    }
+}
+
+impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
+    /// Records a finished load and hands its outcome to the flight.
+    fn finish_load(
+        &self,
+        leader: Leader<V>,
+        outcome: Result<Loaded<V>, Error>,
+        started: Instant,
+        background: bool,
+    ) {
+        let took = started.elapsed();
+        match outcome {
+            Ok(loaded) => {
+                self.metrics.load(LoadResult::Ok, took);
+                let Loaded {
+                    value,
+                    fresh_for,
+                    ttl,
+                    store,
+                } = loaded;
+                leader.finish(Ok(value), |key, value| {
+                    if store {
+                        self.store(key, value.clone(), fresh_for, ttl);
+                    }
+                });
+            }
+            Err(error) => {
+                let result = match error {
+                    Error::Panicked(_) => LoadResult::Panic,
+                    Error::Timeout(_) => LoadResult::Timeout,
+                    _ => LoadResult::Error,
+                };
+                self.metrics.load(result, took);
+                if background {
+                    tracing::warn!(%error, kind = error.kind(), "background refresh failed; serving the stale value until its ttl ends");
+                } else {
+                    tracing::warn!(%error, kind = error.kind(), "load failed");
+                }
+                leader.finish(Err(error), |_, _| {});
+            }
+        }
+    }
+
+    /// Stores a value with its lifetime (the cache's defaults where it sets none); a
+    /// zero `ttl` stores nothing.
+    fn store(&self, key: &str, value: V, fresh_for: Option<Duration>, ttl: Option<Duration>) {
+        let ttl = ttl.unwrap_or(self.config.ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let fresh_for = fresh_for.unwrap_or(self.config.fresh_for);
+        self.memory
+            .insert(key, Entry::new(value, Instant::now(), fresh_for, ttl));
+        self.publish_size();
+    }
+
+    fn publish_size(&self) {
+        let (entries, bytes) = self.memory.size();
+        self.metrics.size(entries, bytes);
+    }
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> Arc<str> {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        Arc::from(*s)
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("a non-string panic payload")
+    }
+}

@@ -1,0 +1,105 @@
+//! A stored value and its lifetime: fresh until `fresh_until`, stale until `stale_until`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Where an entry is in its life at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Before `fresh_until`: served as is.
+    Fresh,
+    /// Between `fresh_until` and `stale_until`: served at once while one background
+    /// refresh runs.
+    Stale,
+    /// At or after `stale_until`: a miss.
+    Expired,
+}
+
+/// A stored value with the instants that bound its life.
+#[derive(Debug, Clone)]
+pub struct Entry<V> {
+    pub(crate) value: V,
+    pub(crate) stored_at: Instant,
+    pub(crate) fresh_until: Instant,
+    pub(crate) stale_until: Instant,
+}
+
+impl<V> Entry<V> {
+    /// An entry stored at `now`, fresh for `fresh_for` (capped at `ttl`) and kept for `ttl`.
+    pub(crate) fn new(value: V, now: Instant, fresh_for: Duration, ttl: Duration) -> Self {
+        Entry {
+            value,
+            stored_at: now,
+            fresh_until: now + fresh_for.min(ttl),
+            stale_until: now + ttl,
+        }
+    }
+
+    /// Where the entry is in its life at `now`.
+    pub fn freshness(&self, now: Instant) -> Freshness {
+        if now < self.fresh_until {
+            Freshness::Fresh
+        } else if now < self.stale_until {
+            Freshness::Stale
+        } else {
+            Freshness::Expired
+        }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// Takes the value out.
+    pub fn into_value(self) -> V {
+        self.value
+    }
+
+    /// When the value was stored.
+    pub fn stored_at(&self) -> Instant {
+        self.stored_at
+    }
+
+    /// Until when the value is fresh.
+    pub fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
+
+    /// Until when the value may be served stale; after it the entry is expired.
+    pub fn stale_until(&self) -> Instant {
+        self.stale_until
+    }
+
+    /// How long ago the value was stored.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_fresh_then_stale_then_expired() {
+        let t0 = Instant::now();
+        let e = Entry::new((), t0, Duration::from_secs(10), Duration::from_secs(30));
+        assert_eq!(e.freshness(t0), Freshness::Fresh);
+        assert_eq!(e.freshness(t0 + Duration::from_secs(10)), Freshness::Stale);
+        assert_eq!(e.freshness(t0 + Duration::from_secs(29)), Freshness::Stale);
+        assert_eq!(
+            e.freshness(t0 + Duration::from_secs(30)),
+            Freshness::Expired
+        );
+    }
+
+    #[test]
+    fn fresh_for_longer_than_ttl_is_capped_at_ttl() {
+        let t0 = Instant::now();
+        let e = Entry::new((), t0, Duration::from_secs(60), Duration::from_secs(5));
+        assert_eq!(e.fresh_until, e.stale_until);
+        assert_eq!(e.freshness(t0 + Duration::from_secs(5)), Freshness::Expired);
+    }
+}

@@ -1,0 +1,58 @@
+//! corral keeps the thundering herd in: a cache engine where a crowd of identical
+//! requests runs one load, never one per caller.
+//!
+//! # Tour
+//!
+//! - [`Cache`] is the engine. [`Cache::get_or_load`] answers from the memory tier when
+//!   it can and otherwise joins the key's *flight*: one load per key, run in its own
+//!   task, its outcome handed to every waiter. Entries are fresh for `fresh_for`, then
+//!   stale until `ttl`: a stale entry is served at once while one background refresh
+//!   runs (stale-while-revalidate), and keeps being served if the refresh fails
+//!   (stale-if-error).
+//! - [`CacheBuilder`] holds the options, each with a documented default.
+//! - [`Loaded`] lets a loader set one entry's lifetime, or not store it at all.
+//! - [`Weigh`] tells the memory tier how many bytes a value holds, so the tier stays
+//!   within `max_bytes`.
+//! - [`Error`] says why a load gave no value: the loader's error, a panic, or a timeout.
+//! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
+//!   (see the [`stats`] module for the metric names).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cache: corral::Cache<String> = corral::Cache::builder()
+//!     .fresh_for(Duration::from_secs(10))
+//!     .ttl(Duration::from_secs(60))
+//!     .build()?;
+//!
+//! let profile = cache
+//!     .get_or_load("user:42", || async {
+//!         // e.g. a database query; runs once however many callers ask at once
+//!         Ok::<_, std::io::Error>("Ada Lovelace".to_string())
+//!     })
+//!     .await?;
+//! assert_eq!(profile, "Ada Lovelace");
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod cache;
+mod entry;
+mod error;
+mod flight;
+mod loaded;
+pub mod stats;
+mod tier;
+mod weigh;
+
+pub use builder::{CacheBuilder, DEFAULT_FRESH_FOR, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES};
+pub use cache::Cache;
+pub use entry::{Entry, Freshness};
+pub use error::{ConfigError, Error, SharedError};
+pub use loaded::Loaded;
+pub use stats::Stats;
+pub use tier::memory::ENTRY_OVERHEAD;
+pub use weigh::Weigh;

@@ -1,0 +1,91 @@
+//! What a loader returns: a value, optionally with its own lifetime or a request not to keep it.
+
+use std::time::Duration;
+
+/// A loaded value with per-entry overrides of the cache's lifetime options.
+///
+/// A loader may return a plain `V` (stored with the cache's `fresh_for` and `ttl`) or a
+/// `Loaded<V>` to decide per value, e.g. from an HTTP `max-age`:
+///
+/// ```
+/// use std::time::Duration;
+/// use corral::{Cache, Loaded};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache: Cache<String> = Cache::builder().build()?;
+/// let v = cache
+///     .get_or_load("token", || async {
+///         Ok::<_, std::io::Error>(
+///             Loaded::new("secret".to_string())
+///                 .fresh_for(Duration::from_secs(30))
+///                 .ttl(Duration::from_secs(60)),
+///         )
+///     })
+///     .await?;
+/// assert_eq!(v, "secret");
+///
+/// // Handed to every waiter of this load, but never kept:
+/// let once = cache
+///     .get_or_load("one-off", || async { Ok::<_, std::io::Error>(Loaded::uncached("x".to_string())) })
+///     .await?;
+/// assert_eq!(once, "x");
+/// assert_eq!(cache.get("one-off"), None);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded<V> {
+    pub(crate) value: V,
+    pub(crate) fresh_for: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) store: bool,
+}
+
+impl<V> Loaded<V> {
+    /// A value stored with the cache's default lifetime.
+    pub fn new(value: V) -> Self {
+        Loaded {
+            value,
+            fresh_for: None,
+            ttl: None,
+            store: true,
+        }
+    }
+
+    /// A value given to the waiters of this load but not stored.
+    pub fn uncached(value: V) -> Self {
+        Loaded {
+            store: false,
+            ..Loaded::new(value)
+        }
+    }
+
+    /// Overrides how long this entry is fresh. If it is longer than the entry's `ttl`,
+    /// the entry is fresh for its whole `ttl`.
+    pub fn fresh_for(mut self, fresh_for: Duration) -> Self {
+        self.fresh_for = Some(fresh_for);
+        self
+    }
+
+    /// Overrides how long this entry is kept (fresh, then stale). A zero `ttl` means the
+    /// value is not stored.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// Takes the value out.
+    pub fn into_value(self) -> V {
+        self.value
+    }
+}
+
+impl<V> From<V> for Loaded<V> {
+    fn from(value: V) -> Self {
+        Loaded::new(value)
+    }
+}

@@ -1,0 +1,3 @@
+//! Where entries are kept: the bounded memory tier in every process.
+
+pub(crate) mod memory;

@@ -1,0 +1,104 @@
+//! Helpers shared by the engine's integration tests: a loader that counts its calls
+//! and can be held until the test releases it.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use corral::Cache;
+use tokio::sync::watch;
+
+/// A loader factory: counts how many loaders actually ran, and holds each one at a gate
+/// until [`Origin::open`] (or not at all, if built open).
+#[derive(Clone)]
+pub struct Origin {
+    calls: Arc<AtomicUsize>,
+    gate: watch::Sender<bool>,
+}
+
+impl Origin {
+    pub fn open() -> Self {
+        Origin {
+            calls: Arc::default(),
+            gate: watch::Sender::new(true),
+        }
+    }
+
+    pub fn closed() -> Self {
+        Origin {
+            calls: Arc::default(),
+            gate: watch::Sender::new(false),
+        }
+    }
+
+    pub fn release(&self) {
+        self.gate.send_replace(true);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// A loader returning `value` once the gate is open.
+    pub fn value(
+        &self,
+        value: &str,
+    ) -> impl FnOnce() -> std::pin::Pin<
+        Box<dyn Future<Output = Result<String, std::io::Error>> + Send>,
+    > + Send
+    + 'static {
+        let (calls, mut gate, value) =
+            (self.calls.clone(), self.gate.subscribe(), value.to_owned());
+        move || {
+            Box::pin(async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(value)
+            })
+        }
+    }
+
+    /// A loader failing with `message` once the gate is open.
+    pub fn failure(
+        &self,
+        message: &str,
+    ) -> impl FnOnce() -> std::pin::Pin<
+        Box<dyn Future<Output = Result<String, std::io::Error>> + Send>,
+    > + Send
+    + 'static {
+        let (calls, mut gate, message) = (
+            self.calls.clone(),
+            self.gate.subscribe(),
+            message.to_owned(),
+        );
+        move || {
+            Box::pin(async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let _ = gate.wait_for(|open| *open).await;
+                Err(std::io::Error::other(message))
+            })
+        }
+    }
+}
+
+/// Yields until `done` holds, failing the test after 10 s of (possibly paused) time.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+pub fn cache(fresh_for: u64, ttl: u64) -> Cache<String> {
+    Cache::builder()
+        .fresh_for(Duration::from_secs(fresh_for))
+        .ttl(Duration::from_secs(ttl))
+        .build()
+        .expect("valid options")
+}
