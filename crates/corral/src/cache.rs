@@ -19,6 +19,17 @@ use crate::stats::{LoadResult, Lookup, Metrics};
 use crate::tier::memory::MemoryTier;
 use crate::{CacheBuilder, Error, Loaded, Stats, Weigh};
 
+/// How [`Cache::load`] came by its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The stored entry passed the caller's test; nothing was loaded.
+    Stored,
+    /// This call's loader ran.
+    Loaded,
+    /// This call waited for a load another caller had started.
+    Joined,
+}
+
 /// A coalescing cache: one load per key, stale-while-revalidate, a memory tier bounded
 /// by bytes.
 ///
@@ -44,6 +55,9 @@ use crate::{CacheBuilder, Error, Loaded, Stats, Weigh};
 /// are never stored: the next call loads again. A panicking loader is an
 /// [`Error::Panicked`] for every waiter, and a load that outlives `load_timeout` is
 /// cancelled and an [`Error::Timeout`]; either way the key is free for the next load.
+///
+/// [`load`](Self::load), [`refresh`](Self::refresh) and [`peek`](Self::peek) are the
+/// same machinery for callers that judge freshness themselves.
 ///
 /// [`insert`](Self::insert) and [`invalidate`](Self::invalidate) win over loads that
 /// are running: such a load still answers its waiters but no longer stores its value.
@@ -149,44 +163,62 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     {
         let inner = &*self.inner;
         let now = Instant::now();
-        let found = inner
+        let Some(found) = inner
             .memory
             .get(key)
-            .filter(|e| e.freshness(now) != Freshness::Expired);
-        let found = match found {
-            Some(entry) => entry,
-            None => match inner.flights.join(key, || {
-                inner
-                    .memory
-                    .get(key)
-                    .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
-            }) {
-                Join::Found(entry) => entry,
-                Join::Follow(wait) => {
-                    drop(loader);
-                    inner.metrics.lookup(Lookup::Coalesced);
-                    return wait.await;
-                }
-                Join::Lead(leader) => {
-                    inner.metrics.lookup(Lookup::Miss);
-                    let wait = leader.wait();
-                    self.spawn_load(leader, loader, false);
-                    return wait.await;
-                }
-            },
+            .filter(|e| e.freshness(now) != Freshness::Expired)
+        else {
+            let (value, _) = self
+                .load(
+                    key,
+                    |e| e.freshness(Instant::now()) != Freshness::Expired,
+                    loader,
+                )
+                .await?;
+            return Ok(value);
         };
         if found.freshness(now) == Freshness::Fresh {
             inner.metrics.lookup(Lookup::Hit);
         } else {
             inner.metrics.lookup(Lookup::Stale);
-            self.refresh_in_background(key, loader);
+            self.refresh(
+                key,
+                |e| e.freshness(Instant::now()) == Freshness::Fresh,
+                loader,
+            );
         }
         Ok(found.value)
     }
 
-    /// Starts one background refresh for `key`, unless a load is already running or the
-    /// entry became fresh in the meantime.
-    fn refresh_in_background<F, Fut, T, E>(&self, key: &str, loader: F)
+    /// Loads `key` through its flight, unless the stored entry passes `usable`.
+    ///
+    /// This is the building block under [`get_or_load`](Self::get_or_load) for callers
+    /// that decide for themselves when a stored value will do (an HTTP cache, say, whose
+    /// requests carry their own freshness demands). `usable` is checked under the
+    /// flight's lock, just before a new load would start, so a value stored by a load
+    /// that finished a moment ago is found rather than loaded twice. If a load is
+    /// already running, the caller waits for it without checking `usable`.
+    ///
+    /// ```
+    /// use corral::Source;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), corral::Error> {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// let (v, source) = cache
+    ///     .load("k", |_| true, || async { Ok::<_, std::io::Error>("v".to_string()) })
+    ///     .await?;
+    /// assert_eq!((v.as_str(), source), ("v", Source::Loaded));
+    /// let (_, source) = cache
+    ///     .load("k", |_| true, || async { Ok::<_, std::io::Error>("w".to_string()) })
+    ///     .await?;
+    /// assert_eq!(source, Source::Stored);
+    /// # Ok(()) }
+    /// ```
+    pub async fn load<F, Fut, T, E>(
+        &self,
+        key: &str,
+        usable: impl FnOnce(&Entry<V>) -> bool,
+        loader: F,
+    ) -> Result<(V, Source), Error>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -194,15 +226,62 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
         let inner = &*self.inner;
-        let became_fresh = || {
-            inner
-                .memory
-                .get(key)
-                .filter(|e| e.freshness(Instant::now()) == Freshness::Fresh)
-        };
-        if let Join::Lead(leader) = inner.flights.join(key, became_fresh) {
-            self.spawn_load(leader, loader, true);
+        let recheck = || inner.memory.get(key).filter(usable);
+        match inner.flights.join(key, recheck) {
+            Join::Found(entry) => {
+                inner.metrics.lookup(Lookup::Hit);
+                Ok((entry.value, Source::Stored))
+            }
+            Join::Follow(wait) => {
+                drop(loader);
+                inner.metrics.lookup(Lookup::Coalesced);
+                Ok((wait.await?, Source::Joined))
+            }
+            Join::Lead(leader) => {
+                inner.metrics.lookup(Lookup::Miss);
+                let wait = leader.wait();
+                self.spawn_load(leader, loader, false);
+                Ok((wait.await?, Source::Loaded))
+            }
         }
+    }
+
+    /// Starts one background load of `key` and returns at once, unless a load of `key`
+    /// is already running or the stored entry passes `usable` (checked under the
+    /// flight's lock). Returns whether it started a load.
+    ///
+    /// If the load fails, the stored entry is left as it is (stale-if-error); the error
+    /// is counted and logged.
+    pub fn refresh<F, Fut, T, E>(
+        &self,
+        key: &str,
+        usable: impl FnOnce(&Entry<V>) -> bool,
+        loader: F,
+    ) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Into<Loaded<V>> + Send + 'static,
+        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
+    {
+        let inner = &*self.inner;
+        let recheck = || inner.memory.get(key).filter(usable);
+        match inner.flights.join(key, recheck) {
+            Join::Lead(leader) => {
+                self.spawn_load(leader, loader, true);
+                true
+            }
+            Join::Follow(_) | Join::Found(_) => false,
+        }
+    }
+
+    /// The stored entry for `key`, fresh or stale (not expired), without loading and
+    /// without counting a lookup.
+    pub fn peek(&self, key: &str) -> Option<Entry<V>> {
+        self.inner
+            .memory
+            .get(key)
+            .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
     }
 
     /// Runs `loader` in its own task on behalf of `leader`'s flight.
@@ -278,6 +357,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     pub fn insert(&self, key: &str, value: impl Into<Loaded<V>>) {
         let inner = &*self.inner;
         let loaded = value.into();
+        for (key, related) in loaded.also {
+            self.insert(&key, related);
+        }
         if loaded.store {
             inner.flights.detach_with(key, || {
                 inner.store(key, loaded.value, loaded.fresh_for, loaded.ttl)
@@ -339,10 +421,14 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
                     fresh_for,
                     ttl,
                     store,
+                    also,
                 } = loaded;
                 leader.finish(Ok(value), |key, value| {
                     if store {
                         self.store(key, value.clone(), fresh_for, ttl);
+                    }
+                    for (key, related) in also.into_iter().filter(|(_, l)| l.store) {
+                        self.store(&key, related.value, related.fresh_for, related.ttl);
                     }
                 });
             }

@@ -30,7 +30,7 @@ pub enum Error {
     /// The loader returned an error. Use `downcast_ref` on the source to get the
     /// loader's own error type back.
     #[error("loader failed: {0}")]
-    Load(SharedError),
+    Load(#[source] SharedError),
     /// The loader panicked; the message is the panic payload when it was a string.
     #[error("loader panicked: {0}")]
     Panicked(Arc<str>),

@@ -49,7 +49,7 @@ mod tier;
 mod weigh;
 
 pub use builder::{CacheBuilder, DEFAULT_FRESH_FOR, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES};
-pub use cache::Cache;
+pub use cache::{Cache, Source};
 pub use entry::{Entry, Freshness};
 pub use error::{ConfigError, Error, SharedError};
 pub use loaded::Loaded;

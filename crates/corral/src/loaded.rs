@@ -38,6 +38,7 @@ pub struct Loaded<V> {
     pub(crate) fresh_for: Option<Duration>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) store: bool,
+    pub(crate) also: Vec<(String, Loaded<V>)>,
 }
 
 impl<V> Loaded<V> {
@@ -48,6 +49,7 @@ impl<V> Loaded<V> {
             fresh_for: None,
             ttl: None,
             store: true,
+            also: Vec::new(),
         }
     }
 
@@ -70,6 +72,30 @@ impl<V> Loaded<V> {
     /// value is not stored.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Stores another entry along with this one, under `key`: for a load whose result
+    /// belongs in more than one place (an HTTP response and the index of its variants,
+    /// say). The related entries obey the same rules as the load's own: they are stored
+    /// when the load finishes, and not at all if the load's key was invalidated or
+    /// overwritten while it ran. Waiters get only this value.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), corral::Error> {
+    /// use corral::Loaded;
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// let v = cache
+    ///     .get_or_load("index", || async {
+    ///         Ok::<_, std::io::Error>(Loaded::new("see page-1".to_string()).also_store("page-1", Loaded::new("hello".to_string())))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(v, "see page-1");
+    /// assert_eq!(cache.get("page-1").as_deref(), Some("hello"));
+    /// # Ok(()) }
+    /// ```
+    pub fn also_store(mut self, key: impl Into<String>, entry: Loaded<V>) -> Self {
+        self.also.push((key.into(), entry));
         self
     }
 

@@ -1,0 +1,279 @@
+//! The response body [`HttpCache`](crate::HttpCache) returns, and reading an upstream
+//! body into memory up to a limit without ever truncating it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+/// Errors of streamed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A response body: a stored body served from memory, or an upstream body streamed
+/// through.
+pub struct Body {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Stream {
+        buffered: VecDeque<Frame<Bytes>>,
+        rest: Option<UnsyncBoxBody<Bytes, BoxError>>,
+    },
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Body {
+            kind: Kind::Full(None),
+        }
+    }
+
+    /// A body of these bytes.
+    pub fn full(bytes: Bytes) -> Self {
+        Body {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    /// Streams another body through.
+    pub fn streaming<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body {
+            kind: Kind::Stream {
+                buffered: VecDeque::new(),
+                rest: Some(body.map_err(Into::into).boxed_unsync()),
+            },
+        }
+    }
+
+    fn resumed(
+        buffered: VecDeque<Frame<Bytes>>,
+        rest: Option<UnsyncBoxBody<Bytes, BoxError>>,
+    ) -> Self {
+        Body {
+            kind: Kind::Stream { buffered, rest },
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::empty()
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Full(b) => f
+                .debug_tuple("Body::Full")
+                .field(&b.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Stream { .. } => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Body::full(bytes)
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream { buffered, rest } => {
+                if let Some(frame) = buffered.pop_front() {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                match rest {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream { buffered, rest } => {
+                buffered.is_empty() && rest.as_ref().is_none_or(|b| b.is_end_stream())
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream { buffered, rest } => {
+                let held: u64 = buffered
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .map(|d| d.len() as u64)
+                    .sum();
+                let mut hint = rest
+                    .as_ref()
+                    .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
+                hint.set_lower(hint.lower() + held);
+                if let Some(upper) = hint.upper() {
+                    hint.set_upper(upper + held);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// What reading a body up to a limit gave.
+pub(crate) enum Collected {
+    /// The whole body, within the limit.
+    Whole(Bytes),
+    /// The body is larger than the limit (or carries trailers, which are not stored):
+    /// here it is again, whole, to stream on: the frames read so far, then the rest.
+    Oversized(Body),
+    /// The body failed part way; nothing of it may be used.
+    Failed(BoxError),
+}
+
+/// Reads `body` into memory if it fits in `limit` bytes; otherwise gives it back whole.
+pub(crate) async fn collect(mut body: Body, limit: usize) -> Collected {
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Collected::Oversized(body);
+    }
+    let mut frames = VecDeque::new();
+    let mut data = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Collected::Whole(data.freeze()),
+            Some(Err(error)) => return Collected::Failed(error),
+            Some(Ok(frame)) => {
+                let over = frame
+                    .data_ref()
+                    .is_none_or(|d| data.len() + d.len() > limit);
+                if over {
+                    frames.push_back(frame);
+                    let mut buffered: VecDeque<Frame<Bytes>> = VecDeque::new();
+                    if !data.is_empty() {
+                        buffered.push_back(Frame::data(data.freeze()));
+                    }
+                    buffered.extend(frames);
+                    return Collected::Oversized(Body::resumed(buffered, Some(body.into_rest())));
+                }
+                if let Some(d) = frame.data_ref() {
+                    data.extend_from_slice(d);
+                }
+            }
+        }
+    }
+}
+
+impl Body {
+    /// What is left of a streaming body (the frames it still holds, then its source).
+    fn into_rest(self) -> UnsyncBoxBody<Bytes, BoxError> {
+        match self.kind {
+            Kind::Full(bytes) => http_body_util::Full::new(bytes.unwrap_or_default())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            Kind::Stream { buffered, rest } if buffered.is_empty() => rest.unwrap_or_else(|| {
+                http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            }),
+            kind => Body { kind }.boxed_unsync(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::StreamBody;
+
+    fn chunks(parts: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p))))
+            .collect();
+        Body::streaming(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    async fn all(body: Body) -> Vec<u8> {
+        body.collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole() {
+        match collect(chunks(&[b"ab", b"cd"]), 4).await {
+            Collected::Whole(b) => assert_eq!(&b[..], b"abcd"),
+            _ => panic!("expected the whole body"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_given_back_untruncated() {
+        match collect(chunks(&[b"ab", b"cd", b"ef"]), 3).await {
+            Collected::Oversized(rest) => assert_eq!(all(rest).await, b"abcdef"),
+            _ => panic!("expected the body back"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_length_over_the_limit_is_not_read_at_all() {
+        let body = Body::full(Bytes::from_static(b"0123456789"));
+        match collect(body, 5).await {
+            Collected::Oversized(rest) => assert_eq!(all(rest).await, b"0123456789"),
+            _ => panic!("expected the body back"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_body_is_a_failure() {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Err("reset".into()),
+        ];
+        let body = Body::streaming(StreamBody::new(futures_util::stream::iter(frames)));
+        assert!(matches!(collect(body, 100).await, Collected::Failed(_)));
+    }
+
+    #[tokio::test]
+    async fn trailers_make_a_body_unstorable_but_still_delivered() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = Body::streaming(StreamBody::new(futures_util::stream::iter(frames)));
+        match collect(body, 100).await {
+            Collected::Oversized(rest) => {
+                let collected = rest.collect().await.unwrap();
+                assert_eq!(
+                    collected.trailers().unwrap().get("grpc-status").unwrap(),
+                    "0"
+                );
+                assert_eq!(&collected.to_bytes()[..], b"ab");
+            }
+            _ => panic!("expected the body back"),
+        }
+    }
+}

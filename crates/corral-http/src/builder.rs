@@ -1,0 +1,207 @@
+//! Options for an [`HttpCache`], each with a documented default, and the state its
+//! services share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use corral::{Cache, ConfigError};
+use metrics::Counter;
+use tower::Layer;
+
+use crate::key::{KeyFn, default_key};
+use crate::status::CacheStatus;
+use crate::stored::Stored;
+use crate::{HttpCache, HttpCacheLayer, Policy};
+
+/// The default largest body stored: 8 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The default memory bound: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// The default time requests skip collapsing after an uncacheable response: 10 s.
+pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
+/// The default time a stale response with validators is kept for revalidation: 1 h.
+pub const DEFAULT_KEEP_STALE_FOR: Duration = Duration::from_secs(3600);
+/// The default time one upstream fetch (headers and stored body) may take: 30 s.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds an [`HttpCache`] or an [`HttpCacheLayer`]. Start with [`HttpCache::builder`].
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | [`policy`](Self::policy) | `Policy::Rfc9111 { shared: true }` | what is stored, for how long |
+/// | [`max_bytes`](Self::max_bytes) | 256 MiB | bound on the memory the cache holds |
+/// | [`max_body_bytes`](Self::max_body_bytes) | 8 MiB | larger bodies stream through, unstored |
+/// | [`key`](Self::key) | [`default_key`] | which stored response a request may use |
+/// | [`hit_for_miss`](Self::hit_for_miss) | 10 s | after an uncacheable response, requests for its key skip collapsing this long |
+/// | [`keep_stale_for`](Self::keep_stale_for) | 1 h | how long a stale response with validators is kept to be revalidated |
+/// | [`fetch_timeout`](Self::fetch_timeout) | 30 s | how long one upstream fetch may take before its waiters get a 504 |
+/// | [`cache_status_headers`](Self::cache_status_headers) | on | add `X-Cache` and `Cache-Status` |
+/// | [`name`](Self::name) | `"corral"` | the `Cache-Status` cache name and the metrics label |
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_http::{HttpCache, Policy};
+///
+/// let layer = HttpCache::builder()
+///     .policy(Policy::fixed(Duration::from_secs(5), Duration::from_secs(60)))
+///     .max_bytes(64 * 1024 * 1024)
+///     .key(|parts| Some(format!("{}{}", parts.uri.path(), parts.uri.query().unwrap_or(""))))
+///     .layer()
+///     .expect("valid options");
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `layer` or `service` is called"]
+pub struct HttpCacheBuilder {
+    policy: Policy,
+    max_bytes: u64,
+    max_body_bytes: usize,
+    key: KeyFn,
+    hit_for_miss: Duration,
+    keep_stale_for: Duration,
+    fetch_timeout: Duration,
+    cache_status_headers: bool,
+    name: String,
+}
+
+impl Default for HttpCacheBuilder {
+    fn default() -> Self {
+        HttpCacheBuilder {
+            policy: Policy::default(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            key: Arc::new(default_key),
+            hit_for_miss: DEFAULT_HIT_FOR_MISS,
+            keep_stale_for: DEFAULT_KEEP_STALE_FOR,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            cache_status_headers: true,
+            name: "corral".to_owned(),
+        }
+    }
+}
+
+impl HttpCacheBuilder {
+    /// What is stored and for how long. Default `Policy::Rfc9111 { shared: true }`.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Bounds the memory the cache holds (responses, headers, keys and per-entry
+    /// overhead). Default 256 MiB.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The largest body stored. A larger body (or one of unknown length that grows
+    /// past it) streams through to its client, whole, and is not stored. Default 8 MiB.
+    pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// Replaces the cache key: a function of the request's parts returning the key, or
+    /// `None` to keep the request out of the cache. Use it to split the cache by user
+    /// (e.g. add a header or a cookie to the key). Default [`default_key`].
+    pub fn key(
+        mut self,
+        key: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Arc::new(key);
+        self
+    }
+
+    /// After a response that could not be shared (private, `no-store`, too large…),
+    /// requests for its key go upstream on their own for this long instead of queueing
+    /// behind one another (Varnish's hit-for-miss). Default 10 s.
+    pub fn hit_for_miss(mut self, hit_for_miss: Duration) -> Self {
+        self.hit_for_miss = hit_for_miss;
+        self
+    }
+
+    /// How long a stale response with an `ETag` or `Last-Modified` is kept after it
+    /// stops being fresh, so it can be revalidated with a conditional request. Default 1 h.
+    pub fn keep_stale_for(mut self, keep_stale_for: Duration) -> Self {
+        self.keep_stale_for = keep_stale_for;
+        self
+    }
+
+    /// How long one upstream fetch (response headers and a stored body) may take; its
+    /// waiters then get a 504 (or a stale response, where stale-if-error allows). Default 30 s.
+    pub fn fetch_timeout(mut self, fetch_timeout: Duration) -> Self {
+        self.fetch_timeout = fetch_timeout;
+        self
+    }
+
+    /// Whether responses carry `X-Cache` and `Cache-Status` (RFC 9211). Default on.
+    pub fn cache_status_headers(mut self, on: bool) -> Self {
+        self.cache_status_headers = on;
+        self
+    }
+
+    /// The cache's name in `Cache-Status` and in metrics. Default `"corral"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Builds a layer; every service it makes shares one cache.
+    pub fn layer(self) -> Result<HttpCacheLayer, ConfigError> {
+        Ok(HttpCacheLayer {
+            shared: Arc::new(self.shared()?),
+        })
+    }
+
+    /// Builds the cache in front of `inner`.
+    pub fn service<S>(self, inner: S) -> Result<HttpCache<S>, ConfigError> {
+        Ok(self.layer()?.layer(inner))
+    }
+
+    fn shared(self) -> Result<Shared, ConfigError> {
+        let cache = Cache::builder()
+            .name(self.name.clone())
+            .max_bytes(self.max_bytes)
+            .load_timeout(self.fetch_timeout)
+            .build()?;
+        Ok(Shared {
+            cache,
+            policy: self.policy,
+            key: self.key,
+            max_body: self.max_body_bytes,
+            keep_stale_for: self.keep_stale_for,
+            hit_for_miss: self.hit_for_miss,
+            status_headers: self.cache_status_headers,
+            counts: Default::default(),
+            responses: CacheStatus::ALL.map(|status| {
+                metrics::counter!("corral_http_responses_total", "cache" => self.name.clone(), "status" => status.label())
+            }),
+            name: self.name,
+        })
+    }
+}
+
+/// What all services of one [`HttpCacheLayer`] share.
+pub(crate) struct Shared {
+    pub cache: Cache<Stored>,
+    pub policy: Policy,
+    pub key: KeyFn,
+    pub max_body: usize,
+    pub keep_stale_for: Duration,
+    pub hit_for_miss: Duration,
+    pub status_headers: bool,
+    pub name: String,
+    counts: [AtomicU64; 5],
+    responses: [Counter; 5],
+}
+
+impl Shared {
+    pub(crate) fn count(&self, status: CacheStatus) {
+        self.counts[status as usize].fetch_add(1, Ordering::Relaxed);
+        self.responses[status as usize].increment(1);
+    }
+
+    pub(crate) fn counted(&self, status: CacheStatus) -> u64 {
+        self.counts[status as usize].load(Ordering::Relaxed)
+    }
+}

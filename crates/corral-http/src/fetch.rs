@@ -1,0 +1,316 @@
+//! One upstream fetch for the cache: the request (conditional when a stored response
+//! has validators), the response's fate (stored, shared with the fetch's waiters, or
+//! handed to its requester alone), and the engine entries it becomes.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use corral::Loaded;
+use futures_util::future::BoxFuture;
+use http::header::{
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+};
+use http::{Method, Request, Response, StatusCode, request, response};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use crate::body::{Body, BoxError, Collected, collect};
+use crate::builder::Shared;
+use crate::service::with_slots;
+use crate::stored::{Provenance, Stored, StoredResponse, end_to_end};
+use crate::vary::{Vary, VarySpec, new_generation, selecting_values, variant_key_for};
+
+/// The inner service, with its request and response body types erased: it takes the
+/// parts of a bodiless request (every cached request is a GET or HEAD).
+pub(crate) trait Upstream: Send + 'static {
+    fn send(&self, parts: request::Parts) -> BoxFuture<'static, Result<Response<Body>, BoxError>>;
+    fn clone_box(&self) -> Box<dyn Upstream>;
+}
+
+/// An inner service of any body types as an [`Upstream`].
+pub(crate) struct Erased<S, B> {
+    service: S,
+    body: PhantomData<fn() -> B>,
+}
+
+impl<S, B> Erased<S, B> {
+    pub(crate) fn new(service: S) -> Self {
+        Erased {
+            service,
+            body: PhantomData,
+        }
+    }
+}
+
+impl<S, B, RB> Upstream for Erased<S, B>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Default + Send + 'static,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    fn send(&self, parts: request::Parts) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
+        let service = self.service.clone();
+        Box::pin(async move {
+            let response = service
+                .oneshot(Request::from_parts(parts, B::default()))
+                .await
+                .map_err(Into::into)?;
+            Ok(response.map(Body::streaming))
+        })
+    }
+
+    fn clone_box(&self) -> Box<dyn Upstream> {
+        Box::new(Erased::<S, B>::new(self.service.clone()))
+    }
+}
+
+/// Where a fetch is for: the key it runs under, the URL's key, and the variant index
+/// that led to it (if the URL's responses vary).
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub key: String,
+    pub primary: String,
+    pub index: Option<Arc<VarySpec>>,
+}
+
+/// What one fetch produced.
+pub(crate) enum Fetched {
+    /// A response that may be stored for `keep_for` and shared (zero: shared only).
+    Shareable(Arc<StoredResponse>),
+    /// A response only its requester may have: uncacheable, too large to store, or a
+    /// server error.
+    Private {
+        response: Response<Body>,
+        reason: &'static str,
+        server_error: bool,
+    },
+}
+
+/// The request a fetch sends: the client's, as a GET (a HEAD is answered from the
+/// GET's response), without its own conditions or range; conditional on `stale`'s
+/// validators when there is a stored response to revalidate.
+pub(crate) fn upstream_request(
+    client: &request::Parts,
+    stale: Option<&StoredResponse>,
+) -> request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = Method::GET;
+    parts.uri = client.uri.clone();
+    parts.version = client.version;
+    parts.headers = client.headers.clone();
+    parts.extensions = client.extensions.clone();
+    for name in [
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        RANGE,
+    ] {
+        parts.headers.remove(name);
+    }
+    if let Some(stale) = stale {
+        let (etag, last_modified) = stale.validators();
+        if let Some(etag) = etag {
+            parts.headers.insert(IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(last_modified) = last_modified {
+            parts
+                .headers
+                .insert(IF_MODIFIED_SINCE, last_modified.clone());
+        }
+    }
+    parts
+}
+
+/// Decides what the response to a fetch's `request` is for (reading its body if it
+/// may be stored).
+pub(crate) async fn classify(
+    shared: &Shared,
+    request: &request::Parts,
+    response: Response<Body>,
+    stale: Option<Arc<StoredResponse>>,
+) -> Result<Fetched, BoxError> {
+    let (parts, body) = response.into_parts();
+    if parts.status == StatusCode::NOT_MODIFIED
+        && let Some(stale) = stale
+    {
+        return Ok(revalidated(shared, request, &parts, &stale));
+    }
+    if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
+        return Ok(private(parts, body, "server error", true));
+    }
+    let lifetime = match shared
+        .policy
+        .lifetime(request, &parts, shared.keep_stale_for)
+    {
+        Ok(lifetime) => lifetime,
+        Err(reason) => return Ok(private(parts, body, reason, false)),
+    };
+    let body = match collect(body, shared.max_body).await {
+        Collected::Whole(bytes) => bytes,
+        Collected::Oversized(body) => {
+            return Ok(private(
+                parts,
+                body,
+                "body larger than max_body_bytes",
+                false,
+            ));
+        }
+        Collected::Failed(error) => return Err(error),
+    };
+    let vary = match Vary::parse(&parts.headers) {
+        Vary::Names(names) => {
+            let values = selecting_values(&names, &request.headers);
+            Some((names, values))
+        }
+        Vary::None | Vary::Any => None,
+    };
+    Ok(Fetched::Shareable(Arc::new(StoredResponse {
+        status: parts.status,
+        headers: with_slots(end_to_end(&parts.headers), shared.status_headers),
+        body,
+        stored_at: Instant::now(),
+        lifetime,
+        vary,
+        provenance: Provenance::Fetched,
+        hit_headers: Default::default(),
+    })))
+}
+
+fn private(
+    parts: response::Parts,
+    body: Body,
+    reason: &'static str,
+    server_error: bool,
+) -> Fetched {
+    Fetched::Private {
+        response: Response::from_parts(parts, body),
+        reason,
+        server_error,
+    }
+}
+
+/// A `304` for a stored response: the stored body under the updated headers.
+fn revalidated(
+    shared: &Shared,
+    request: &request::Parts,
+    not_modified: &response::Parts,
+    stale: &StoredResponse,
+) -> Fetched {
+    let headers = stale.headers_updated_by(&not_modified.headers);
+    let mut merged = Response::new(());
+    *merged.status_mut() = stale.status;
+    *merged.headers_mut() = headers.clone();
+    let (merged, ()) = merged.into_parts();
+    match shared
+        .policy
+        .lifetime(request, &merged, shared.keep_stale_for)
+    {
+        Ok(lifetime) => Fetched::Shareable(Arc::new(StoredResponse {
+            status: stale.status,
+            headers,
+            body: stale.body.clone(),
+            stored_at: Instant::now(),
+            lifetime,
+            vary: stale.vary.clone(),
+            provenance: Provenance::Revalidated,
+            hit_headers: Default::default(),
+        })),
+        Err(reason) => private(merged, Body::full(stale.body.clone()), reason, false),
+    }
+}
+
+/// Runs one fetch as an engine load: the response becomes the entries to store and
+/// the value the fetch's waiters get. A response only the requester may have goes to
+/// `requester` (when the requester waits for it; a background revalidation has none).
+pub(crate) async fn load(
+    shared: Arc<Shared>,
+    upstream: Box<dyn Upstream>,
+    request: request::Parts,
+    stale: Option<Arc<StoredResponse>>,
+    target: Target,
+    requester: Option<oneshot::Sender<Response<Body>>>,
+) -> Result<Loaded<Stored>, BoxError> {
+    let response = upstream.send(request.clone()).await?;
+    let fetched = classify(&shared, &request, response, stale).await?;
+    Ok(match fetched {
+        Fetched::Shareable(response) => placement(&shared, response, &target),
+        Fetched::Private {
+            response,
+            reason,
+            server_error,
+        } => {
+            tracing::debug!(key = %target.key, reason, "response not shared");
+            if let Some(requester) = requester {
+                let _ = requester.send(response);
+            }
+            if server_error {
+                Loaded::uncached(Stored::ServerError)
+            } else {
+                Loaded::new(Stored::Uncacheable)
+                    .fresh_for(shared.hit_for_miss)
+                    .ttl(shared.hit_for_miss)
+            }
+        }
+    })
+}
+
+/// The engine entries for a shareable response fetched under `target`, and the value
+/// its waiters get: the response itself, or (when it varies and belongs under a new
+/// variant key) the variant index that tells them where to look it up.
+pub(crate) fn placement(
+    shared: &Shared,
+    response: Arc<StoredResponse>,
+    target: &Target,
+) -> Loaded<Stored> {
+    let keep = response.lifetime.keep_for;
+    let entry = |stored: Stored| {
+        if keep.is_zero() {
+            Loaded::uncached(stored)
+        } else {
+            Loaded::new(stored).fresh_for(keep).ttl(keep)
+        }
+    };
+    let Some((names, selecting)) = response.vary.clone() else {
+        let value = entry(Stored::Response(response.clone()));
+        return if target.key == target.primary || keep.is_zero() {
+            value
+        } else {
+            // The URL stopped varying: its response replaces the index.
+            Loaded::uncached(Stored::Response(response.clone()))
+                .also_store(target.primary.clone(), value)
+        };
+    };
+    if target
+        .index
+        .as_ref()
+        .is_some_and(|spec| spec.names == names)
+    {
+        return entry(Stored::Response(response));
+    }
+    let spec = Arc::new(VarySpec {
+        names,
+        generation: new_generation(),
+    });
+    if keep.is_zero() {
+        return Loaded::uncached(Stored::Response(response));
+    }
+    let variant = variant_key_for(&target.primary, &spec, &selecting);
+    let index = Loaded::new(Stored::Variants(spec.clone()))
+        .fresh_for(keep.max(shared.keep_stale_for))
+        .ttl(keep.max(shared.keep_stale_for));
+    let stored_variant = entry(Stored::Response(response));
+    if target.key == target.primary {
+        index.also_store(variant, stored_variant)
+    } else {
+        Loaded::uncached(Stored::Variants(spec))
+            .also_store(target.primary.clone(), index)
+            .also_store(variant, stored_variant)
+    }
+}

@@ -1,0 +1,67 @@
+//! [`CacheHandle`]: purging stored responses and reading the cache's counters from
+//! outside the request path.
+
+use std::sync::Arc;
+
+use crate::builder::Shared;
+use crate::status::CacheStatus;
+
+/// A handle on an HTTP cache's stored responses, from
+/// [`HttpCacheLayer::handle`](crate::HttpCacheLayer::handle) or
+/// [`HttpCache::handle`](crate::HttpCache::handle).
+#[derive(Clone)]
+pub struct CacheHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Responses by how the cache answered them, and the engine's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpStats {
+    /// Answered by a fresh stored response.
+    pub hits: u64,
+    /// Fetched from upstream.
+    pub misses: u64,
+    /// Answered by a stale stored response.
+    pub stale: u64,
+    /// Answered by a stored response the origin confirmed with a 304.
+    pub revalidated: u64,
+    /// Passed through without the cache.
+    pub bypassed: u64,
+    /// The engine under the cache: loads (upstream fetches), entries, bytes.
+    pub engine: corral::Stats,
+}
+
+impl CacheHandle {
+    /// Removes what is stored under `key` (as the cache's key function computes keys;
+    /// for the default key, the absolute URL). Every variant of the URL goes with it.
+    ///
+    /// ```
+    /// # fn demo(handle: corral_http::CacheHandle) {
+    /// handle.invalidate("http://example.com/items/7");
+    /// # }
+    /// ```
+    pub fn invalidate(&self, key: &str) {
+        self.shared.cache.invalidate(key);
+    }
+
+    /// Removes every stored response.
+    pub fn clear(&self) {
+        self.shared.cache.clear();
+    }
+
+    /// The cache's counters since it was built (running the memory tier's pending
+    /// maintenance first, so entry and byte counts are exact).
+    pub fn stats(&self) -> HttpStats {
+        self.shared.cache.run_pending_tasks();
+        let count = |status| self.shared.counted(status);
+        HttpStats {
+            hits: count(CacheStatus::Hit),
+            misses: count(CacheStatus::Miss),
+            stale: count(CacheStatus::Stale),
+            revalidated: count(CacheStatus::Revalidated),
+            bypassed: count(CacheStatus::Bypass),
+            engine: self.shared.cache.stats(),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! HTTP caching on the corral engine: RFC 9111 and request collapsing as one tower
+//! service, [`HttpCache`], placed in front of
+//!
+//! - a server's handlers (an axum app: a server-side response cache),
+//! - an HTTP client (a caching client, private or shared),
+//! - a proxy's origin connection (the `corral` proxy).
+//!
+//! # Tour
+//!
+//! - [`HttpCache`] / [`HttpCacheLayer`]: the service and its layer, built by
+//!   [`HttpCacheBuilder`] (every option has a documented default).
+//! - [`Policy`]: RFC 9111 for a shared or private cache (with stale-while-revalidate,
+//!   stale-if-error and the fixes `http-cache-semantics` lacks), or a fixed lifetime in
+//!   the style of Go's stampede middleware.
+//! - Keys ([`default_key`], or your own [`KeyFn`]) and `Vary`: several variants per URL.
+//! - [`CacheStatus`]: every response says how it was answered, in `X-Cache` and in the
+//!   standard `Cache-Status` header (RFC 9211).
+//! - [`Body`]: stored bodies are served from memory; bodies over
+//!   `max_body_bytes` stream through, whole, unstored.
+//! - [`CacheHandle`]: purge and read counters from outside the request path.
+//!
+//! # What is never served to the wrong client
+//!
+//! A shared cache never stores `private` or `no-store` responses, responses that set
+//! cookies, or responses to requests with `Authorization` (unless `public`, `s-maxage`
+//! or `must-revalidate` allow it); `Vary: *` is never served from the cache; and a
+//! response fetched for one request is handed to requests waiting on the same fetch
+//! only if it could have been stored for them.
+//!
+//! # Metrics
+//!
+//! `corral_http_responses_total{cache, status}` with `status` = `hit` | `miss` |
+//! `stale` | `revalidated` | `bypass`, plus the engine's metrics (`corral_*`), whose
+//! loads are upstream fetches.
+
+mod body;
+mod builder;
+mod directives;
+mod fetch;
+mod future;
+mod handle;
+mod key;
+mod layer;
+mod policy;
+mod service;
+mod status;
+mod stored;
+mod vary;
+
+pub use body::{Body, BoxError};
+pub use builder::{
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_KEEP_STALE_FOR, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BYTES, HttpCacheBuilder,
+};
+pub use future::ResponseFuture;
+pub use handle::{CacheHandle, HttpStats};
+pub use key::{KeyFn, default_key};
+pub use layer::HttpCacheLayer;
+pub use policy::{DEFAULT_FIXED_STATUSES, Policy};
+pub use service::{HttpCache, UpstreamError};
+pub use status::{CACHE_STATUS, CacheStatus, X_CACHE};

@@ -1,0 +1,323 @@
+//! What the cache keeps: stored responses, variant indexes and hit-for-miss markers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use corral::Weigh;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::time::Instant;
+
+use arc_swap::ArcSwapOption;
+
+use crate::policy::Lifetime;
+use crate::status::{CacheStatus, Report};
+use crate::vary::VarySpec;
+
+/// An entry of the HTTP cache's engine, and what the waiters of one upstream fetch get.
+#[derive(Debug, Clone)]
+pub(crate) enum Stored {
+    /// A response, ready to serve.
+    Response(Arc<StoredResponse>),
+    /// The URL's responses vary: look the variant up under its variant key.
+    Variants(Arc<VarySpec>),
+    /// Hit-for-miss: this URL's last response could not be shared, so requests go to
+    /// the origin on their own instead of queueing behind one another.
+    Uncacheable,
+    /// (A fetch's outcome, never stored.) The origin answered with a server error;
+    /// each waiter serves a stale response if it may, or asks the origin itself.
+    ServerError,
+}
+
+impl Weigh for Stored {
+    fn weigh(&self) -> usize {
+        match self {
+            Stored::Response(r) => r.weigh(),
+            Stored::Variants(spec) => spec.names.iter().map(|n| n.as_str().len() + 32).sum(),
+            Stored::Uncacheable | Stored::ServerError => 0,
+        }
+    }
+}
+
+/// How a stored response came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Provenance {
+    /// A full response from the origin.
+    Fetched,
+    /// A stored response whose headers a `304 Not Modified` updated.
+    Revalidated,
+}
+
+/// A response kept by the cache: status, headers as received (each field line kept,
+/// in order; hop-by-hop fields removed), the whole body, and its lifetime.
+#[derive(Debug)]
+pub(crate) struct StoredResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub stored_at: Instant,
+    pub lifetime: Lifetime,
+    /// The request header values that selected this variant, if it varies.
+    pub vary: Option<(Vec<HeaderName>, String)>,
+    pub provenance: Provenance,
+    /// The `Age` and `Cache-Status` of a plain hit, for the second of age they were
+    /// made for: a hot response formats them once a second, not once a hit.
+    pub hit_headers: ArcSwapOption<HitHeaders>,
+}
+
+/// The header values a plain hit carries during one second of a response's age.
+#[derive(Debug)]
+pub(crate) struct HitHeaders {
+    pub age_secs: u64,
+    pub age: HeaderValue,
+    pub cache_status: HeaderValue,
+}
+
+impl Weigh for StoredResponse {
+    fn weigh(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 48)
+            .sum();
+        let vary = self
+            .vary
+            .as_ref()
+            .map_or(0, |(names, values)| names.len() * 24 + values.len());
+        self.body.len() + headers + vary + std::mem::size_of::<StoredResponse>()
+    }
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1), which only concern one connection.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The end-to-end fields of `headers`: hop-by-hop ones and those named in
+/// `Connection` removed, every other field line kept as it came.
+pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named_by_connection: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !HOP_BY_HOP.contains(name) && !named_by_connection.contains(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    // The cache states the age itself when it serves.
+    out.remove(header::AGE);
+    out
+}
+
+/// Fields a `304` must not change in the stored response: they describe the stored
+/// body, which the 304 does not replace.
+const KEPT_ON_REVALIDATION: [HeaderName; 4] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::TRANSFER_ENCODING,
+];
+
+impl StoredResponse {
+    /// The stored headers updated by a `304 Not Modified` (RFC 9111 §4.3.4): every
+    /// field the 304 carries replaces all lines of that field; the others stay.
+    pub(crate) fn headers_updated_by(&self, not_modified: &HeaderMap) -> HeaderMap {
+        let fresh = end_to_end(not_modified);
+        let mut merged = self.headers.clone();
+        for name in fresh.keys() {
+            if KEPT_ON_REVALIDATION.contains(name) {
+                continue;
+            }
+            merged.remove(name);
+            for value in fresh.get_all(name) {
+                merged.append(name.clone(), value.clone());
+            }
+        }
+        merged
+    }
+
+    /// Whether this response was selected by the same request header values as
+    /// `headers` carries (always, if it does not vary).
+    pub(crate) fn matches(&self, headers: &HeaderMap) -> bool {
+        self.vary
+            .as_ref()
+            .is_none_or(|(names, values)| crate::vary::selecting_values(names, headers) == *values)
+    }
+
+    /// Its validators, for a conditional request: (`If-None-Match`, `If-Modified-Since`).
+    pub(crate) fn validators(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+        (
+            self.headers.get(header::ETAG),
+            self.headers.get(header::LAST_MODIFIED),
+        )
+    }
+
+    /// Its age at `now`.
+    pub(crate) fn age(&self, now: Instant) -> Duration {
+        self.lifetime.age(self.stored_at, now)
+    }
+
+    /// The `Age` and `Cache-Status` values of a plain hit at `now` for a cache named
+    /// `name`, made at most once per second of age.
+    pub(crate) fn hit_headers(&self, now: Instant, name: &str) -> (HeaderValue, HeaderValue) {
+        let age_secs = self.age(now).as_secs();
+        if let Some(memo) = &*self.hit_headers.load()
+            && memo.age_secs == age_secs
+        {
+            return (memo.age.clone(), memo.cache_status.clone());
+        }
+        let report = Report {
+            ttl: Some(self.lifetime.fresh_for.as_secs() as i64 - age_secs as i64),
+            ..Report::new(CacheStatus::Hit)
+        };
+        let memo = HitHeaders {
+            age_secs,
+            age: HeaderValue::from(age_secs),
+            cache_status: report.cache_status_value(name),
+        };
+        let values = (memo.age.clone(), memo.cache_status.clone());
+        self.hit_headers.store(Some(Arc::new(memo)));
+        values
+    }
+
+    /// Whether a client's conditional request (`If-None-Match`, else
+    /// `If-Modified-Since`) matches this response, so a 304 answers it (RFC 9110 §13.2.2).
+    pub(crate) fn satisfies_conditional(&self, request: &HeaderMap) -> bool {
+        if !self.status.is_success() || request.is_empty() {
+            return false;
+        }
+        if let Some(if_none_match) = request.get(header::IF_NONE_MATCH) {
+            let Some(etag) = self.headers.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
+                return false;
+            };
+            let ours = etag.trim_start_matches("W/");
+            return if_none_match
+                .to_str()
+                .ok()
+                .into_iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours);
+        }
+        let Some(since) = request
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+        else {
+            return false;
+        };
+        let modified = self
+            .headers
+            .get(header::LAST_MODIFIED)
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+        modified.is_some_and(|modified| modified <= since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn stored(h: &[(&str, &str)]) -> StoredResponse {
+        StoredResponse {
+            status: StatusCode::OK,
+            headers: end_to_end(&headers(h)),
+            body: Bytes::from_static(b"body"),
+            stored_at: Instant::now(),
+            lifetime: Lifetime {
+                initial_age: Duration::ZERO,
+                fresh_for: Duration::from_secs(60),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                revalidate_when_stale: false,
+                always_revalidate: false,
+                keep_for: Duration::from_secs(60),
+            },
+            vary: None,
+            provenance: Provenance::Fetched,
+            hit_headers: ArcSwapOption::empty(),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_are_dropped_and_lists_kept() {
+        let h = end_to_end(&headers(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("keep-alive", "timeout=5"),
+            ("age", "100"),
+            ("link", "</a>; rel=preload"),
+            ("link", "</b>; rel=preload"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]));
+        assert_eq!(h.len(), 4);
+        let links: Vec<_> = h.get_all("link").iter().collect();
+        assert_eq!(links, ["</a>; rel=preload", "</b>; rel=preload"]);
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_304_replaces_the_fields_it_carries_and_keeps_the_body_description() {
+        let s = stored(&[
+            ("etag", "\"v1\""),
+            ("cache-control", "max-age=60"),
+            ("content-length", "4"),
+            ("x-kept", "yes"),
+            ("link", "</a>"),
+            ("link", "</b>"),
+        ]);
+        let merged = s.headers_updated_by(&headers(&[
+            ("cache-control", "max-age=120"),
+            ("content-length", "0"),
+            ("link", "</c>"),
+        ]));
+        assert_eq!(merged.get("cache-control").unwrap(), "max-age=120");
+        assert_eq!(merged.get("content-length").unwrap(), "4");
+        assert_eq!(merged.get("x-kept").unwrap(), "yes");
+        assert_eq!(merged.get_all("link").iter().collect::<Vec<_>>(), ["</c>"]);
+    }
+
+    #[test]
+    fn conditional_requests_match_by_etag_then_by_date() {
+        let s = stored(&[
+            ("etag", "W/\"v1\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert!(s.satisfies_conditional(&headers(&[("if-none-match", "\"v0\", \"v1\"")])));
+        assert!(!s.satisfies_conditional(&headers(&[("if-none-match", "\"v2\"")])));
+        assert!(s.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        )])));
+        assert!(!s.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Sat, 05 Nov 1994 08:49:37 GMT"
+        )])));
+        assert!(!s.satisfies_conditional(&HeaderMap::new()));
+    }
+}

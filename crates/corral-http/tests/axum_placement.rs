@@ -1,0 +1,117 @@
+//! The server placement: `HttpCacheLayer` in front of an axum app on a real port.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use corral_http::{HttpCache, Policy};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_requests_to_a_slow_handler_run_it_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new()
+        .route(
+            "/report",
+            get(move || {
+                let calls = counted.clone();
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    "the report"
+                }
+            }),
+        )
+        .layer(
+            HttpCache::builder()
+                .policy(Policy::fixed(
+                    Duration::from_secs(60),
+                    Duration::from_secs(60),
+                ))
+                .layer()
+                .unwrap(),
+        );
+    let base = serve(app).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{base}/report"));
+            tokio::spawn(async move {
+                let response = client.get(url.parse().unwrap()).await.unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.into_body().collect().await.unwrap().to_bytes(),
+                )
+            })
+        })
+        .collect();
+    for request in requests {
+        let (status, body) = request.await.unwrap();
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"the report"[..]));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_post_to_the_app_invalidates_the_cached_get() {
+    let version = Arc::new(AtomicUsize::new(1));
+    let (read, write) = (version.clone(), version.clone());
+    let app = Router::new()
+        .route(
+            "/counter",
+            get(move || {
+                let v = read.load(Ordering::SeqCst);
+                async move { ([("cache-control", "max-age=600")], format!("v{v}")) }
+            })
+            .post(move || {
+                write.fetch_add(1, Ordering::SeqCst);
+                async { "bumped" }
+            }),
+        )
+        .route("/other", post(|| async { "ok" }))
+        .layer(HttpCache::builder().layer().unwrap());
+    let base = serve(app).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let get_text = |url: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(url.parse().unwrap()).await.unwrap();
+            String::from_utf8(
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec(),
+            )
+            .unwrap()
+        }
+    };
+    assert_eq!(get_text(format!("{base}/counter")).await, "v1");
+    version.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(get_text(format!("{base}/counter")).await, "v1", "cached");
+    let post = http::Request::post(format!("{base}/counter"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(client.request(post).await.unwrap().status(), 200);
+    assert_eq!(
+        get_text(format!("{base}/counter")).await,
+        "v3",
+        "the POST invalidated it"
+    );
+}

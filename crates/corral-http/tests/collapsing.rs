@@ -1,0 +1,167 @@
+//! Request collapsing: concurrent requests for one key wait on one upstream request;
+//! what may not be shared is not given to the waiters.
+
+mod support;
+
+use std::time::Duration;
+
+use corral_http::{HttpCache, UpstreamError};
+use support::{Origin, Reply, cached, get};
+use tower::ServiceExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_concurrent_requests_for_one_cold_url_reach_the_origin_once() {
+    let origin = Origin::start().await;
+    origin.route("/cold", |_, _| {
+        Reply::ok("expensive")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(200))
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/cold");
+    let requests: Vec<_> = (0..500)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.clone());
+            tokio::spawn(async move { get(&cache, &url).await })
+        })
+        .collect();
+    let mut statuses = std::collections::HashMap::<String, usize>::new();
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.text(), "expensive");
+        *statuses.entry(got.x_cache().to_owned()).or_default() += 1;
+    }
+    assert_eq!(origin.count("/cold"), 1, "statuses: {statuses:?}");
+    let collapsed_or_hit =
+        statuses.get("MISS").copied().unwrap_or(0) + statuses.get("HIT").copied().unwrap_or(0);
+    assert_eq!(collapsed_or_hit, 500);
+    assert_eq!(get(&cache, &url).await.x_cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiters_of_an_unshareable_response_go_upstream_on_their_own_and_the_key_skips_collapsing()
+{
+    let origin = Origin::start().await;
+    origin.route("/private", |_, n| {
+        Reply::ok(&format!("for requester {n}"))
+            .header("cache-control", "private, max-age=60")
+            .delay(Duration::from_millis(200))
+    });
+    let cache = cached(HttpCache::builder().hit_for_miss(Duration::from_secs(30)));
+    let url = origin.url("/private");
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.clone());
+            tokio::spawn(async move { get(&cache, &url).await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!(got.status, 200);
+        bodies.push(got.text().to_owned());
+    }
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        20,
+        "each request got its own private response"
+    );
+    assert_eq!(origin.count("/private"), 20);
+
+    // Hit-for-miss: later requests neither queue nor get a stored copy.
+    let later = get(&cache, &url).await;
+    assert_eq!(later.x_cache(), "BYPASS");
+    assert!(
+        later.header("cache-status").contains("hit-for-miss"),
+        "{}",
+        later.header("cache-status")
+    );
+    assert_eq!(later.text(), "for requester 21");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_origin_gives_every_waiter_a_502_with_a_reason() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/down", closed.local_addr().unwrap());
+    drop(closed);
+    let cache = cached(HttpCache::builder());
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.clone());
+            tokio::spawn(async move {
+                let request = http::Request::get(&url)
+                    .body(http_body_util::Full::default())
+                    .unwrap();
+                cache.oneshot(request).await.unwrap()
+            })
+        })
+        .collect();
+    for request in requests {
+        let response = request.await.unwrap();
+        assert_eq!(response.status(), 502);
+        assert!(response.extensions().get::<UpstreamError>().is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_outlives_the_fetch_timeout_gives_its_waiters_a_504() {
+    let origin = Origin::start().await;
+    origin.route("/slow", |_, _| {
+        Reply::ok("late")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_secs(5))
+    });
+    let cache = cached(HttpCache::builder().fetch_timeout(Duration::from_millis(200)));
+    let url = origin.url("/slow");
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.clone());
+            tokio::spawn(async move { get(&cache, &url).await })
+        })
+        .collect();
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!(got.status, 504);
+        assert_eq!(got.text(), "upstream timed out\n");
+    }
+    assert_eq!(origin.count("/slow"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_is_not_stored_and_its_waiters_are_not_handed_it() {
+    let origin = Origin::start().await;
+    origin.route("/flaky", |_, n| {
+        if n == 1 {
+            Reply::ok("boom")
+                .status(503)
+                .delay(Duration::from_millis(100))
+        } else {
+            Reply::ok("fine").header("cache-control", "max-age=60")
+        }
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/flaky");
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.clone());
+            tokio::spawn(async move { get(&cache, &url).await })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap().status.as_u16());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses[0], 200,
+        "waiters asked the origin again: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503),
+        "the requester got the origin's own answer: {statuses:?}"
+    );
+    assert_eq!(get(&cache, &url).await.text(), "fine");
+}

@@ -1,0 +1,389 @@
+//! Freshness and validation: hits, Age, stale-while-revalidate, stale-if-error, 304
+//! revalidation, and the request directives.
+//!
+//! Stale responses are made without waiting: the origin sends an `Age` as old as the
+//! response's `max-age`, so it arrives stale. (The transitions in time themselves are
+//! tested on instants in `policy.rs`'s unit tests.)
+
+mod support;
+
+use std::time::Duration;
+
+use corral_http::HttpCache;
+use support::{Origin, Reply, cached, get, get_with};
+
+#[tokio::test]
+async fn a_fresh_response_is_served_from_the_cache_with_its_age_and_cache_status() {
+    let origin = Origin::start().await;
+    origin.route("/fresh", |_, _| {
+        Reply::ok("v1")
+            .header("cache-control", "max-age=600")
+            .header("age", "100")
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/fresh");
+    let first = get(&cache, &url).await;
+    assert_eq!(first.x_cache(), "MISS");
+    assert_eq!(
+        first.header("cache-status"),
+        "corral; fwd=miss; fwd-status=200; ttl=500; stored"
+    );
+    assert_eq!(first.header("age"), "100");
+    let hit = get(&cache, &url).await;
+    assert_eq!((hit.text(), hit.x_cache()), ("v1", "HIT"));
+    assert!(
+        hit.header("cache-status")
+            .starts_with("corral; hit; ttl=50"),
+        "{}",
+        hit.header("cache-status")
+    );
+    let age: u64 = hit.header("age").parse().unwrap();
+    assert!((100..=101).contains(&age), "age {age}");
+    assert_eq!(origin.count("/fresh"), 1);
+}
+
+#[tokio::test]
+async fn cache_status_headers_can_be_turned_off() {
+    let origin = Origin::start().await;
+    origin.route("/quiet", |_, _| {
+        Reply::ok("v").header("cache-control", "max-age=60")
+    });
+    let cache = cached(HttpCache::builder().cache_status_headers(false));
+    let got = get(&cache, &origin.url("/quiet")).await;
+    assert!(got.headers.get("x-cache").is_none() && got.headers.get("cache-status").is_none());
+    assert_eq!(got.header("age"), "0");
+}
+
+#[tokio::test]
+async fn a_stale_response_with_an_etag_is_revalidated_with_a_304_that_updates_its_headers() {
+    let origin = Origin::start().await;
+    origin.route("/etag", |req, n| {
+        if req
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"")
+        {
+            Reply::ok("")
+                .status(304)
+                .header("cache-control", "max-age=600")
+                .header("x-revision", &n.to_string())
+        } else {
+            Reply::ok("the body")
+                .header("cache-control", "max-age=0")
+                .header("etag", "\"v1\"")
+                .header("x-revision", "1")
+        }
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/etag");
+    assert_eq!(get(&cache, &url).await.text(), "the body");
+    let revalidated = get(&cache, &url).await;
+    assert_eq!(
+        origin.last_request("/etag").get("if-none-match").unwrap(),
+        "\"v1\""
+    );
+    assert_eq!(
+        (revalidated.text(), revalidated.x_cache()),
+        ("the body", "REVALIDATED")
+    );
+    assert_eq!(
+        revalidated.header("x-revision"),
+        "2",
+        "the 304's headers replace the stored ones"
+    );
+    assert!(
+        revalidated
+            .header("cache-status")
+            .contains("fwd=stale; fwd-status=304")
+    );
+    let hit = get(&cache, &url).await;
+    assert_eq!(
+        (hit.text(), hit.x_cache()),
+        ("the body", "HIT"),
+        "fresh again for max-age=600"
+    );
+    assert_eq!(origin.count("/etag"), 2);
+}
+
+#[tokio::test]
+async fn a_stale_response_with_last_modified_is_revalidated_with_if_modified_since() {
+    let origin = Origin::start().await;
+    let modified = "Sun, 06 Nov 1994 08:49:37 GMT";
+    origin.route("/dated", move |req, _| {
+        if req
+            .headers
+            .get("if-modified-since")
+            .is_some_and(|v| v == modified)
+        {
+            Reply::ok("").status(304)
+        } else {
+            Reply::ok("dated")
+                .header("cache-control", "no-cache")
+                .header("last-modified", modified)
+        }
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/dated");
+    get(&cache, &url).await;
+    let again = get(&cache, &url).await;
+    assert_eq!((again.text(), again.x_cache()), ("dated", "REVALIDATED"));
+    assert_eq!(
+        origin.count("/dated"),
+        2,
+        "no-cache: revalidated on every use"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_serves_stale_at_once_with_one_background_request() {
+    let origin = Origin::start().await;
+    origin.route("/swr", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=60, stale-while-revalidate=600")
+            .header("age", if n == 1 { "60" } else { "0" })
+            .delay(if n == 1 {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(300)
+            })
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/swr");
+    assert_eq!(get(&cache, &url).await.text(), "v1");
+    let started = std::time::Instant::now();
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.clone());
+            tokio::spawn(async move { get(&cache, &url).await })
+        })
+        .collect();
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!((got.text(), got.x_cache()), ("v1", "STALE"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "stale was served without waiting"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        origin.count("/swr"),
+        2,
+        "one background request for 50 stale hits"
+    );
+    let refreshed = get(&cache, &url).await;
+    assert_eq!((refreshed.text(), refreshed.x_cache()), ("v2", "HIT"));
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_stale_response_when_the_origin_fails() {
+    let origin = Origin::start().await;
+    origin.route("/sie", |_, n| {
+        if n == 1 {
+            Reply::ok("good")
+                .header("cache-control", "max-age=10, stale-if-error=600")
+                .header("age", "10")
+        } else {
+            Reply::ok("down").status(503)
+        }
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/sie");
+    get(&cache, &url).await;
+    let got = get(&cache, &url).await;
+    assert_eq!(
+        (got.status.as_u16(), got.text(), got.x_cache()),
+        (200, "good", "STALE")
+    );
+    assert!(got.header("cache-status").contains("stale-if-error"));
+}
+
+#[tokio::test]
+async fn without_stale_if_error_the_origins_failure_is_passed_on() {
+    let origin = Origin::start().await;
+    origin.route("/nosie", |_, n| {
+        if n == 1 {
+            Reply::ok("good")
+                .header("cache-control", "max-age=10")
+                .header("age", "10")
+                .header("etag", "\"e\"")
+        } else {
+            Reply::ok("down").status(503)
+        }
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/nosie");
+    get(&cache, &url).await;
+    let got = get(&cache, &url).await;
+    assert_eq!((got.status.as_u16(), got.text()), (503, "down"));
+}
+
+#[tokio::test]
+async fn request_no_cache_revalidates_and_no_store_bypasses() {
+    let origin = Origin::start().await;
+    origin.route("/r", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=600")
+            .header("etag", &format!("\"{n}\""))
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/r");
+    get(&cache, &url).await;
+    let no_cache = get_with(&cache, &url, &[("cache-control", "no-cache")]).await;
+    assert_eq!(
+        no_cache.text(),
+        "v2",
+        "went to the origin (which sent a new version)"
+    );
+    assert_eq!(
+        origin.last_request("/r").get("if-none-match").unwrap(),
+        "\"1\""
+    );
+    let no_store = get_with(&cache, &url, &[("cache-control", "no-store")]).await;
+    assert_eq!((no_store.text(), no_store.x_cache()), ("v3", "BYPASS"));
+    assert_eq!(
+        get(&cache, &url).await.text(),
+        "v2",
+        "no-store's response was not stored"
+    );
+    let pragma = get_with(&cache, &url, &[("pragma", "no-cache")]).await;
+    assert_eq!(pragma.text(), "v4");
+}
+
+#[tokio::test]
+async fn request_max_age_and_min_fresh_refuse_responses_too_old_or_too_close_to_stale() {
+    let origin = Origin::start().await;
+    origin.route("/m", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=100")
+            .header("age", if n == 1 { "50" } else { "0" })
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/m");
+    get(&cache, &url).await;
+    assert_eq!(
+        get_with(&cache, &url, &[("cache-control", "max-age=60")])
+            .await
+            .text(),
+        "v1"
+    );
+    assert_eq!(
+        get_with(&cache, &url, &[("cache-control", "max-age=10")])
+            .await
+            .text(),
+        "v2"
+    );
+    assert_eq!(
+        get_with(&cache, &url, &[("cache-control", "min-fresh=90")])
+            .await
+            .text(),
+        "v2"
+    );
+    assert_eq!(
+        get_with(&cache, &url, &[("cache-control", "min-fresh=200")])
+            .await
+            .text(),
+        "v3"
+    );
+}
+
+#[tokio::test]
+async fn max_stale_accepts_stale_responses_except_where_the_response_forbids_it() {
+    let origin = Origin::start().await;
+    origin.route("/ok-stale", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=10")
+            .header("age", "20")
+    });
+    origin.route("/must", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=10, must-revalidate")
+            .header("age", "20")
+            .header("etag", "\"e\"")
+    });
+    origin.route("/shared-max", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "s-maxage=10")
+            .header("age", "20")
+            .header("etag", "\"e\"")
+    });
+    let cache = cached(HttpCache::builder());
+    let max_stale = [("cache-control", "max-stale=60")];
+    for path in ["/ok-stale", "/must", "/shared-max"] {
+        get(&cache, &origin.url(path)).await;
+    }
+    let ok = get_with(&cache, &origin.url("/ok-stale"), &max_stale).await;
+    assert_eq!((ok.text(), ok.x_cache()), ("v1", "STALE"));
+    assert_eq!(
+        get_with(
+            &cache,
+            &origin.url("/ok-stale"),
+            &[("cache-control", "max-stale=5")]
+        )
+        .await
+        .text(),
+        "v2"
+    );
+    assert_eq!(
+        get_with(&cache, &origin.url("/must"), &max_stale)
+            .await
+            .text(),
+        "v2"
+    );
+    assert_eq!(
+        get_with(&cache, &origin.url("/shared-max"), &max_stale)
+            .await
+            .text(),
+        "v2"
+    );
+}
+
+#[tokio::test]
+async fn only_if_cached_answers_from_the_cache_or_with_a_504() {
+    let origin = Origin::start().await;
+    origin.route("/c", |_, _| {
+        Reply::ok("cached").header("cache-control", "max-age=600")
+    });
+    let cache = cached(HttpCache::builder());
+    let only = [("cache-control", "only-if-cached")];
+    let miss = get_with(&cache, &origin.url("/c"), &only).await;
+    assert_eq!(miss.status, 504);
+    assert_eq!(origin.count("/c"), 0);
+    get(&cache, &origin.url("/c")).await;
+    let hit = get_with(&cache, &origin.url("/c"), &only).await;
+    assert_eq!((hit.status.as_u16(), hit.text()), (200, "cached"));
+}
+
+#[tokio::test]
+async fn a_clients_own_conditional_request_is_answered_with_a_304_from_the_cache() {
+    let origin = Origin::start().await;
+    origin.route("/cond", |_, _| {
+        Reply::ok("content")
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"abc\"")
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/cond");
+    let first = get_with(&cache, &url, &[("if-none-match", "\"abc\"")]).await;
+    assert_eq!(
+        first.status, 304,
+        "even on a miss, the stored response answers the condition"
+    );
+    assert_eq!(
+        origin.last_request("/cond").get("if-none-match"),
+        None,
+        "the fetch was unconditional"
+    );
+    let hit = get_with(&cache, &url, &[("if-none-match", "\"abc\"")]).await;
+    assert_eq!(
+        (hit.status.as_u16(), hit.header("etag"), hit.body.len()),
+        (304, "\"abc\"", 0)
+    );
+    assert_eq!(
+        get_with(&cache, &url, &[("if-none-match", "\"old\"")])
+            .await
+            .text(),
+        "content"
+    );
+    assert_eq!(origin.count("/cond"), 1);
+}
