@@ -4,7 +4,9 @@
 #
 #     ./scripts/test.sh
 #
-# Needs the Rust toolchain (cargo with rustfmt and clippy).
+# Needs the Rust toolchain (cargo with rustfmt and clippy), redis-server, redis-cli
+# and openssl (the Redis tier's tests start their own servers on loopback; run as
+# root, this script installs them with apt-get).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,18 +19,33 @@ missing() {
 command -v cargo >/dev/null || missing cargo "install Rust from https://rustup.rs"
 cargo fmt --version >/dev/null 2>&1 || missing rustfmt "rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || missing clippy "rustup component add clippy"
+# Installs a Debian package when running as root, or says what to install.
+need() { # command package purpose
+    command -v "$1" >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing $2 ($3)"
+        apt-get install -y -q "$2" >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$2" >/dev/null; } ||
+            missing "$1" "apt-get install $2 failed"
+    else
+        missing "$1" "install the $2 package ($3), e.g. sudo apt-get install $2"
+    fi
+}
+need redis-server redis-server "the Redis tier's tests start their own servers"
+need redis-cli redis-tools "the Redis Cluster test creates a cluster with it"
+need openssl openssl "the rediss:// test makes its own certificates"
 
 say "formatting"
 cargo fmt --all -- --check
 
 say "lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 say "tests (unit, integration, examples, benchmarks in test mode)"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --all-features --locked
 
 say "doc tests"
-cargo test --workspace --doc --locked
+cargo test --workspace --doc --all-features --locked
 
 say "loom model of the flight"
 RUSTFLAGS="--cfg corral_loom" cargo test -p corral --lib --locked \

@@ -37,17 +37,17 @@ impl CacheHandle {
     /// for the default key, the absolute URL). Every variant of the URL goes with it.
     ///
     /// ```
-    /// # fn demo(handle: corral_http::CacheHandle) {
-    /// handle.invalidate("http://example.com/items/7");
+    /// # async fn demo(handle: corral_http::CacheHandle) {
+    /// handle.invalidate("http://example.com/items/7").await;
     /// # }
     /// ```
-    pub fn invalidate(&self, key: &str) {
-        self.shared.cache.invalidate(key);
+    pub async fn invalidate(&self, key: &str) {
+        self.shared.cache.invalidate(key).await;
     }
 
     /// Removes every stored response.
-    pub fn clear(&self) {
-        self.shared.cache.clear();
+    pub async fn clear(&self) {
+        self.shared.cache.clear().await;
     }
 
     /// The cache's counters since it was built (running the memory tier's pending

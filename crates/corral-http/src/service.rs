@@ -310,14 +310,16 @@ async fn forward(
             let (stale, target) = (lookup.stale.clone(), lookup.target());
             move || fetch::load(shared, upstream, request, stale, target, Some(handoff))
         };
-        let usable = |entry: &Entry<Stored>| match entry.value() {
-            Stored::Response(r) => {
-                r.matches(&lookup.parts.headers)
-                    && r.lifetime
-                        .serve(&lookup.directives, r.stored_at, Instant::now())
-                        == Serve::Fresh
+        let usable = {
+            let (headers, directives) = (lookup.parts.headers.clone(), lookup.directives.clone());
+            move |entry: &Entry<Stored>| match entry.value() {
+                Stored::Response(r) => {
+                    r.matches(&headers)
+                        && r.lifetime.serve(&directives, r.stored_at, Instant::now())
+                            == Serve::Fresh
+                }
+                _ => false,
             }
-            _ => false,
         };
         let outcome = shared.cache.load(lookup.key(), usable, loader).await;
         let forward = if lookup.stale.is_some() {
@@ -436,10 +438,8 @@ async fn alone(
     match fetched {
         Ok(Fetched::Shareable(response)) => {
             let target = lookup.target();
-            shared.cache.insert(
-                &target.key,
-                fetch::placement(&shared, response.clone(), &target),
-            );
+            let entries = fetch::placement(&shared, response.clone(), &target);
+            shared.cache.insert(&target.key, entries).await;
             let report = Report {
                 forward_status: Some(response.status),
                 stored: !response.lifetime.keep_for.is_zero(),
@@ -530,15 +530,16 @@ where
         copy.into_parts().0
     });
     let report = Report::new(CacheStatus::Bypass).forward(Forward::Method);
-    match inner.oneshot(request).await {
+    let outcome: Result<_, BoxError> = inner.oneshot(request).await.map_err(Into::into);
+    match outcome {
         Ok(response) => {
             let succeeded = response.status().is_success() || response.status().is_redirection();
             if let Some(changed) = changed.filter(|_| succeeded) {
-                shared.invalidate_for(&changed, response.headers());
+                shared.invalidate_for(&changed, response.headers()).await;
             }
             shared.finish(response.map(Body::streaming), report)
         }
-        Err(error) => shared.error_response(error.into(), report),
+        Err(error) => shared.error_response(error, report),
     }
 }
 
@@ -666,7 +667,7 @@ impl Shared {
 
     /// Invalidates what a successful unsafe request changed: its URL and its
     /// same-origin `Location` and `Content-Location` (RFC 9111 §4.4).
-    fn invalidate_for(&self, request: &request::Parts, response: &HeaderMap) {
+    async fn invalidate_for(&self, request: &request::Parts, response: &HeaderMap) {
         let mut targets = vec![request.uri.to_string()];
         for name in [LOCATION, CONTENT_LOCATION] {
             if let Some(value) = response.get(name).and_then(|v| v.to_str().ok()) {
@@ -678,7 +679,7 @@ impl Shared {
                 && let Some(key) = (self.key)(&get)
             {
                 tracing::debug!(%key, "invalidated by an unsafe request");
-                self.cache.invalidate(&key);
+                self.cache.invalidate(&key).await;
             }
         }
     }

@@ -48,7 +48,33 @@ pub struct CacheBuilder<V> {
     pub(crate) fresh_for: Option<Duration>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) load_timeout: Duration,
+    #[cfg(feature = "redis")]
+    remote: Option<RemoteSpec<V>>,
     value: PhantomData<fn() -> V>,
+}
+
+/// A Redis tier, its codec erased, waiting for the cache to be built.
+#[cfg(feature = "redis")]
+pub(crate) struct RemoteSpec<V> {
+    pub(crate) config: crate::tier::redis::Config,
+    pub(crate) codec: std::sync::Arc<dyn crate::Codec<V>>,
+}
+
+#[cfg(feature = "redis")]
+impl<V> Clone for RemoteSpec<V> {
+    fn clone(&self) -> Self {
+        RemoteSpec {
+            config: self.config.clone(),
+            codec: self.codec.clone(),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<V> std::fmt::Debug for RemoteSpec<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier").finish_non_exhaustive()
+    }
 }
 
 impl<V> Default for CacheBuilder<V> {
@@ -59,6 +85,8 @@ impl<V> Default for CacheBuilder<V> {
             fresh_for: None,
             ttl: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
+            #[cfg(feature = "redis")]
+            remote: None,
             value: PhantomData,
         }
     }
@@ -109,6 +137,18 @@ impl<V> CacheBuilder<V> {
         self
     }
 
+    /// Adds a Redis tier shared by every server that uses the same prefix: loads look
+    /// there first, and one load runs per key across all of them. See
+    /// [`RedisTier`](crate::RedisTier).
+    #[cfg(feature = "redis")]
+    pub fn redis<C: crate::Codec<V>>(mut self, tier: crate::RedisTier<C>) -> Self {
+        self.remote = Some(RemoteSpec {
+            config: tier.config,
+            codec: std::sync::Arc::new(tier.codec),
+        });
+        self
+    }
+
     pub(crate) fn config(&self) -> Result<Config, ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::EmptyName);
@@ -139,9 +179,21 @@ impl<V> CacheBuilder<V> {
 }
 
 impl<V: Weigh + Clone + Send + Sync + 'static> CacheBuilder<V> {
-    /// Checks the options and builds the cache.
+    /// Checks the options and builds the cache. Nothing connects yet: a Redis tier
+    /// connects on first use, so the cache works whether or not Redis is up.
     pub fn build(self) -> Result<Cache<V>, ConfigError> {
-        Ok(Cache::from_config(self.config()?))
+        let config = self.config()?;
+        let metrics = std::sync::Arc::new(crate::stats::Metrics::new(&config.name));
+        #[cfg(feature = "redis")]
+        let remote = self.remote.map(|spec| {
+            std::sync::Arc::new(crate::tier::redis::RedisRemote::new(spec, metrics.clone()))
+        });
+        Ok(Cache::from_config(
+            config,
+            metrics,
+            #[cfg(feature = "redis")]
+            remote,
+        ))
     }
 }
 

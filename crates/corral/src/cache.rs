@@ -1,12 +1,11 @@
-//! [`Cache`]: the read path (memory tier, then the flight, then the loader) and the
-//! rules that decide when a loader runs.
+//! [`Cache`]: the read path (memory tier, then the Redis tier if there is one, then the
+//! flight, then the loader) and the rules that decide when a loader runs.
 
 use std::any::Any;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
@@ -19,19 +18,23 @@ use crate::stats::{LoadResult, Lookup, Metrics};
 use crate::tier::memory::MemoryTier;
 use crate::{CacheBuilder, Error, Loaded, Stats, Weigh};
 
+#[cfg(feature = "redis")]
+use crate::tier::redis::{Event, RedisRemote};
+
 /// How [`Cache::load`] came by its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The stored entry passed the caller's test; nothing was loaded.
     Stored,
-    /// This call's loader ran.
+    /// This call's loader ran (or this call's load read another server's value from
+    /// the Redis tier).
     Loaded,
     /// This call waited for a load another caller had started.
     Joined,
 }
 
 /// A coalescing cache: one load per key, stale-while-revalidate, a memory tier bounded
-/// by bytes.
+/// by bytes, and optionally a Redis tier shared by many servers.
 ///
 /// Cheap to clone (clones share the same entries) and `Send + Sync`. Requires a Tokio
 /// runtime: loads run in spawned tasks.
@@ -43,8 +46,9 @@ pub enum Source {
 /// - **fresh** entry: returned; no loader runs.
 /// - **stale** entry (past `fresh_for`, within `ttl`): returned at once; if no load is
 ///   running for the key, this caller's loader starts a background refresh. However
-///   many callers arrive, one refresh runs per key. If it fails, the stale value keeps
-///   being served until its `ttl` ends (stale-if-error); the error is counted and logged.
+///   many callers arrive, one refresh runs per key (per cluster, with a Redis tier).
+///   If it fails, the stale value keeps being served until its `ttl` ends
+///   (stale-if-error); the error is counted and logged.
 /// - **no entry, or expired**: if a load is running for the key, the caller waits for
 ///   it; otherwise its loader starts one. Only the first caller's loader runs; the other
 ///   callers' loaders are dropped without being called.
@@ -55,6 +59,11 @@ pub enum Source {
 /// are never stored: the next call loads again. A panicking loader is an
 /// [`Error::Panicked`] for every waiter, and a load that outlives `load_timeout` is
 /// cancelled and an [`Error::Timeout`]; either way the key is free for the next load.
+///
+/// With a [Redis tier](crate::RedisTier), a load first looks in Redis (a value there is
+/// copied into memory with its remaining lifetime), then takes a lock shared by every
+/// server, so that one load runs per cluster; the other servers wait for it and read
+/// its value. Redis failing never fails a call: the load then runs here.
 ///
 /// [`load`](Self::load), [`refresh`](Self::refresh) and [`peek`](Self::peek) are the
 /// same machinery for callers that judge freshness themselves.
@@ -101,11 +110,25 @@ impl<V> std::fmt::Debug for Cache<V> {
     }
 }
 
-struct Inner<V> {
+pub(crate) struct Inner<V> {
     config: Config,
     memory: MemoryTier<V>,
     flights: Flights<V>,
     metrics: Arc<Metrics>,
+    #[cfg(feature = "redis")]
+    remote: Option<Arc<RedisRemote<V>>>,
+    /// Whether the Redis events listener was started (on the first load).
+    #[cfg(feature = "redis")]
+    listening: std::sync::atomic::AtomicBool,
+}
+
+/// How a load came by its value.
+pub(crate) enum Obtained<V> {
+    /// The loader ran (here).
+    Loaded(Loaded<V>),
+    /// Another server's load, read from the Redis tier.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Remote(Entry<V>),
 }
 
 impl<V> Cache<V> {
@@ -116,8 +139,11 @@ impl<V> Cache<V> {
 }
 
 impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
-    pub(crate) fn from_config(config: Config) -> Self {
-        let metrics = Arc::new(Metrics::new(&config.name));
+    pub(crate) fn from_config(
+        config: Config,
+        metrics: Arc<Metrics>,
+        #[cfg(feature = "redis")] remote: Option<Arc<RedisRemote<V>>>,
+    ) -> Self {
         let memory = MemoryTier::new(&config.name, config.max_bytes, Arc::clone(&metrics));
         Cache {
             inner: Arc::new(Inner {
@@ -125,6 +151,10 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
                 memory,
                 flights: Flights::new(),
                 metrics,
+                #[cfg(feature = "redis")]
+                remote,
+                #[cfg(feature = "redis")]
+                listening: Default::default(),
             }),
         }
     }
@@ -168,13 +198,8 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
             .get(key)
             .filter(|e| e.freshness(now) != Freshness::Expired)
         else {
-            let (value, _) = self
-                .load(
-                    key,
-                    |e| e.freshness(Instant::now()) != Freshness::Expired,
-                    loader,
-                )
-                .await?;
+            let unexpired = |e: &Entry<V>| e.freshness(Instant::now()) != Freshness::Expired;
+            let (value, _) = self.load(key, unexpired, loader).await?;
             return Ok(value);
         };
         if found.freshness(now) == Freshness::Fresh {
@@ -196,8 +221,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// that decide for themselves when a stored value will do (an HTTP cache, say, whose
     /// requests carry their own freshness demands). `usable` is checked under the
     /// flight's lock, just before a new load would start, so a value stored by a load
-    /// that finished a moment ago is found rather than loaded twice. If a load is
-    /// already running, the caller waits for it without checking `usable`.
+    /// that finished a moment ago is found rather than loaded twice; with a Redis tier
+    /// it also decides whether a value found in Redis will do. If a load is already
+    /// running, the caller waits for it without checking `usable`.
     ///
     /// ```
     /// use corral::Source;
@@ -213,20 +239,21 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(source, Source::Stored);
     /// # Ok(()) }
     /// ```
-    pub async fn load<F, Fut, T, E>(
+    pub async fn load<U, F, Fut, T, E>(
         &self,
         key: &str,
-        usable: impl FnOnce(&Entry<V>) -> bool,
+        usable: U,
         loader: F,
     ) -> Result<(V, Source), Error>
     where
+        U: Fn(&Entry<V>) -> bool + Send + Sync + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Into<Loaded<V>> + Send + 'static,
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
         let inner = &*self.inner;
-        let recheck = || inner.memory.get(key).filter(usable);
+        let recheck = || inner.memory.get(key).filter(&usable);
         match inner.flights.join(key, recheck) {
             Join::Found(entry) => {
                 inner.metrics.lookup(Lookup::Hit);
@@ -240,7 +267,7 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
             Join::Lead(leader) => {
                 inner.metrics.lookup(Lookup::Miss);
                 let wait = leader.wait();
-                self.spawn_load(leader, loader, false);
+                self.spawn_load(leader, loader, usable, false);
                 Ok((wait.await?, Source::Loaded))
             }
         }
@@ -248,27 +275,24 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
 
     /// Starts one background load of `key` and returns at once, unless a load of `key`
     /// is already running or the stored entry passes `usable` (checked under the
-    /// flight's lock). Returns whether it started a load.
+    /// flight's lock; with a Redis tier, a value there that passes it is taken instead
+    /// of loading). Returns whether it started a load.
     ///
     /// If the load fails, the stored entry is left as it is (stale-if-error); the error
     /// is counted and logged.
-    pub fn refresh<F, Fut, T, E>(
-        &self,
-        key: &str,
-        usable: impl FnOnce(&Entry<V>) -> bool,
-        loader: F,
-    ) -> bool
+    pub fn refresh<U, F, Fut, T, E>(&self, key: &str, usable: U, loader: F) -> bool
     where
+        U: Fn(&Entry<V>) -> bool + Send + Sync + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Into<Loaded<V>> + Send + 'static,
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
         let inner = &*self.inner;
-        let recheck = || inner.memory.get(key).filter(usable);
+        let recheck = || inner.memory.get(key).filter(&usable);
         match inner.flights.join(key, recheck) {
             Join::Lead(leader) => {
-                self.spawn_load(leader, loader, true);
+                self.spawn_load(leader, loader, usable, true);
                 true
             }
             Join::Follow(_) | Join::Found(_) => false,
@@ -284,9 +308,10 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
             .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
     }
 
-    /// Runs `loader` in its own task on behalf of `leader`'s flight.
-    fn spawn_load<F, Fut, T, E>(&self, leader: Leader<V>, loader: F, background: bool)
+    /// Runs a load in its own task on behalf of `leader`'s flight.
+    fn spawn_load<U, F, Fut, T, E>(&self, leader: Leader<V>, loader: F, accept: U, background: bool)
     where
+        U: Fn(&Entry<V>) -> bool + Send + Sync + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Into<Loaded<V>> + Send + 'static,
@@ -302,13 +327,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
         let load = async move {
             let timeout = inner.config.load_timeout;
             let started = Instant::now();
-            let run = AssertUnwindSafe(async move { loader().await }).catch_unwind();
-            let outcome = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(Ok(loaded))) => Ok(loaded.into()),
-                Ok(Ok(Err(error))) => Err(Error::load(error)),
-                Ok(Err(panic)) => Err(Error::Panicked(panic_message(panic))),
-                Err(_elapsed) => Err(Error::Timeout(timeout)),
-            };
+            let obtained =
+                tokio::time::timeout(timeout, inner.obtain(leader.key(), loader, &accept)).await;
+            let outcome = obtained.unwrap_or(Err(Error::Timeout(timeout)));
             inner.finish_load(leader, outcome, started, background);
         };
         tokio::spawn(load.instrument(span));
@@ -320,7 +341,7 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
     /// assert_eq!(cache.get("k"), None);
-    /// cache.insert("k", "v".to_string());
+    /// cache.insert("k", "v".to_string()).await;
     /// assert_eq!(cache.get("k").as_deref(), Some("v"));
     /// # }
     /// ```
@@ -342,48 +363,65 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Stores a value (a `V`, or a [`Loaded<V>`] with its own lifetime) under `key`,
-    /// replacing any entry. A load running for `key` still answers its waiters but no
-    /// longer stores its value.
-    /// A [`Loaded::uncached`] value is not stored, so inserting one changes nothing.
+    /// replacing any entry, in memory and (with a Redis tier) in Redis. A load running
+    /// for `key` still answers its waiters but no longer stores its value. A
+    /// [`Loaded::uncached`] value is not stored, so inserting one changes nothing.
     ///
     /// ```
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
-    /// cache.insert("motd", corral::Loaded::new("hi".to_string()).ttl(Duration::from_secs(5)));
+    /// cache.insert("motd", corral::Loaded::new("hi".to_string()).ttl(Duration::from_secs(5))).await;
     /// assert_eq!(cache.get("motd").as_deref(), Some("hi"));
     /// # }
     /// ```
-    pub fn insert(&self, key: &str, value: impl Into<Loaded<V>>) {
-        let inner = &*self.inner;
-        let loaded = value.into();
-        for (key, related) in loaded.also {
-            self.insert(&key, related);
+    pub async fn insert(&self, key: &str, value: impl Into<Loaded<V>>) {
+        let mut loaded = value.into();
+        for (key, related) in std::mem::take(&mut loaded.also) {
+            self.insert_one(&key, related).await;
         }
-        if loaded.store {
-            inner.flights.detach_with(key, || {
-                inner.store(key, loaded.value, loaded.fresh_for, loaded.ttl)
-            });
+        self.insert_one(key, loaded).await;
+    }
+
+    async fn insert_one(&self, key: &str, loaded: Loaded<V>) {
+        let inner = &*self.inner;
+        let Some(entry) = inner.entry_for(&loaded) else {
+            return;
+        };
+        #[cfg(feature = "redis")]
+        let copy = inner.remote.as_ref().map(|_| entry.clone());
+        inner
+            .flights
+            .detach_with(key, || inner.memory.insert(key, entry));
+        inner.publish_size();
+        #[cfg(feature = "redis")]
+        if let (Some(remote), Some(entry)) = (&inner.remote, copy) {
+            remote.store(key, &entry).await;
         }
     }
 
-    /// Removes `key`'s entry. A load running for `key` still answers its waiters but no
-    /// longer stores its value, so nothing loaded before this call survives it.
-    pub fn invalidate(&self, key: &str) {
-        let inner = &*self.inner;
-        inner
-            .flights
-            .detach_with(key, || inner.memory.invalidate(key));
-        inner.publish_size();
+    /// Removes `key`'s entry: from memory here, from Redis, and from the memory of every
+    /// other server sharing the Redis tier. A load running for `key` still answers its
+    /// waiters but no longer stores its value, so nothing loaded before this call
+    /// survives it.
+    pub async fn invalidate(&self, key: &str) {
+        self.inner.invalidate_locally(key);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            remote.invalidate(key).await;
+        }
     }
 
     /// Removes every entry (and detaches every running load, as
-    /// [`invalidate`](Self::invalidate) does).
-    pub fn clear(&self) {
-        let inner = &*self.inner;
-        inner.flights.detach_all_with(|| inner.memory.clear());
-        inner.memory.run_pending_tasks();
-        inner.publish_size();
+    /// [`invalidate`](Self::invalidate) does). With a Redis tier, this cache's keys in
+    /// Redis (those under its prefix, and no others) are deleted too, and every server
+    /// clears its memory.
+    pub async fn clear(&self) {
+        self.inner.clear_locally();
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            remote.clear().await;
+        }
     }
 
     /// The cache's counters since it was built.
@@ -403,33 +441,84 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     }
 }
 
+/// Runs a loader, catching its panic.
+pub(crate) async fn run_loader<V, F, Fut, T, E>(loader: F) -> Result<Loaded<V>, Error>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Into<Loaded<V>> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
+{
+    match AssertUnwindSafe(async move { loader().await })
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(loaded)) => Ok(loaded.into()),
+        Ok(Err(error)) => Err(Error::load(error)),
+        Err(panic) => Err(Error::Panicked(panic_message(panic))),
+    }
+}
+
 impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
+    /// Gets a value for a load: from the Redis tier's protocol if there is one, else by
+    /// running the loader.
+    async fn obtain<F, Fut, T, E>(
+        self: &Arc<Self>,
+        key: &str,
+        loader: F,
+        accept: &(dyn Fn(&Entry<V>) -> bool + Send + Sync),
+    ) -> Result<Obtained<V>, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Into<Loaded<V>> + Send + 'static,
+        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
+    {
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            self.listen(remote);
+            let entry_for = |loaded: &Loaded<V>| self.entry_for(loaded);
+            return crate::remote::obtain(remote, &self.metrics, key, loader, accept, &entry_for)
+                .await;
+        }
+        let _ = (key, accept);
+        run_loader(loader).await.map(Obtained::Loaded)
+    }
+
     /// Records a finished load and hands its outcome to the flight.
     fn finish_load(
         &self,
         leader: Leader<V>,
-        outcome: Result<Loaded<V>, Error>,
+        outcome: Result<Obtained<V>, Error>,
         started: Instant,
         background: bool,
     ) {
         let took = started.elapsed();
         match outcome {
-            Ok(loaded) => {
+            Ok(Obtained::Remote(entry)) => {
+                self.metrics.remote_hit();
+                let value = entry.value.clone();
+                leader.finish(Ok(value), |key, _| {
+                    self.memory.insert(key, entry);
+                    self.publish_size();
+                });
+            }
+            Ok(Obtained::Loaded(loaded)) => {
                 self.metrics.load(LoadResult::Ok, took);
-                let Loaded {
-                    value,
-                    fresh_for,
-                    ttl,
-                    store,
-                    also,
-                } = loaded;
-                leader.finish(Ok(value), |key, value| {
-                    if store {
-                        self.store(key, value.clone(), fresh_for, ttl);
+                let entry = self.entry_for(&loaded);
+                let related: Vec<_> = loaded
+                    .also
+                    .iter()
+                    .filter_map(|(key, l)| Some((key.clone(), self.entry_for(l)?)))
+                    .collect();
+                leader.finish(Ok(loaded.value), |key, _| {
+                    if let Some(entry) = entry {
+                        self.memory.insert(key, entry);
                     }
-                    for (key, related) in also.into_iter().filter(|(_, l)| l.store) {
-                        self.store(&key, related.value, related.fresh_for, related.ttl);
+                    for (key, entry) in related {
+                        self.memory.insert(&key, entry);
                     }
+                    self.publish_size();
                 });
             }
             Err(error) => {
@@ -449,22 +538,65 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
         }
     }
 
-    /// Stores a value with its lifetime (the cache's defaults where it sets none); a
-    /// zero `ttl` stores nothing.
-    fn store(&self, key: &str, value: V, fresh_for: Option<Duration>, ttl: Option<Duration>) {
-        let ttl = ttl.unwrap_or(self.config.ttl);
-        if ttl.is_zero() {
-            return;
+    /// The entry a loaded value becomes, with its lifetime (the cache's defaults where
+    /// it sets none); `None` if it is not to be stored (`uncached`, or a zero `ttl`).
+    pub(crate) fn entry_for(&self, loaded: &Loaded<V>) -> Option<Entry<V>> {
+        let ttl = loaded.ttl.unwrap_or(self.config.ttl);
+        if !loaded.store || ttl.is_zero() {
+            return None;
         }
-        let fresh_for = fresh_for.unwrap_or(self.config.fresh_for);
-        self.memory
-            .insert(key, Entry::new(value, Instant::now(), fresh_for, ttl));
+        let fresh_for = loaded.fresh_for.unwrap_or(self.config.fresh_for);
+        Some(Entry::new(
+            loaded.value.clone(),
+            Instant::now(),
+            fresh_for,
+            ttl,
+        ))
+    }
+
+    fn invalidate_locally(&self, key: &str) {
+        self.flights
+            .detach_with(key, || self.memory.invalidate(key));
+        self.publish_size();
+    }
+
+    fn clear_locally(&self) {
+        self.flights.detach_all_with(|| self.memory.clear());
+        self.memory.run_pending_tasks();
         self.publish_size();
     }
 
     fn publish_size(&self) {
         let (entries, bytes) = self.memory.size();
         self.metrics.size(entries, bytes);
+    }
+
+    /// Starts listening to the other servers' events, once.
+    #[cfg(feature = "redis")]
+    fn listen(self: &Arc<Self>, remote: &Arc<RedisRemote<V>>) {
+        use std::sync::atomic::Ordering;
+        if self.listening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(crate::remote::listen(
+            Arc::downgrade(remote),
+            move |event| {
+                let Some(inner) = weak.upgrade() else {
+                    return false;
+                };
+                match event {
+                    Event::Done(key) => {
+                        if let Some(remote) = &inner.remote {
+                            remote.waiters.wake(key);
+                        }
+                    }
+                    Event::Invalidated(key) => inner.invalidate_locally(key),
+                    Event::Cleared => inner.clear_locally(),
+                }
+                true
+            },
+        ));
     }
 }
 

@@ -94,4 +94,23 @@ pub enum ConfigError {
     /// The cache name is empty (it labels metrics and logs).
     #[error("the cache name must not be empty")]
     EmptyName,
+    /// The Redis tier has no key prefix (it keeps caches apart, and bounds `clear`).
+    #[cfg(feature = "redis")]
+    #[error("the redis tier needs a non-empty key prefix")]
+    EmptyRedisPrefix,
+    /// A Redis URL does not parse.
+    #[cfg(feature = "redis")]
+    #[error("invalid redis url: {0}")]
+    InvalidRedisUrl(String),
+    /// A Redis timeout or lease is zero.
+    #[cfg(feature = "redis")]
+    #[error("redis timeouts and the lock lease must be greater than zero")]
+    ZeroRedisTimeout,
 }
+
+/// A load that failed on another server sharing the Redis tier, as that server
+/// reported it.
+#[cfg(feature = "redis")]
+#[derive(Debug, thiserror::Error)]
+#[error("load failed on another server: {0}")]
+pub struct RemoteLoadError(pub String);

@@ -16,6 +16,10 @@
 //! - [`Error`] says why a load gave no value: the loader's error, a panic, or a timeout.
 //! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
 //!   (see the [`stats`] module for the metric names).
+//! - With the `redis` feature, `RedisTier` adds a tier shared by many servers: one load
+//!   per key per cluster (a lock in Redis, waiters woken by pub/sub), values encoded by
+//!   a `Codec` (`MessagePack` by default, `Json`, `Raw`), and a circuit breaker so a
+//!   server keeps working from memory when Redis is down.
 //!
 //! # Example
 //!
@@ -40,10 +44,14 @@
 
 mod builder;
 mod cache;
+#[cfg(feature = "redis")]
+mod codec;
 mod entry;
 mod error;
 mod flight;
 mod loaded;
+#[cfg(feature = "redis")]
+mod remote;
 pub mod stats;
 mod tier;
 mod weigh;
@@ -56,3 +64,13 @@ pub use loaded::Loaded;
 pub use stats::Stats;
 pub use tier::memory::ENTRY_OVERHEAD;
 pub use weigh::Weigh;
+
+#[cfg(feature = "redis")]
+pub use codec::{Codec, CodecError, Json, MessagePack, Raw};
+#[cfg(feature = "redis")]
+pub use error::RemoteLoadError;
+#[cfg(feature = "redis")]
+pub use tier::redis::{
+    DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_TTL, DEFAULT_LOCK_LEASE, RedisTier, RedisTierBuilder,
+};

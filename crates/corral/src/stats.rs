@@ -9,6 +9,11 @@
 //! | `corral_evictions_total` | counter | `cache` (entries evicted to stay within `max_bytes`) |
 //! | `corral_weighted_bytes` | gauge | `cache` (the memory tier's weighted size) |
 //! | `corral_entries` | gauge | `cache` |
+//! | `corral_remote_ops_total` | counter | `cache`, `op` = `read` \| `write` \| `lock`, `result` = `ok` \| `failed` (failed includes skipped by the breaker) |
+//! | `corral_remote_hits_total` | counter | `cache` (loads answered from Redis) |
+//! | `corral_remote_waits_total` | counter | `cache` (loads that waited for another server's load) |
+//! | `corral_remote_decode_errors_total` | counter | `cache` (undecodable records, read as misses) |
+//! | `corral_remote_breaker_open` | gauge | `cache` (1 while Redis is being skipped) |
 //!
 //! The two gauges are as of the memory tier's last maintenance, which runs at least
 //! every 64 writes and whenever the byte bound is at stake; `Cache::run_pending_tasks`
@@ -59,6 +64,26 @@ const LOAD_RESULTS: [(LoadResult, &str); 4] = [
     (LoadResult::Timeout, "timeout"),
 ];
 
+/// A kind of Redis operation, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RemoteOp {
+    Read = 0,
+    Write = 1,
+    Lock = 2,
+}
+
+impl RemoteOp {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RemoteOp::Read => "read",
+            RemoteOp::Write => "write",
+            RemoteOp::Lock => "lock",
+        }
+    }
+
+    const ALL: [RemoteOp; 3] = [RemoteOp::Read, RemoteOp::Write, RemoteOp::Lock];
+}
+
 /// A snapshot of a cache's counters since it was built.
 ///
 /// ```
@@ -100,6 +125,16 @@ pub struct Stats {
     pub entries: u64,
     /// The memory tier's weighted size in bytes (keys, values and per-entry overhead).
     pub weighted_bytes: u64,
+    /// Loads answered from the Redis tier.
+    pub remote_hits: u64,
+    /// Loads that waited for another server's load (cross-server coalescing).
+    pub remote_waits: u64,
+    /// Redis operations that failed, timed out or were skipped by the breaker.
+    pub remote_errors: u64,
+    /// Records in Redis that could not be decoded (read as misses).
+    pub remote_decode_errors: u64,
+    /// Whether the breaker is skipping Redis now.
+    pub remote_breaker_open: bool,
 }
 
 /// The live counters and their `metrics` handles.
@@ -114,6 +149,21 @@ pub(crate) struct Metrics {
     eviction_counter: Counter,
     weighted_bytes: Gauge,
     entries: Gauge,
+    remote: Remote,
+}
+
+/// The Redis tier's counters.
+struct Remote {
+    hits: AtomicU64,
+    waits: AtomicU64,
+    errors: AtomicU64,
+    decode_errors: AtomicU64,
+    breaker_open: std::sync::atomic::AtomicBool,
+    ops: [[Counter; 2]; 3],
+    hit_counter: Counter,
+    wait_counter: Counter,
+    decode_counter: Counter,
+    breaker_gauge: Gauge,
 }
 
 fn describe() {
@@ -136,6 +186,20 @@ fn describe() {
             "Weighted size of the memory tier"
         );
         metrics::describe_gauge!("corral_entries", "Entries in the memory tier");
+        metrics::describe_counter!(
+            "corral_remote_ops_total",
+            "Redis operations by kind and result"
+        );
+        metrics::describe_counter!("corral_remote_hits_total", "Loads answered from Redis");
+        metrics::describe_counter!(
+            "corral_remote_waits_total",
+            "Loads that waited for another server's load"
+        );
+        metrics::describe_counter!(
+            "corral_remote_decode_errors_total",
+            "Undecodable records in Redis"
+        );
+        metrics::describe_gauge!("corral_remote_breaker_open", "1 while Redis is skipped");
     });
 }
 
@@ -157,8 +221,57 @@ impl Metrics {
             load_duration: metrics::histogram!("corral_load_duration_seconds", "cache" => name.clone()),
             eviction_counter: metrics::counter!("corral_evictions_total", "cache" => name.clone()),
             weighted_bytes: metrics::gauge!("corral_weighted_bytes", "cache" => name.clone()),
-            entries: metrics::gauge!("corral_entries", "cache" => name),
+            entries: metrics::gauge!("corral_entries", "cache" => name.clone()),
+            remote: Remote {
+                hits: AtomicU64::new(0),
+                waits: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                decode_errors: AtomicU64::new(0),
+                breaker_open: Default::default(),
+                ops: RemoteOp::ALL.map(|op| {
+                    ["ok", "failed"].map(|result| {
+                        metrics::counter!("corral_remote_ops_total", "cache" => name.clone(), "op" => op.label(), "result" => result)
+                    })
+                }),
+                hit_counter: metrics::counter!("corral_remote_hits_total", "cache" => name.clone()),
+                wait_counter: metrics::counter!("corral_remote_waits_total", "cache" => name.clone()),
+                decode_counter: metrics::counter!("corral_remote_decode_errors_total", "cache" => name.clone()),
+                breaker_gauge: metrics::gauge!("corral_remote_breaker_open", "cache" => name),
+            },
         }
+    }
+
+    /// A Redis operation ended (`ok`), or failed or was skipped.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote(&self, op: RemoteOp, ok: bool) {
+        if !ok {
+            self.remote.errors.fetch_add(1, Relaxed);
+        }
+        self.remote.ops[op as usize][usize::from(!ok)].increment(1);
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote_hit(&self) {
+        self.remote.hits.fetch_add(1, Relaxed);
+        self.remote.hit_counter.increment(1);
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote_wait(&self) {
+        self.remote.waits.fetch_add(1, Relaxed);
+        self.remote.wait_counter.increment(1);
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote_decode_error(&self) {
+        self.remote.decode_errors.fetch_add(1, Relaxed);
+        self.remote.decode_counter.increment(1);
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn breaker(&self, open: bool) {
+        self.remote.breaker_open.store(open, Relaxed);
+        self.remote.breaker_gauge.set(if open { 1.0 } else { 0.0 });
     }
 
     #[inline]
@@ -202,6 +315,11 @@ impl Metrics {
             evictions: self.evictions.load(Relaxed),
             entries,
             weighted_bytes,
+            remote_hits: self.remote.hits.load(Relaxed),
+            remote_waits: self.remote.waits.load(Relaxed),
+            remote_errors: self.remote.errors.load(Relaxed),
+            remote_decode_errors: self.remote.decode_errors.load(Relaxed),
+            remote_breaker_open: self.remote.breaker_open.load(Relaxed),
         }
     }
 }

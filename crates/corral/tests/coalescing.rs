@@ -256,7 +256,7 @@ async fn an_invalidation_during_a_load_keeps_that_load_from_storing() {
         tokio::spawn(async move { cache.get_or_load("k", loader).await })
     };
     eventually("the load started", || origin.calls() == 1).await;
-    cache.invalidate("k");
+    cache.invalidate("k").await;
     origin.release();
     assert_eq!(
         waiter.await.unwrap().unwrap(),
@@ -275,7 +275,7 @@ async fn an_insert_during_a_load_wins_over_it() {
         tokio::spawn(async move { cache.get_or_load("k", loader).await })
     };
     eventually("the load started", || origin.calls() == 1).await;
-    cache.insert("k", "inserted".to_string());
+    cache.insert("k", "inserted".to_string()).await;
     origin.release();
     assert_eq!(waiter.await.unwrap().unwrap(), "loaded");
     assert_eq!(cache.get("k").as_deref(), Some("inserted"));

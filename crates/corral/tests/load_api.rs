@@ -9,7 +9,7 @@ use support::{Origin, cache, eventually};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_runs_when_the_callers_test_rejects_the_stored_value() {
     let cache = cache(60, 60);
-    cache.insert("k", "old".to_string());
+    cache.insert("k", "old".to_string()).await;
     let origin = Origin::open();
     let (v, source) = cache
         .load("k", |e| e.value() != "old", origin.value("new"))
@@ -77,7 +77,7 @@ async fn refresh_starts_one_background_load_and_returns_at_once() {
 #[tokio::test]
 async fn peek_counts_no_lookup() {
     let cache = cache(60, 60);
-    cache.insert("k", "v".to_string());
+    cache.insert("k", "v".to_string()).await;
     assert_eq!(cache.peek("k").unwrap().value(), "v");
     assert!(cache.peek("absent").is_none());
     let s = cache.stats();
@@ -104,7 +104,7 @@ async fn related_entries_are_not_stored_by_a_load_that_was_invalidated() {
         })
     };
     eventually("the load started", || cache.stats().misses == 1).await;
-    cache.invalidate("index");
+    cache.invalidate("index").await;
     gate.send_replace(true);
     assert_eq!(waiter.await.unwrap().unwrap(), "idx");
     assert!(cache.peek("index").is_none());

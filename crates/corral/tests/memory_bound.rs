@@ -24,7 +24,7 @@ async fn rule7_inserting_ten_times_the_bound_stays_within_it() {
     let per_entry = (value.len() + size_of::<Bytes>() + ENTRY_OVERHEAD + "key0000".len()) as u64;
     let count = 10 * MAX_BYTES / per_entry + 1;
     for i in 0..count {
-        cache.insert(&format!("key{i:04}"), value.clone());
+        cache.insert(&format!("key{i:04}"), value.clone()).await;
         let stats = cache.stats();
         assert!(
             stats.weighted_bytes <= MAX_BYTES,
@@ -78,7 +78,7 @@ async fn rule7_concurrent_loads_of_large_values_stay_within_the_bound() {
 #[tokio::test]
 async fn a_value_larger_than_the_whole_bound_is_served_but_not_stored() {
     let cache = bounded();
-    cache.insert("small", Bytes::from_static(b"keep me"));
+    cache.insert("small", Bytes::from_static(b"keep me")).await;
     let huge = cache
         .get_or_load("huge", || async {
             Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 2 * MAX_BYTES as usize]))

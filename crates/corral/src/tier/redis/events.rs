@@ -1,0 +1,125 @@
+//! Events between the servers sharing a Redis tier: a load finished (wake the waiters
+//! here), a key was invalidated, the cache was cleared. Servers publish them on the
+//! prefix's channel; each server's subscriber hands them to its cache.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
+
+/// A random number naming a cache instance (or a lock token's owner).
+pub(crate) fn instance_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(RandomState::new)
+        .hash_one((COUNTER.fetch_add(1, Ordering::Relaxed), std::process::id()))
+}
+
+/// One event, as published: `<kind> <instance id in hex> <key>`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event<'a> {
+    /// A load of `key` finished (with a value, an error, or nothing to store).
+    Done(&'a str),
+    /// `key` was invalidated by another instance.
+    Invalidated(&'a str),
+    /// The cache was cleared by another instance.
+    Cleared,
+}
+
+impl<'a> Event<'a> {
+    /// Parses a message; `None` for one this instance published itself, or one it does
+    /// not understand.
+    pub(crate) fn parse(message: &'a str, own_id: u64) -> Option<Event<'a>> {
+        let mut parts = message.splitn(3, ' ');
+        let (kind, origin, key) = (parts.next()?, parts.next()?, parts.next()?);
+        let from_self = u64::from_str_radix(origin, 16).ok() == Some(own_id);
+        match kind {
+            "done" => Some(Event::Done(key)),
+            "inval" if !from_self => Some(Event::Invalidated(key)),
+            "clear" if !from_self => Some(Event::Cleared),
+            _ => None,
+        }
+    }
+}
+
+/// The local waiters of other servers' loads, by key.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    by_key: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Waiters {
+    /// A signal for `key`, woken when a `done` event for it arrives. Enable the
+    /// `notified()` future before looking at Redis, so no event slips between the look
+    /// and the wait.
+    pub(crate) fn register(&self, key: &str) -> Arc<Notify> {
+        self.lock().entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets `key`'s signal once its last waiter is done.
+    pub(crate) fn release(&self, key: &str, signal: Arc<Notify>) {
+        let mut by_key = self.lock();
+        drop(signal);
+        if by_key.get(key).is_some_and(|s| Arc::strong_count(s) == 1) {
+            by_key.remove(key);
+        }
+    }
+
+    pub(crate) fn wake(&self, key: &str) {
+        if let Some(signal) = self.lock().get(key) {
+            signal.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter (the subscriber lost its connection: everyone looks again).
+    pub(crate) fn wake_all(&self) {
+        for signal in self.lock().values() {
+            signal.notify_waiters();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.by_key.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_and_own_invalidations_are_ignored() {
+        assert_eq!(
+            Event::parse("done ff my key", 1),
+            Some(Event::Done("my key"))
+        );
+        assert_eq!(Event::parse("inval ff k", 1), Some(Event::Invalidated("k")));
+        assert_eq!(Event::parse("inval ff k", 0xff), None);
+        assert_eq!(Event::parse("clear 2 -", 1), Some(Event::Cleared));
+        assert_eq!(Event::parse("clear 1 -", 1), None);
+        assert_eq!(Event::parse("garbage", 1), None);
+        assert_eq!(Event::parse("what 1 k", 2), None);
+    }
+
+    #[tokio::test]
+    async fn a_registered_waiter_is_woken_and_released() {
+        let waiters = Waiters::default();
+        let signal = waiters.register("k");
+        {
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            waiters.wake("k");
+            notified.await;
+        }
+        waiters.release("k", signal);
+        assert!(waiters.lock().is_empty());
+    }
+
+    #[test]
+    fn ids_differ() {
+        assert_ne!(instance_id(), instance_id());
+    }
+}

@@ -1,0 +1,752 @@
+//! The Redis tier against real `redis-server` processes on loopback: one load per
+//! cluster, takeover after a dead winner, shared errors, invalidation across servers,
+//! corrupt records, and Redis dying and coming back.
+
+#![cfg(feature = "redis")]
+
+#[path = "support/redis.rs"]
+mod redis_server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use corral::{Cache, Error, Loaded, Raw, RedisTier};
+use redis::AsyncCommands;
+use redis_server::{RedisCluster, RedisServer};
+
+fn tier(url: &str, prefix: &str) -> corral::RedisTierBuilder {
+    RedisTier::builder(url)
+        .prefix(prefix)
+        .lock_lease(Duration::from_secs(2))
+        .command_timeout(Duration::from_millis(500))
+}
+
+fn cache(tier: corral::RedisTierBuilder) -> Cache<String> {
+    Cache::builder()
+        .fresh_for(Duration::from_secs(60))
+        .redis(tier.build().expect("valid tier"))
+        .build()
+        .expect("valid cache")
+}
+
+/// A loader that counts its runs, takes `delay`, and returns `value`.
+fn counted(
+    runs: &Arc<AtomicUsize>,
+    delay: Duration,
+    value: &str,
+) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<String, std::io::Error>> + Send>>
++ Send
++ 'static {
+    let (runs, value) = (runs.clone(), value.to_owned());
+    move || {
+        Box::pin(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Ok(value)
+        })
+    }
+}
+
+async fn eventually(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn redis_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    c.get(key).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_sharing_redis_run_the_loader_once_for_300_concurrent_callers() {
+    let server = RedisServer::start();
+    let servers: Vec<Cache<String>> = (0..3)
+        .map(|_| cache(tier(&server.url(), "stampede:")))
+        .collect();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..300)
+        .map(|i| {
+            let (cache, loader) = (
+                servers[i % 3].clone(),
+                counted(&runs, Duration::from_millis(300), "v"),
+            );
+            tokio::spawn(async move { cache.get_or_load("cold", loader).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), "v");
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "one load in the whole cluster"
+    );
+    let remote_hits: u64 = servers.iter().map(|c| c.stats().remote_hits).sum();
+    assert_eq!(
+        remote_hits, 2,
+        "the other two servers read the winner's value from redis"
+    );
+    assert!(redis_get(&server, "stampede:v:{cold}").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_from_redis_is_copied_into_memory_with_its_remaining_lifetime() {
+    let server = RedisServer::start();
+    let a = cache(tier(&server.url(), "copy:"));
+    let b = cache(tier(&server.url(), "copy:"));
+    let loaded = Loaded::new("v".to_string())
+        .fresh_for(Duration::from_secs(2))
+        .ttl(Duration::from_secs(3));
+    a.get_or_load("k", move || async move { Ok::<_, std::io::Error>(loaded) })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        b.get_or_load("k", counted(&runs, Duration::ZERO, "b's own"))
+            .await
+            .unwrap(),
+        "v"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let entry = b.peek("k").expect("copied into b's memory");
+    let left = entry
+        .stale_until()
+        .saturating_duration_since(tokio::time::Instant::now());
+    assert!(
+        left <= Duration::from_millis(2600) && left >= Duration::from_millis(2000),
+        "{left:?} left"
+    );
+    let ttl: i64 = {
+        let mut c = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        c.pttl("copy:v:{k}").await.unwrap()
+    };
+    assert!(
+        (1500..=3000).contains(&ttl),
+        "redis keys expire with the entry (PTTL {ttl} ms)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lock_winner_dying_mid_load_is_taken_over_after_its_lease() {
+    let server = RedisServer::start();
+    // Server A runs on its own runtime, which is torn down mid-load: a crash.
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = {
+        let _guard = doomed.enter();
+        cache(tier(&server.url(), "takeover:").lock_lease(Duration::from_secs(1)))
+    };
+    doomed.spawn(async move {
+        a.get_or_load("k", || async {
+            std::future::pending::<()>().await;
+            Ok::<_, std::io::Error>("never".to_string())
+        })
+        .await
+    });
+    eventually(
+        "server A holds the lock",
+        Duration::from_secs(5),
+        async || redis_get(&server, "takeover:lock:{k}").await.is_some(),
+    )
+    .await;
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let others: Vec<_> = (0..20)
+        .map(|i| {
+            let c = cache(tier(&server.url(), "takeover:").lock_lease(Duration::from_secs(1)));
+            let loader = counted(
+                &runs,
+                Duration::from_millis(50),
+                &format!("taken over by {i}"),
+            );
+            tokio::spawn(async move { c.get_or_load("k", loader).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    doomed.shutdown_background();
+
+    let started = Instant::now();
+    let mut values = Vec::new();
+    for other in others {
+        let value = tokio::time::timeout(Duration::from_secs(10), other)
+            .await
+            .expect("no waiter hangs");
+        values.push(value.unwrap().unwrap());
+    }
+    values.dedup();
+    assert_eq!(
+        values.len(),
+        1,
+        "everyone got the one takeover's value: {values:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one server took over");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_loader_error_reaches_other_servers_waiters_for_a_short_time_only() {
+    let server = RedisServer::start();
+    let short = |url: &str| tier(url, "errors:").error_ttl(Duration::from_millis(500));
+    let a = cache(short(&server.url()));
+    let b = cache(short(&server.url()));
+    let failing = tokio::spawn(async move {
+        a.get_or_load("k", || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err::<String, _>(std::io::Error::other("origin exploded"))
+        })
+        .await
+    });
+    eventually("a holds the lock", Duration::from_secs(5), async || {
+        redis_get(&server, "errors:lock:{k}").await.is_some()
+    })
+    .await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let err = b
+        .get_or_load("k", counted(&runs, Duration::ZERO, "b"))
+        .await
+        .unwrap_err();
+    let Error::Load(source) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(source.to_string().contains("origin exploded"), "{source}");
+    assert!(source.downcast_ref::<corral::RemoteLoadError>().is_some());
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "b did not load while a's error stood"
+    );
+    assert!(failing.await.unwrap().is_err());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        b.get_or_load("k", counted(&runs, Duration::ZERO, "b"))
+            .await
+            .unwrap(),
+        "b"
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "after error_ttl b loads itself"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_record_is_a_miss_and_is_counted() {
+    let server = RedisServer::start();
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = c
+        .set("corrupt:v:{k}", b"\x01garbage that is not a record")
+        .await
+        .unwrap();
+    let _: () = c.set("corrupt:v:{short}", b"x").await.unwrap();
+    let cache = cache(tier(&server.url(), "corrupt:"));
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        cache
+            .get_or_load("k", counted(&runs, Duration::ZERO, "fresh"))
+            .await
+            .unwrap(),
+        "fresh"
+    );
+    assert_eq!(
+        cache
+            .get_or_load("short", counted(&runs, Duration::ZERO, "fresh"))
+            .await
+            .unwrap(),
+        "fresh"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // Each corrupt record is counted every time it is read (the lock winner reads twice).
+    assert!(
+        cache.stats().remote_decode_errors >= 2,
+        "{:?}",
+        cache.stats()
+    );
+    let rewritten = redis_get(&server, "corrupt:v:{k}").await.unwrap();
+    assert_eq!(
+        rewritten[0], 1,
+        "the load replaced the corrupt record with a valid one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_on_one_server_stops_every_server_serving_the_value() {
+    let server = RedisServer::start();
+    let servers: Vec<Cache<String>> = (0..3)
+        .map(|_| cache(tier(&server.url(), "inval:")))
+        .collect();
+    let runs = Arc::new(AtomicUsize::new(0));
+    for s in &servers {
+        assert_eq!(
+            s.get_or_load("k", counted(&runs, Duration::ZERO, "old"))
+                .await
+                .unwrap(),
+            "old"
+        );
+        assert!(s.get("k").is_some());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    servers[0].invalidate("k").await;
+    assert!(redis_get(&server, "inval:v:{k}").await.is_none());
+    for s in &servers[1..] {
+        let s = s.clone();
+        eventually(
+            "the other servers dropped their copy",
+            Duration::from_secs(3),
+            async || s.get("k").is_none(),
+        )
+        .await;
+    }
+    assert_eq!(
+        servers[2]
+            .get_or_load("k", counted(&runs, Duration::ZERO, "new"))
+            .await
+            .unwrap(),
+        "new"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_deletes_only_this_prefix_and_clears_every_servers_memory() {
+    let server = RedisServer::start();
+    let (a1, a2, b) = (
+        cache(tier(&server.url(), "a:")),
+        cache(tier(&server.url(), "a:")),
+        cache(tier(&server.url(), "b:")),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    for i in 0..50 {
+        let key = format!("k{i}");
+        a1.get_or_load(&key, counted(&runs, Duration::ZERO, "a"))
+            .await
+            .unwrap();
+        a2.get_or_load(&key, counted(&runs, Duration::ZERO, "a"))
+            .await
+            .unwrap();
+        b.get_or_load(&key, counted(&runs, Duration::ZERO, "b"))
+            .await
+            .unwrap();
+    }
+    a1.clear().await;
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let a_keys: Vec<String> = c.keys("a:*").await.unwrap();
+    let b_keys: Vec<String> = c.keys("b:*").await.unwrap();
+    assert!(a_keys.is_empty(), "{a_keys:?}");
+    assert_eq!(b_keys.len(), 50);
+    eventually(
+        "a2 cleared its memory",
+        Duration::from_secs(3),
+        async || a2.get("k7").is_none(),
+    )
+    .await;
+    assert!(b.get("k7").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_starts_and_serves_while_redis_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let cache = cache(tier(&url, "down:").command_timeout(Duration::from_millis(200)));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    for i in 0..20 {
+        let v = cache
+            .get_or_load(&format!("k{i}"), counted(&runs, Duration::ZERO, "local"))
+            .await
+            .unwrap();
+        assert_eq!(v, "local");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the breaker keeps calls fast: {:?}",
+        started.elapsed()
+    );
+    let stats = cache.stats();
+    assert!(
+        stats.remote_errors > 0 && stats.remote_breaker_open,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_redis_during_a_stream_of_calls_fails_none_and_the_tier_comes_back() {
+    let mut server = RedisServer::start();
+    let build = |url: &str| {
+        Cache::<String>::builder()
+            .fresh_for(Duration::from_millis(300))
+            .redis(
+                tier(url, "chaos:")
+                    .command_timeout(Duration::from_millis(150))
+                    .breaker(3, Duration::from_millis(500))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let servers = [build(&server.url()), build(&server.url())];
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let streams: Vec<_> = (0..4)
+        .map(|t| {
+            let (cache, failures, done) = (servers[t % 2].clone(), failures.clone(), done.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut i = 0usize;
+                while started.elapsed() < Duration::from_secs(4) {
+                    let key = format!("k{}", i % 40);
+                    let value = format!("v{}", i % 40);
+                    let expected = value.clone();
+                    match cache
+                        .get_or_load(&key, move || async move { Ok::<_, std::io::Error>(value) })
+                        .await
+                    {
+                        Ok(v) if v == expected => {}
+                        _ => {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.restart();
+    for s in streams {
+        s.await.unwrap();
+    }
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "of {} calls",
+        done.load(Ordering::SeqCst)
+    );
+    assert!(
+        servers[0].stats().remote_errors > 0,
+        "redis was really down for a while"
+    );
+
+    // After the restart the tier is used again, without restarting anything.
+    let back = Instant::now();
+    let mut n = 0;
+    eventually(
+        "values reach redis again",
+        Duration::from_secs(5),
+        async || {
+            n += 1;
+            let key = format!("after-{n}");
+            servers[0]
+                .get_or_load(&key, || async { Ok::<_, std::io::Error>("x".to_string()) })
+                .await
+                .unwrap();
+            redis_get(&server, &format!("chaos:v:{{{key}}}"))
+                .await
+                .is_some()
+        },
+    )
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_secs(3),
+        "the tier came back in {:?}",
+        back.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_while_revalidate_runs_one_refresh_per_cluster() {
+    let server = RedisServer::start();
+    let build = || {
+        Cache::<String>::builder()
+            .fresh_for(Duration::from_millis(500))
+            .ttl(Duration::from_secs(60))
+            .redis(tier(&server.url(), "swr:").build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let servers = [build(), build(), build()];
+    let runs = Arc::new(AtomicUsize::new(0));
+    for s in &servers {
+        s.get_or_load("k", counted(&runs, Duration::ZERO, "v1"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let refreshes = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..90)
+        .map(|i| {
+            let (cache, loader) = (
+                servers[i % 3].clone(),
+                counted(&refreshes, Duration::from_millis(200), "v2"),
+            );
+            tokio::spawn(async move { cache.get_or_load("k", loader).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), "v1", "stale served at once");
+    }
+    for s in &servers {
+        let s = s.clone();
+        eventually(
+            "every server has the refreshed value",
+            Duration::from_secs(5),
+            async || s.get("k").as_deref() == Some("v2"),
+        )
+        .await;
+    }
+    assert_eq!(
+        refreshes.load(Ordering::SeqCst),
+        1,
+        "one refresh in the whole cluster"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bytes_cross_untouched_and_a_unix_socket_works() {
+    let dir = std::env::temp_dir().join(format!("corral-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("redis.sock");
+    let socket_arg = socket.to_str().unwrap().to_owned();
+    let _server =
+        RedisServer::start_with_args(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]);
+    let url = format!("redis+unix://{socket_arg}");
+    let build = || {
+        Cache::<Bytes>::builder()
+            .redis(
+                RedisTier::builder(&url)
+                    .prefix("raw:")
+                    .codec(Raw)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let payload = Bytes::from_static(b"\x00\x01binary\xff");
+    let sent = payload.clone();
+    a.get_or_load("blob", move || async move { Ok::<_, std::io::Error>(sent) })
+        .await
+        .unwrap();
+    let got = b
+        .get_or_load("blob", || async { Ok::<_, std::io::Error>(Bytes::new()) })
+        .await
+        .unwrap();
+    assert_eq!(got, payload);
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let record: Vec<u8> = c.get("raw:v:{blob}").await.unwrap();
+    assert_eq!(
+        &record[26..],
+        &payload[..],
+        "the payload is the bytes themselves"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_three_master_cluster_shares_one_load_per_key() {
+    let cluster = RedisCluster::start();
+    let build = || {
+        Cache::<String>::builder()
+            .redis(
+                RedisTier::cluster_builder(cluster.urls())
+                    .prefix("cl:")
+                    .lock_lease(Duration::from_secs(2))
+                    .command_timeout(Duration::from_millis(500))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let servers = [build(), build(), build()];
+    let runs = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..150)
+        .map(|i| {
+            let key = format!("key-{}", i % 5);
+            let (cache, loader) = (
+                servers[i % 3].clone(),
+                counted(
+                    &runs,
+                    Duration::from_millis(200),
+                    &format!("value of {key}"),
+                ),
+            );
+            tokio::spawn(async move { (key.clone(), cache.get_or_load(&key, loader).await) })
+        })
+        .collect();
+    for call in calls {
+        let (key, value) = call.await.unwrap();
+        assert_eq!(value.unwrap(), format!("value of {key}"));
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        5,
+        "one load per key across the cluster"
+    );
+    servers[0].invalidate("key-3").await;
+    let (s1, s2) = (servers[1].clone(), servers[2].clone());
+    eventually(
+        "the invalidation reached every server",
+        Duration::from_secs(3),
+        async || s1.get("key-3").is_none() && s2.get("key-3").is_none(),
+    )
+    .await;
+    servers[0].clear().await;
+    let mut keys = 0;
+    for node in &cluster.nodes {
+        let mut c = node
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        keys += c.keys::<_, Vec<String>>("cl:v:*").await.unwrap().len();
+    }
+    assert_eq!(keys, 0, "clear scanned every master");
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_server_is_reached_with_rediss_and_a_private_ca() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("corral-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (to make test certificates)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.crt"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=corral-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.crt"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &path("server.crt"),
+        "-days",
+        "1",
+        "-extfile",
+        &path("ext.cnf"),
+    ]);
+    let tls_port = redis_server::free_port().to_string();
+    let _server = RedisServer::start_with_args(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &path("server.crt"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let ca = std::fs::read(path("ca.crt")).unwrap();
+    let url = format!("rediss://localhost:{tls_port}");
+    let build = || {
+        Cache::<String>::builder()
+            .redis(
+                RedisTier::builder(&url)
+                    .prefix("tls:")
+                    .tls_root_certificates(ca.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        a.get_or_load("k", counted(&runs, Duration::ZERO, "over tls"))
+            .await
+            .unwrap(),
+        "over tls"
+    );
+    assert_eq!(
+        b.get_or_load("k", counted(&runs, Duration::ZERO, "b"))
+            .await
+            .unwrap(),
+        "over tls"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        b.stats().remote_hits,
+        1,
+        "b read a's value through rediss://"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
