@@ -160,7 +160,9 @@ pub(crate) async fn collect(mut body: Body, limit: usize) -> Collected {
         return Collected::Oversized(body);
     }
     let mut frames = VecDeque::new();
-    let mut data = BytesMut::new();
+    // A body of known length is copied into a buffer of exactly its size.
+    let expected = http_body::Body::size_hint(&body).lower().min(limit as u64);
+    let mut data = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(limit));
     loop {
         match body.frame().await {
             None => return Collected::Whole(data.freeze()),

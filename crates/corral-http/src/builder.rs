@@ -62,6 +62,8 @@ pub struct HttpCacheBuilder {
     fetch_timeout: Duration,
     cache_status_headers: bool,
     name: String,
+    #[cfg(feature = "redis")]
+    redis: Option<corral::RedisTier>,
 }
 
 impl Default for HttpCacheBuilder {
@@ -76,6 +78,8 @@ impl Default for HttpCacheBuilder {
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             cache_status_headers: true,
             name: "corral".to_owned(),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -146,6 +150,15 @@ impl HttpCacheBuilder {
         self
     }
 
+    /// Keeps responses in a Redis tier too, shared by every server using the same
+    /// prefix: one upstream fetch per key across all of them, and purges that reach
+    /// every server. Redis failing never fails a request. See [`corral::RedisTier`].
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, tier: corral::RedisTier) -> Self {
+        self.redis = Some(tier);
+        self
+    }
+
     /// Builds a layer; every service it makes shares one cache.
     pub fn layer(self) -> Result<HttpCacheLayer, ConfigError> {
         Ok(HttpCacheLayer {
@@ -159,11 +172,16 @@ impl HttpCacheBuilder {
     }
 
     fn shared(self) -> Result<Shared, ConfigError> {
-        let cache = Cache::builder()
+        let builder = Cache::builder()
             .name(self.name.clone())
             .max_bytes(self.max_bytes)
-            .load_timeout(self.fetch_timeout)
-            .build()?;
+            .load_timeout(self.fetch_timeout);
+        #[cfg(feature = "redis")]
+        let builder = match self.redis {
+            Some(tier) => builder.redis(tier),
+            None => builder,
+        };
+        let cache = builder.build()?;
         Ok(Shared {
             cache,
             policy: self.policy,

@@ -45,6 +45,13 @@ impl CacheHandle {
         self.shared.cache.invalidate(key).await;
     }
 
+    /// Removes every stored response whose key starts with `prefix` (for the default
+    /// key, a URL prefix such as `http://example.com/docs/`); returns how many this
+    /// server held. With a Redis tier, other servers drop theirs too.
+    pub async fn invalidate_prefix(&self, prefix: &str) -> usize {
+        self.shared.cache.invalidate_prefix(prefix).await
+    }
+
     /// Removes every stored response.
     pub async fn clear(&self) {
         self.shared.cache.clear().await;

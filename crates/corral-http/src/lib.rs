@@ -18,6 +18,7 @@
 //! - [`Body`]: stored bodies are served from memory; bodies over
 //!   `max_body_bytes` stream through, whole, unstored.
 //! - [`CacheHandle`]: purge and read counters from outside the request path.
+//! - [`refresh`] (feature `refresh`): keep registered URLs fresh in the background.
 //!
 //! # What is never served to the wrong client
 //!
@@ -35,6 +36,8 @@
 
 mod body;
 mod builder;
+#[cfg(feature = "client")]
+mod client;
 mod directives;
 mod fetch;
 mod future;
@@ -42,10 +45,14 @@ mod handle;
 mod key;
 mod layer;
 mod policy;
+#[cfg(feature = "refresh")]
+pub mod refresh;
 mod service;
 mod status;
 mod stored;
 mod vary;
+#[cfg(feature = "redis")]
+mod wire;
 
 pub use body::{Body, BoxError};
 pub use builder::{

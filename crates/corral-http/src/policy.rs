@@ -249,6 +249,7 @@ fn age_of(headers: &http::HeaderMap) -> Duration {
 
 /// How long a stored response is fresh, and what may be done with it after.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "redis", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Lifetime {
     /// Its age when stored (from the `Age` it arrived with).
     pub initial_age: Duration,

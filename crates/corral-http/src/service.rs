@@ -310,15 +310,21 @@ async fn forward(
             let (stale, target) = (lookup.stale.clone(), lookup.target());
             move || fetch::load(shared, upstream, request, stale, target, Some(handoff))
         };
+        // What will do instead of a fetch (checked under the flight's lock, and against
+        // a value found in Redis): a fresh response for this request, the URL's variant
+        // index to follow, or a hit-for-miss marker to obey.
         let usable = {
             let (headers, directives) = (lookup.parts.headers.clone(), lookup.directives.clone());
+            let following = lookup.index.is_none();
             move |entry: &Entry<Stored>| match entry.value() {
                 Stored::Response(r) => {
                     r.matches(&headers)
                         && r.lifetime.serve(&directives, r.stored_at, Instant::now())
                             == Serve::Fresh
                 }
-                _ => false,
+                Stored::Variants(_) => following,
+                Stored::Uncacheable => true,
+                Stored::ServerError => false,
             }
         };
         let outcome = shared.cache.load(lookup.key(), usable, loader).await;
@@ -348,7 +354,7 @@ async fn forward(
             }
             Ok((Stored::Variants(spec), source)) if lookup.index.is_none() => {
                 lookup.follow(spec);
-                lookup.fetched = Some(source);
+                lookup.fetched = (source != Source::Stored).then_some(source);
                 match lookup.look(&shared) {
                     Found::Answer(response) => return response,
                     Found::Stale(response, stored) => {
@@ -371,6 +377,9 @@ async fn forward(
                     error.into(),
                     Report::new(CacheStatus::Miss).forward(forward),
                 );
+            }
+            Ok((Stored::Uncacheable, Source::Stored)) => {
+                return alone(shared, upstream, lookup, "hit-for-miss").await;
             }
             Ok((outcome, _)) => {
                 if let Ok(response) = handed.try_recv() {

@@ -412,6 +412,29 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// Removes every entry whose key starts with `prefix` (a URL prefix, for an HTTP
+    /// cache), here, in Redis, and in every other server's memory; returns how many
+    /// entries this server's memory held. Loads running for such keys no longer store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// cache.insert("/docs/a", "a".to_string()).await;
+    /// cache.insert("/docs/b", "b".to_string()).await;
+    /// cache.insert("/blog/c", "c".to_string()).await;
+    /// assert_eq!(cache.invalidate_prefix("/docs/").await, 2);
+    /// assert_eq!(cache.get("/blog/c").as_deref(), Some("c"));
+    /// # }
+    /// ```
+    pub async fn invalidate_prefix(&self, prefix: &str) -> usize {
+        let removed = self.inner.invalidate_prefix_locally(prefix);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            remote.invalidate_prefix(prefix).await;
+        }
+        removed
+    }
+
     /// Removes every entry (and detaches every running load, as
     /// [`invalidate`](Self::invalidate) does). With a Redis tier, this cache's keys in
     /// Redis (those under its prefix, and no others) are deleted too, and every server
@@ -560,6 +583,15 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
         self.publish_size();
     }
 
+    fn invalidate_prefix_locally(&self, prefix: &str) -> usize {
+        self.flights.detach_prefix(prefix);
+        let keys = self.memory.keys_with_prefix(prefix);
+        for key in &keys {
+            self.invalidate_locally(key);
+        }
+        keys.len()
+    }
+
     fn clear_locally(&self) {
         self.flights.detach_all_with(|| self.memory.clear());
         self.memory.run_pending_tasks();
@@ -592,6 +624,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
                         }
                     }
                     Event::Invalidated(key) => inner.invalidate_locally(key),
+                    Event::Purged(prefix) => {
+                        inner.invalidate_prefix_locally(prefix);
+                    }
                     Event::Cleared => inner.clear_locally(),
                 }
                 true

@@ -96,6 +96,16 @@ impl<V> Flights<V> {
         f()
     }
 
+    /// Detaches the running flights whose keys start with `prefix`.
+    pub(crate) fn detach_prefix(&self, prefix: &str) {
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|key, _| !key.starts_with(prefix));
+        }
+    }
+
     /// Detaches every running flight, then runs `f`, holding all shard locks.
     pub(crate) fn detach_all_with<R>(&self, f: impl FnOnce() -> R) -> R {
         let mut guards: Vec<_> = self

@@ -750,3 +750,38 @@ async fn a_tls_server_is_reached_with_rediss_and_a_private_ca() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_a_prefix_reaches_redis_and_every_server() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        cache(tier(&server.url(), "purge:")),
+        cache(tier(&server.url(), "purge:")),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    for key in ["/docs/1", "/docs/2", "/blog/1"] {
+        a.get_or_load(key, counted(&runs, Duration::ZERO, key))
+            .await
+            .unwrap();
+        b.get_or_load(key, counted(&runs, Duration::ZERO, "b"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    assert_eq!(a.invalidate_prefix("/docs/").await, 2);
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut left: Vec<String> = c.keys("purge:v:*").await.unwrap();
+    left.sort();
+    assert_eq!(left, ["purge:v:{/blog/1}"]);
+    eventually(
+        "b dropped its /docs/ copies",
+        Duration::from_secs(3),
+        async || b.get("/docs/1").is_none() && b.get("/docs/2").is_none(),
+    )
+    .await;
+    assert_eq!(b.get("/blog/1").as_deref(), Some("/blog/1"));
+}

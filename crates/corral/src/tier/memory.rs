@@ -115,6 +115,15 @@ impl<V: Weigh + Clone + Send + Sync + 'static> MemoryTier<V> {
         self.cache.invalidate(key);
     }
 
+    /// The keys (of live entries) that start with `prefix`.
+    pub(crate) fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.cache
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.to_string())
+            .collect()
+    }
+
     pub(crate) fn clear(&self) {
         self.cache.invalidate_all();
     }

@@ -58,6 +58,7 @@ pub const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
 ///     .build()?;
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct RedisTier<C = MessagePack> {
     pub(crate) config: Config,
     pub(crate) codec: C,
@@ -684,17 +685,37 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
     /// Deletes this prefix's values and errors (never its locks), in batches, and tells
     /// every server to clear its memory.
     pub(crate) async fn clear(&self) {
+        let pattern = format!("{}*", escape_glob(&self.config.prefix));
+        let lock_prefix = format!("{}lock:", self.config.prefix);
+        self.unlink_matching(&pattern, |key| !key.starts_with(&lock_prefix))
+            .await;
+        self.publish(format!("clear {:x} -", self.id)).await;
+    }
+
+    /// Deletes the values and errors of the keys starting with `prefix`, and tells
+    /// every server to drop its copies.
+    pub(crate) async fn invalidate_prefix(&self, prefix: &str) {
+        for kind in ["v", "err"] {
+            let pattern = format!(
+                "{}{kind}:{{{}*",
+                escape_glob(&self.config.prefix),
+                escape_glob(prefix)
+            );
+            self.unlink_matching(&pattern, |_| true).await;
+        }
+        self.publish(format!("purge {:x} {prefix}", self.id)).await;
+    }
+
+    /// SCANs for `pattern` (on every master of a cluster) and UNLINKs what `keep`
+    /// admits, in batches.
+    async fn unlink_matching(&self, pattern: &str, admit: impl Fn(&str) -> bool) {
         for node in self.scan_targets() {
             let mut cursor = 0u64;
             loop {
-                let pattern = format!("{}*", escape_glob(&self.config.prefix));
-                let page: Result<(u64, Vec<String>), Unavailable> =
-                    self.scan(&node, cursor, &pattern).await;
-                let Ok((next, keys)) = page else { break };
-                let keys: Vec<String> = keys
-                    .into_iter()
-                    .filter(|k| !k[self.config.prefix.len()..].starts_with("lock:"))
-                    .collect();
+                let Ok((next, keys)) = self.scan(&node, cursor, pattern).await else {
+                    break;
+                };
+                let keys: Vec<String> = keys.into_iter().filter(|k| admit(k)).collect();
                 for batch in keys.chunks(100) {
                     // One UNLINK per batch; a cluster connection splits it by shard.
                     let batch = batch.to_vec();
@@ -715,7 +736,9 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
                 }
             }
         }
-        let message = format!("clear {:x} -", self.id);
+    }
+
+    async fn publish(&self, message: String) {
         let channel = self.channel.clone();
         let _ = self
             .run(RemoteOp::Write, |mut c| {

@@ -24,6 +24,8 @@ pub(crate) enum Event<'a> {
     Done(&'a str),
     /// `key` was invalidated by another instance.
     Invalidated(&'a str),
+    /// The keys starting with this prefix were invalidated by another instance.
+    Purged(&'a str),
     /// The cache was cleared by another instance.
     Cleared,
 }
@@ -38,6 +40,7 @@ impl<'a> Event<'a> {
         match kind {
             "done" => Some(Event::Done(key)),
             "inval" if !from_self => Some(Event::Invalidated(key)),
+            "purge" if !from_self => Some(Event::Purged(key)),
             "clear" if !from_self => Some(Event::Cleared),
             _ => None,
         }
@@ -98,6 +101,10 @@ mod tests {
         assert_eq!(Event::parse("inval ff k", 1), Some(Event::Invalidated("k")));
         assert_eq!(Event::parse("inval ff k", 0xff), None);
         assert_eq!(Event::parse("clear 2 -", 1), Some(Event::Cleared));
+        assert_eq!(
+            Event::parse("purge 2 http://h/docs/", 1),
+            Some(Event::Purged("http://h/docs/"))
+        );
         assert_eq!(Event::parse("clear 1 -", 1), None);
         assert_eq!(Event::parse("garbage", 1), None);
         assert_eq!(Event::parse("what 1 k", 2), None);

@@ -1,0 +1,164 @@
+//! How one URL is kept: its transformer, intervals, client and request headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use serde::de::DeserializeOwned;
+use tower::Service;
+
+use super::RefreshError;
+use super::schedule::Intervals;
+use super::transform::{BytesBody, Json, Transform};
+use crate::body::BoxError;
+use crate::fetch::{Erased, Upstream};
+
+/// The options of one registered URL, given to
+/// [`RefreshCache::register`](super::RefreshCache::register). Unset intervals take the
+/// cache's defaults (15 minutes and 30 days unless its builder says otherwise).
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_http::refresh::Registration;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Jwks { keys: Vec<serde_json::Value> }
+///
+/// let jwks: Registration<Jwks> = Registration::json()
+///     .min_interval(Duration::from_secs(5 * 60))
+///     .max_interval(Duration::from_secs(24 * 3600))
+///     .wait_for_first_fetch(true);
+/// let raw = Registration::bytes().fixed_interval(Duration::from_secs(30));
+/// # let _ = (jwks, raw);
+/// ```
+pub struct Registration<T> {
+    pub(crate) transform: Arc<dyn Transform<T>>,
+    pub(crate) min_interval: Option<Duration>,
+    pub(crate) max_interval: Option<Duration>,
+    pub(crate) fixed_interval: Option<Duration>,
+    pub(crate) client: Option<Box<dyn Upstream>>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) wait: bool,
+}
+
+impl Registration<Bytes> {
+    /// Keeps the response's body as it came.
+    pub fn bytes() -> Self {
+        Registration::with_transform(BytesBody)
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Registration<T> {
+    /// Keeps the response's body parsed as JSON (a body that does not parse is a
+    /// failed refresh; the previous value stays).
+    pub fn json() -> Self {
+        Registration::with_transform(Json::new())
+    }
+}
+
+impl<T> Registration<T> {
+    /// Keeps what `transform` makes of each successful response (any async function
+    /// of the response is a transformer; see [`Transform`]).
+    pub fn with_transform(transform: impl Transform<T>) -> Self {
+        Registration {
+            transform: Arc::new(transform),
+            min_interval: None,
+            max_interval: None,
+            fixed_interval: None,
+            client: None,
+            headers: HeaderMap::new(),
+            wait: false,
+        }
+    }
+
+    /// The shortest wait between refreshes, whatever the response says (and the
+    /// wait after a response that gives no lifetime, and the cap of the back-off
+    /// after failures).
+    pub fn min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = Some(interval);
+        self
+    }
+
+    /// The longest wait between refreshes, whatever the response says.
+    pub fn max_interval(mut self, interval: Duration) -> Self {
+        self.max_interval = Some(interval);
+        self
+    }
+
+    /// Refreshes every `interval`, ignoring what responses say.
+    pub fn fixed_interval(mut self, interval: Duration) -> Self {
+        self.fixed_interval = Some(interval);
+        self
+    }
+
+    /// Fetches this URL with `client` instead of the cache's: any tower service from
+    /// `http::Request<B>` to `http::Response` (an `HttpCache`, a client with auth or
+    /// custom TLS).
+    pub fn client<S, B, RB>(mut self, client: S) -> Self
+    where
+        S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Default + Send + 'static,
+        RB: http_body::Body<Data = Bytes> + Send + 'static,
+        RB::Error: Into<BoxError>,
+    {
+        self.client = Some(Box::new(Erased::<S, B>::new(client)));
+        self
+    }
+
+    /// Sends `name: value` with every request for this URL (credentials, `Accept`).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Whether `register` waits for the first fetch and returns its error, if any
+    /// (the URL stays registered either way) [default: false: the first fetch runs
+    /// in the background at once].
+    pub fn wait_for_first_fetch(mut self, wait: bool) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The URL's intervals, with the cache's defaults where unset.
+    pub(crate) fn intervals(&self, defaults: Intervals) -> Result<Intervals, RefreshError> {
+        let intervals = Intervals {
+            min: self.min_interval.unwrap_or(defaults.min),
+            max: self.max_interval.unwrap_or(defaults.max),
+            fixed: self.fixed_interval,
+        };
+        check_intervals(intervals)?;
+        Ok(intervals)
+    }
+}
+
+/// Intervals that make sense: non-zero, and min ≤ max.
+pub(crate) fn check_intervals(intervals: Intervals) -> Result<(), RefreshError> {
+    let invalid = |m: String| Err(RefreshError::InvalidOption(m));
+    if intervals.min.is_zero() || intervals.fixed.is_some_and(|f| f.is_zero()) {
+        return invalid("refresh intervals must be longer than zero".into());
+    }
+    if intervals.min > intervals.max {
+        return invalid(format!(
+            "the min interval ({:?}) is longer than the max interval ({:?})",
+            intervals.min, intervals.max
+        ));
+    }
+    Ok(())
+}
+
+impl<T> std::fmt::Debug for Registration<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("min_interval", &self.min_interval)
+            .field("max_interval", &self.max_interval)
+            .field("fixed_interval", &self.fixed_interval)
+            .field("own_client", &self.client.is_some())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("wait", &self.wait)
+            .finish()
+    }
+}

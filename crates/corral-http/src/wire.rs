@@ -1,0 +1,196 @@
+//! How stored responses cross to the Redis tier (feature `redis`): headers as a list
+//! of (name, value) lines in order, the body as bytes, and the response's own time as
+//! wall-clock milliseconds, so every server computes the same `Age`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::time::Instant;
+
+use crate::policy::Lifetime;
+use crate::stored::{Provenance, StoredResponse};
+use crate::vary::VarySpec;
+
+#[derive(Serialize, Deserialize)]
+struct WireResponse {
+    status: u16,
+    headers: Vec<(String, Bytes)>,
+    body: Bytes,
+    stored_at_unix_ms: u64,
+    lifetime: Lifetime,
+    vary: Option<(Vec<String>, String)>,
+    provenance: Provenance,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireVarySpec {
+    names: Vec<String>,
+    generation: u64,
+}
+
+fn to_wall(instant: Instant) -> u64 {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let at = wall
+        .checked_sub(now.saturating_duration_since(instant))
+        .unwrap_or(UNIX_EPOCH);
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn from_wall(ms: u64) -> Instant {
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    let ago = SystemTime::now().duration_since(at).unwrap_or_default();
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+fn names(names: &[HeaderName]) -> Vec<String> {
+    names.iter().map(|n| n.as_str().to_owned()).collect()
+}
+
+fn parse_names<E: serde::de::Error>(names: Vec<String>) -> Result<Vec<HeaderName>, E> {
+    names
+        .into_iter()
+        .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(E::custom))
+        .collect()
+}
+
+impl Serialize for StoredResponse {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireResponse {
+            status: self.status.as_u16(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+                .collect(),
+            body: self.body.clone(),
+            stored_at_unix_ms: to_wall(self.stored_at),
+            lifetime: self.lifetime.clone(),
+            vary: self.vary.as_ref().map(|(n, v)| (names(n), v.clone())),
+            provenance: self.provenance,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredResponse {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireResponse::deserialize(deserializer)?;
+        let mut headers = HeaderMap::with_capacity(wire.headers.len());
+        for (name, value) in wire.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(D::Error::custom)?;
+            let value = HeaderValue::from_maybe_shared(value).map_err(D::Error::custom)?;
+            headers.append(name, value);
+        }
+        Ok(StoredResponse {
+            status: StatusCode::from_u16(wire.status).map_err(D::Error::custom)?,
+            headers,
+            body: wire.body,
+            stored_at: from_wall(wire.stored_at_unix_ms),
+            lifetime: wire.lifetime,
+            vary: match wire.vary {
+                Some((names, values)) => Some((parse_names(names)?, values)),
+                None => None,
+            },
+            provenance: wire.provenance,
+            hit_headers: Default::default(),
+        })
+    }
+}
+
+impl Serialize for VarySpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireVarySpec {
+            names: names(&self.names),
+            generation: self.generation,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for VarySpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireVarySpec::deserialize(deserializer)?;
+        Ok(VarySpec {
+            names: parse_names(wire.names)?,
+            generation: wire.generation,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use corral::{Codec, MessagePack};
+
+    use super::*;
+    use crate::stored::Stored;
+
+    #[test]
+    fn a_stored_response_round_trips_with_its_header_lists_and_age() {
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        headers.append("etag", HeaderValue::from_static("\"v\""));
+        let response = StoredResponse {
+            status: StatusCode::NOT_FOUND,
+            headers,
+            body: Bytes::from_static(b"\x00body"),
+            stored_at: Instant::now() - Duration::from_secs(30),
+            lifetime: Lifetime {
+                initial_age: Duration::from_secs(5),
+                fresh_for: Duration::from_secs(60),
+                stale_while_revalidate: Duration::from_secs(1),
+                stale_if_error: Duration::from_secs(2),
+                revalidate_when_stale: true,
+                always_revalidate: false,
+                keep_for: Duration::from_secs(100),
+            },
+            vary: Some((
+                vec![HeaderName::from_static("accept-language")],
+                "accept-language=de\u{1f}".into(),
+            )),
+            provenance: Provenance::Revalidated,
+            hit_headers: Default::default(),
+        };
+        let stored = Stored::Response(Arc::new(response));
+        let bytes = MessagePack.encode(&stored).unwrap();
+        let Stored::Response(back) = MessagePack.decode(&bytes).unwrap() else {
+            panic!("a response comes back as a response")
+        };
+        assert_eq!(back.status, StatusCode::NOT_FOUND);
+        let cookies: Vec<_> = back.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(&back.body[..], b"\x00body");
+        let age = back.age(Instant::now()).as_secs();
+        assert!((34..=36).contains(&age), "age {age}");
+        assert_eq!(back.provenance, Provenance::Revalidated);
+        assert_eq!(back.vary.as_ref().unwrap().0[0], "accept-language");
+        assert!(back.lifetime.revalidate_when_stale);
+    }
+
+    #[test]
+    fn indexes_and_markers_round_trip_and_garbage_does_not_panic() {
+        let spec = Stored::Variants(Arc::new(VarySpec {
+            names: vec![HeaderName::from_static("accept-encoding")],
+            generation: 42,
+        }));
+        let Stored::Variants(back) = MessagePack
+            .decode(&MessagePack.encode(&spec).unwrap())
+            .unwrap()
+        else {
+            panic!("an index comes back as an index")
+        };
+        assert_eq!(back.generation, 42);
+        let marker = MessagePack.encode(&Stored::Uncacheable).unwrap();
+        assert!(matches!(
+            MessagePack.decode(&marker).unwrap(),
+            Stored::Uncacheable
+        ));
+        assert!(Codec::<Stored>::decode(&MessagePack, b"\x92\x01\x02").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! The admin API, on its own listener (default `127.0.0.1:9090`):
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` while the process runs |
+//! | `GET /readyz` | `200 ready`, or `503` once shutting down |
+//! | `GET /metrics` | Prometheus text: the cache's and the proxy's metrics |
+//! | `GET /stats` | a JSON summary (responses by cache status, loads, entries, bytes) |
+//! | `POST /purge?url=U` | removes the stored responses (every variant) of URL `U` |
+//! | `POST /purge?prefix=P` | removes every stored response whose URL starts with `P` |
+//!
+//! With an `admin-token` (required when the API is not on loopback), every route but
+//! the two health checks needs `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use corral_http::CacheHandle;
+use serde::Deserialize;
+
+use crate::proxy::key_for_url;
+
+/// What the admin API reads and acts on.
+pub struct Admin {
+    pub cache: CacheHandle,
+    pub token: Option<String>,
+    pub ready: Arc<AtomicBool>,
+    pub started: Instant,
+    pub mode: String,
+}
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/stats", get(stats))
+        .route("/purge", post(purge))
+        .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .merge(guarded)
+        .with_state(admin)
+}
+
+async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let Some(token) = admin.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference (so timing tells nothing).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ready(State(admin): State<Arc<Admin>>) -> Response {
+    if admin.ready.load(Ordering::Acquire) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::prometheus().render(),
+    )
+        .into_response()
+}
+
+async fn stats(State(admin): State<Arc<Admin>>) -> Response {
+    let s = admin.cache.stats();
+    let body = serde_json::json!({
+        "mode": admin.mode,
+        "uptime_seconds": admin.started.elapsed().as_secs(),
+        "responses": {
+            "hit": s.hits,
+            "miss": s.misses,
+            "stale": s.stale,
+            "revalidated": s.revalidated,
+            "bypass": s.bypassed,
+        },
+        "upstream_fetches": s.engine.loads_ok + s.engine.load_errors + s.engine.load_panics + s.engine.load_timeouts,
+        "collapsed_requests": s.engine.coalesced,
+        "fetch_errors": s.engine.load_errors + s.engine.load_timeouts,
+        "entries": s.engine.entries,
+        "bytes": s.engine.weighted_bytes,
+        "evictions": s.engine.evictions,
+        "redis": {
+            "hits": s.engine.remote_hits,
+            "waits": s.engine.remote_waits,
+            "errors": s.engine.remote_errors,
+            "breaker_open": s.engine.remote_breaker_open,
+        },
+    });
+    axum::Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct Purge {
+    url: Option<String>,
+    prefix: Option<String>,
+}
+
+async fn purge(State(admin): State<Arc<Admin>>, Query(purge): Query<Purge>) -> Response {
+    match (purge.url, purge.prefix) {
+        (Some(url), None) => match key_for_url(&url) {
+            Some(key) => {
+                admin.cache.invalidate(&key).await;
+                tracing::info!(%url, "purged");
+                axum::Json(serde_json::json!({ "purged": url })).into_response()
+            }
+            None => (
+                StatusCode::BAD_REQUEST,
+                "`url` must be an absolute http(s) URL\n",
+            )
+                .into_response(),
+        },
+        (None, Some(prefix)) => match key_for_url(&prefix) {
+            Some(key) => {
+                let purged = admin.cache.invalidate_prefix(&key).await;
+                tracing::info!(%prefix, purged, "purged by prefix");
+                axum::Json(serde_json::json!({ "prefix": prefix, "purged": purged }))
+                    .into_response()
+            }
+            None => (
+                StatusCode::BAD_REQUEST,
+                "`prefix` must be an absolute http(s) URL prefix\n",
+            )
+                .into_response(),
+        },
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "give exactly one of `url` or `prefix`\n",
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,140 @@
+//! The `corral` caching proxy: a forward or reverse HTTP proxy whose core is
+//! [`corral_http::HttpCache`] (shared RFC 9111 policy, request collapsing,
+//! stale-while-revalidate, stale-if-error) in front of a pooled origin client, with an
+//! optional Redis tier shared by many proxies.
+//!
+//! # Tour
+//!
+//! - [`config`]: the options, from a TOML file and flags with the same names.
+//! - [`allow`]: a forward proxy's allow-list (hosts, globs, CIDRs), enforced again at
+//!   DNS resolution.
+//! - [`proxy`]: one request: its target, the headers a proxy changes, the cache,
+//!   `CONNECT` tunnels.
+//! - `upstream`: the origin client (HTTP/1.1 and HTTP/2, rustls, timeouts, a bound on
+//!   requests in flight).
+//! - `server`: HTTP/1.1 and h2c for clients, limits, graceful shutdown.
+//! - `admin`: metrics, health, purge, stats.
+//! - [`access_log`], [`telemetry`]: logs and metrics.
+//!
+//! The `corral` binary is a thin shell over [`Bound`]: bind, then serve until a
+//! shutdown signal.
+
+pub mod access_log;
+mod admin;
+pub mod allow;
+pub mod cli;
+pub mod config;
+mod forwarded;
+pub mod proxy;
+mod server;
+pub mod telemetry;
+mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::allow::AllowList;
+use crate::proxy::Proxy;
+
+/// A proxy whose listeners are bound: ready to [`serve`](Bound::serve).
+pub struct Bound {
+    config: Config,
+    listener: TcpListener,
+    admin: Option<(TcpListener, axum::Router)>,
+    proxy: Arc<Proxy>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Bound {
+    /// Checks the configuration, builds the proxy and binds its listeners.
+    pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+        config.check()?;
+        // Before the cache is built, so its metrics record into the exporter.
+        telemetry::prometheus();
+        let allow = Arc::new(AllowList::parse(&config.allow).map_err(anyhow::Error::msg)?);
+        let proxy = Arc::new(Proxy::new(&config, allow)?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let admin = if config.admin {
+            let listener = TcpListener::bind(config.admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
+            let router = admin::router(Arc::new(admin::Admin {
+                cache: proxy.cache(),
+                token: config.admin_token.clone(),
+                ready: ready.clone(),
+                started: Instant::now(),
+                mode: describe(&config),
+            }));
+            Some((listener, router))
+        } else {
+            None
+        };
+        Ok(Bound {
+            config,
+            listener,
+            admin,
+            proxy,
+            ready,
+        })
+    }
+
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        server::bound(&self.listener)
+    }
+
+    /// Where the admin API listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(l, _)| server::bound(l))
+    }
+
+    /// What this proxy is, for the startup line.
+    pub fn describe(&self) -> String {
+        describe(&self.config)
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, reports not ready, and
+    /// lets requests in flight finish within the grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = self.admin.map(|(listener, router)| {
+            tokio::spawn(async move {
+                let stopped = async {
+                    let _ = admin_stopped.await;
+                };
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        });
+        let ready = self.ready.clone();
+        let shutdown = async move {
+            shutdown.await;
+            ready.store(false, Ordering::Release);
+        };
+        server::serve(self.listener, self.proxy, &self.config, shutdown).await;
+        let _ = stop_admin.send(());
+        if let Some(admin) = admin {
+            admin.await.context("the admin task failed")??;
+        }
+        Ok(())
+    }
+}
+
+fn describe(config: &Config) -> String {
+    match &config.upstream {
+        Some(upstream) => format!("reverse proxy for {upstream}"),
+        None => "forward proxy".to_owned(),
+    }
+}

@@ -1,0 +1,82 @@
+//! `corral`: the caching proxy. `corral serve` runs it (a forward proxy on
+//! 127.0.0.1:8080 by default); `corral check-config` validates a configuration and
+//! prints the effective one.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use corral_proxy::cli::{Cli, Command};
+use corral_proxy::{Bound, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(options) => match options.load() {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("corral: {error}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(options) => {
+            let config = match options.load() {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("corral: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            telemetry::init_logging(config.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("corral: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("corral: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: corral_proxy::Config) -> anyhow::Result<()> {
+    let bound = Bound::bind(config).await?;
+    let admin = bound
+        .admin_addr()
+        .map_or_else(|| "off".to_owned(), |a| format!("http://{a}"));
+    println!(
+        "corral {} listening on http://{} (admin: {admin})",
+        bound.describe(),
+        bound.addr()
+    );
+    bound.serve(shutdown_signal()).await
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,156 @@
+//! The client-facing server: HTTP/1.1 and HTTP/2 without TLS (h2c) on one port, a
+//! bound on connections and on request heads, and a graceful shutdown that stops
+//! accepting and lets in-flight requests finish within a grace period.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::HeaderValue;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics::{Counter, Gauge};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::access_log::{Entry, Logged};
+use crate::config::Config;
+use crate::forwarded::client_ip;
+use crate::proxy::Proxy;
+
+/// Counters of the server, by response status class.
+struct ServerMetrics {
+    responses: [Counter; 5],
+    connections: Gauge,
+}
+
+impl ServerMetrics {
+    fn new() -> Self {
+        ServerMetrics {
+            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|class| metrics::counter!("corral_proxy_responses_total", "class" => class)),
+            connections: metrics::gauge!("corral_proxy_connections"),
+        }
+    }
+}
+
+/// What every request of one connection shares.
+struct Connection {
+    proxy: Arc<Proxy>,
+    client_ip: HeaderValue,
+    access_log: bool,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl Connection {
+    async fn respond(&self, request: Request<Incoming>) -> Response<Logged> {
+        let entry = self.access_log.then(|| {
+            (
+                request.method().clone(),
+                request.uri().clone(),
+                Instant::now(),
+            )
+        });
+        let response = self.proxy.handle(request, &self.client_ip).await;
+        let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.metrics.responses[class].increment(1);
+        let entry = entry.map(|(method, uri, started)| Entry {
+            method,
+            uri,
+            status: response.status().as_u16(),
+            cache: response.headers().get(corral_http::X_CACHE).cloned(),
+            started,
+        });
+        response.map(|body| Logged::new(body, entry))
+    }
+}
+
+/// Serves `listener` until `shutdown` completes, then drains for the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(usize::try_from(config.max_header_bytes.0).unwrap_or(usize::MAX))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes.0).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let metrics = Arc::new(ServerMetrics::new());
+    let access_log = config.access_log;
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was accepted.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Arc::new(Connection {
+            proxy: proxy.clone(),
+            client_ip: client_ip(addr),
+            access_log,
+            metrics: metrics.clone(),
+        });
+        let service = hyper::service::service_fn(move |request| {
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(connection.respond(request).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(conn);
+        let gauge = metrics.connections.clone();
+        tokio::spawn(async move {
+            gauge.increment(1.0);
+            if let Err(error) = watched.await {
+                tracing::debug!(%error, %addr, "connection ended with an error");
+            }
+            gauge.decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections; finishing requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = tokio::time::sleep(config.shutdown_grace) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+}
+
+/// The address a listener bound to (for logs and tests).
+pub fn bound(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}

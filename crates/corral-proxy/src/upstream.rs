@@ -1,0 +1,113 @@
+//! The origin client: pooled connections over HTTP/1.1 and HTTP/2 (by ALPN for HTTPS,
+//! or h2c when configured), TLS by rustls, a connect timeout, a response timeout, a
+//! bound on requests in flight, and resolution through the allow-list.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use corral_http::{Body, BoxError};
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tower::limit::ConcurrencyLimit;
+use tower::timeout::Timeout;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use crate::allow::{AllowList, AllowResolver};
+use crate::config::Config;
+use crate::forwarded::prepare_response;
+
+type Stack = Timeout<ConcurrencyLimit<Client<HttpsConnector<HttpConnector<AllowResolver>>, Body>>>;
+
+/// The origin client: cheap to clone (one reference count), so the cache can hold one
+/// per request without copying the connection pool's handles.
+#[derive(Clone)]
+pub struct Upstream {
+    stack: Arc<Stack>,
+}
+
+impl Upstream {
+    pub fn new(config: &Config, allow: Arc<AllowList>) -> Result<Upstream, BoxError> {
+        let mut http = HttpConnector::new_with_resolver(AllowResolver::new(allow));
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(config.upstream_ca_file.as_deref())?)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .http2_only(config.upstream_http2)
+            .build(connector);
+        let stack = ServiceBuilder::new()
+            .timeout(config.response_timeout)
+            .concurrency_limit(config.max_upstream_connections)
+            .service(client);
+        Ok(Upstream {
+            stack: Arc::new(stack),
+        })
+    }
+}
+
+/// The public roots, plus those of `ca_file`.
+fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, BoxError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let unreadable =
+            |e: &dyn std::fmt::Display| format!("upstream-ca-file {}: {e}", path.display());
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+            roots
+                .add(cert.map_err(|e| unreadable(&e))?)
+                .map_err(|e| unreadable(&e))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(unreadable(&"no certificates in it").into());
+        }
+    }
+    Ok(roots)
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<Incoming>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Each request drives its own copy of the stack (and its concurrency permit).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let stack = (*self.stack).clone();
+        Box::pin(async move {
+            let mut response = stack.oneshot(request).await?;
+            prepare_response(response.headers_mut());
+            Ok(response)
+        })
+    }
+}

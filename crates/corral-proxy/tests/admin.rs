@@ -1,0 +1,116 @@
+//! The admin API: health, readiness, Prometheus metrics, purge by URL and by prefix,
+//! a JSON summary, and the bearer token.
+
+#[path = "../../corral-http/tests/support/mod.rs"]
+mod origin;
+mod support;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use origin::{Origin, Reply};
+use support::{Got, get, send, start};
+
+async fn admin(addr: std::net::SocketAddr, method: &str, path: &str, token: Option<&str>) -> Got {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    send(addr, request.body(Full::<Bytes>::default()).unwrap()).await
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_stats() {
+    let origin = Origin::start().await;
+    origin.route("/m", |_, _| {
+        Reply::ok("m").header("cache-control", "max-age=60")
+    });
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    get(proxy.addr, "/m", &[("host", "site")]).await;
+    get(proxy.addr, "/m", &[("host", "site")]).await;
+    let a = proxy.admin.unwrap();
+    assert_eq!(admin(a, "GET", "/healthz", None).await.text(), "ok\n");
+    assert_eq!(admin(a, "GET", "/readyz", None).await.text(), "ready\n");
+    let metrics = admin(a, "GET", "/metrics", None).await;
+    assert!(
+        metrics.text().contains("corral_http_responses_total"),
+        "{}",
+        metrics.text()
+    );
+    assert!(metrics.text().contains("status=\"hit\""));
+    assert!(metrics.text().contains("corral_proxy_responses_total"));
+    let stats: serde_json::Value =
+        serde_json::from_slice(&admin(a, "GET", "/stats", None).await.body).unwrap();
+    assert_eq!(
+        stats["mode"],
+        format!("reverse proxy for http://{}", origin.addr)
+    );
+    assert!(stats["responses"]["hit"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["upstream_fetches"], 1);
+}
+
+#[tokio::test]
+async fn purge_by_url_and_by_prefix() {
+    let origin = Origin::start().await;
+    for path in ["/docs/a", "/docs/b", "/blog/c"] {
+        origin.route(path, |_, n| {
+            Reply::ok(&format!("v{n}")).header("cache-control", "max-age=600")
+        });
+    }
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    let url = |path: &str| format!("http://{}{path}", origin.addr);
+    for path in ["/docs/a", "/docs/b", "/blog/c"] {
+        get(proxy.addr, path, &[]).await;
+    }
+    let a = proxy.admin.unwrap();
+    let purged = admin(a, "POST", &format!("/purge?url={}", url("/docs/a")), None).await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(
+        get(proxy.addr, "/docs/a", &[]).await.text(),
+        "v2",
+        "purged: fetched again"
+    );
+    assert_eq!(
+        get(proxy.addr, "/docs/b", &[]).await.header("x-cache"),
+        "HIT"
+    );
+    let by_prefix = admin(a, "POST", &format!("/purge?prefix={}", url("/docs/")), None).await;
+    let body: serde_json::Value = serde_json::from_slice(&by_prefix.body).unwrap();
+    assert_eq!(body["purged"], 2);
+    assert_eq!(
+        get(proxy.addr, "/docs/b", &[]).await.header("x-cache"),
+        "MISS"
+    );
+    assert_eq!(
+        get(proxy.addr, "/blog/c", &[]).await.header("x-cache"),
+        "HIT"
+    );
+    assert_eq!(
+        admin(a, "POST", "/purge?url=not-a-url", None).await.status,
+        400
+    );
+    assert_eq!(admin(a, "POST", "/purge", None).await.status, 400);
+}
+
+#[tokio::test]
+async fn with_a_token_the_admin_api_refuses_requests_without_it() {
+    let proxy = start("admin-token = \"s3cret\"").await;
+    let a = proxy.admin.unwrap();
+    assert_eq!(admin(a, "GET", "/metrics", None).await.status, 401);
+    assert_eq!(admin(a, "GET", "/stats", Some("wrong")).await.status, 401);
+    assert_eq!(
+        admin(a, "POST", "/purge?prefix=http://x/", None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(admin(a, "GET", "/stats", Some("s3cret")).await.status, 200);
+    assert_eq!(
+        admin(a, "GET", "/healthz", None).await.status,
+        200,
+        "health checks stay open"
+    );
+}

@@ -1,0 +1,127 @@
+//! Bad input and failing origins: a clear status and reason, never a panic, a hang or
+//! unbounded memory.
+
+#[path = "../../corral-http/tests/support/mod.rs"]
+mod origin;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use origin::{Origin, Reply};
+use support::{get, raw, start};
+
+#[tokio::test]
+async fn a_malformed_request_gets_a_400() {
+    let proxy = start("upstream = \"http://127.0.0.1:9\"").await;
+    let reply = raw(proxy.addr, b"GARBAGE\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = raw(
+        proxy.addr,
+        b"GET /path HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+}
+
+#[tokio::test]
+async fn oversized_headers_get_a_431_and_are_not_buffered_past_the_limit() {
+    let proxy = start("upstream = \"http://127.0.0.1:9\"\nmax-header-bytes = \"16KiB\"").await;
+    let mut request = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        request.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "a".repeat(200)).as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let reply = raw(proxy.addr, &request).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 431"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let proxy = start("upstream = \"http://127.0.0.1:9\"\nheader-read-timeout = \"300ms\"").await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was closed, not left hanging");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn an_unreachable_origin_is_a_502() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let proxy = start(&format!("upstream = \"http://{addr}\"")).await;
+    let got = get(proxy.addr, "/x", &[]).await;
+    assert_eq!(got.status, 502);
+    assert_eq!(got.text(), "upstream request failed\n");
+}
+
+#[tokio::test]
+async fn an_origin_that_does_not_answer_in_time_is_a_504() {
+    let origin = Origin::start().await;
+    origin.route("/slow", |_, _| {
+        Reply::ok("late").delay(Duration::from_secs(5))
+    });
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nresponse-timeout = \"300ms\"",
+        origin.addr
+    ))
+    .await;
+    let started = Instant::now();
+    let got = get(proxy.addr, "/slow", &[]).await;
+    assert_eq!(got.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_large_upload_streams_through_to_the_origin() {
+    let origin = Origin::start().await;
+    origin.route("/upload", |req, _| {
+        Reply::ok(&format!("{} received", req.method))
+    });
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    let body = bytes::Bytes::from(vec![b'x'; 20 << 20]);
+    let request = http::Request::post(format!("http://{}/upload", proxy.addr))
+        .header("host", "site")
+        .body(http_body_util::Full::new(body))
+        .unwrap();
+    let got = support::send(proxy.addr, request).await;
+    assert_eq!((got.status.as_u16(), got.text()), (200, "POST received"));
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish_and_refuses_new_ones() {
+    let origin = Origin::start().await;
+    origin.route("/long", |_, _| {
+        Reply::ok("finished").delay(Duration::from_millis(500))
+    });
+    let mut proxy = start(&format!(
+        "upstream = \"http://{}\"\nshutdown-grace = \"5s\"",
+        origin.addr
+    ))
+    .await;
+    let addr = proxy.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "/long", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.begin_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections"
+    );
+    let got = in_flight.await.unwrap();
+    assert_eq!((got.status.as_u16(), got.text()), (200, "finished"));
+    tokio::time::timeout(Duration::from_secs(5), proxy.stopped())
+        .await
+        .expect("the proxy stops");
+}

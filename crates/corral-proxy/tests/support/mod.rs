@@ -1,0 +1,151 @@
+//! The proxy's end-to-end helpers: the proxy in-process on random ports, and a client
+//! that talks to it as a browser configured with a proxy would.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use corral_proxy::{Bound, Config};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A proxy running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts a proxy with this TOML on top of test defaults (random ports, no access log).
+pub async fn start(toml: &str) -> Running {
+    let mut table: toml::Table =
+        "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\naccess-log = false\n"
+            .parse()
+            .unwrap();
+    table.extend(toml.parse::<toml::Table>().expect("test TOML"));
+    let config = Config::load(None, table).expect("a valid test configuration");
+    let bound = Bound::bind(config).await.expect("the proxy binds");
+    let (addr, admin) = (bound.addr(), bound.admin_addr());
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(bound.serve(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        admin,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Running {
+    /// Asks the proxy to shut down and waits until it has.
+    pub async fn stop(mut self) {
+        self.begin_stop();
+        self.stopped().await;
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the proxy's serve task has ended.
+    pub async fn stopped(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("admin on"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.begin_stop();
+    }
+}
+
+/// A response with its body read.
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or("<binary>")
+    }
+}
+
+/// Sends `request` on a new HTTP/1.1 connection to `proxy`, as written (an absolute URI
+/// goes out in absolute form, as to a forward proxy).
+pub async fn send(proxy: SocketAddr, request: Request<Full<Bytes>>) -> Got {
+    let stream = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect to the proxy");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.expect("a response");
+    let (parts, body) = response.into_parts();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default(),
+    }
+}
+
+/// `GET url` through `proxy`, with `headers`.
+pub async fn get(proxy: SocketAddr, url: &str, headers: &[(&str, &str)]) -> Got {
+    let mut request = Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.to_string()));
+    if let Some(host) =
+        host.filter(|_| !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")))
+    {
+        request = request.header("host", host);
+    }
+    send(proxy, request.body(Full::default()).unwrap()).await
+}
+
+/// Writes raw bytes to `addr` and reads until the peer closes or `limit` bytes came.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut reply),
+    )
+    .await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
