@@ -10,6 +10,7 @@ use metrics::Counter;
 use tower::Layer;
 
 use crate::key::{KeyFn, default_key};
+use crate::policy::Lifetime;
 use crate::status::CacheStatus;
 use crate::stored::Stored;
 use crate::{HttpCache, HttpCacheLayer, Policy};
@@ -35,6 +36,7 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`key`](Self::key) | [`default_key`] | which stored response a request may use |
 /// | [`hit_for_miss`](Self::hit_for_miss) | 10 s | after an uncacheable response, requests for its key skip collapsing this long |
 /// | [`keep_stale_for`](Self::keep_stale_for) | 1 h | how long a stale response with validators is kept to be revalidated |
+/// | [`max_keep`](Self::max_keep) | none | the longest any response is kept, whatever it says |
 /// | [`fetch_timeout`](Self::fetch_timeout) | 30 s | how long one upstream fetch may take before its waiters get a 504 |
 /// | [`cache_status_headers`](Self::cache_status_headers) | on | add `X-Cache` and `Cache-Status` |
 /// | [`name`](Self::name) | `"corral"` | the `Cache-Status` cache name and the metrics label |
@@ -59,6 +61,7 @@ pub struct HttpCacheBuilder {
     key: KeyFn,
     hit_for_miss: Duration,
     keep_stale_for: Duration,
+    max_keep: Option<Duration>,
     fetch_timeout: Duration,
     cache_status_headers: bool,
     name: String,
@@ -75,6 +78,7 @@ impl Default for HttpCacheBuilder {
             key: Arc::new(default_key),
             hit_for_miss: DEFAULT_HIT_FOR_MISS,
             keep_stale_for: DEFAULT_KEEP_STALE_FOR,
+            max_keep: None,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             cache_status_headers: true,
             name: "corral".to_owned(),
@@ -128,6 +132,14 @@ impl HttpCacheBuilder {
     /// stops being fresh, so it can be revalidated with a conditional request. Default 1 h.
     pub fn keep_stale_for(mut self, keep_stale_for: Duration) -> Self {
         self.keep_stale_for = keep_stale_for;
+        self
+    }
+
+    /// The longest any response is kept, fresh or stale, whatever its headers say (a
+    /// copy that must not outlive a purge elsewhere by more than this; zero: responses
+    /// are shared with the requests waiting for them, never stored). Default: no limit.
+    pub fn max_keep(mut self, max_keep: Duration) -> Self {
+        self.max_keep = Some(max_keep);
         self
     }
 
@@ -188,6 +200,7 @@ impl HttpCacheBuilder {
             key: self.key,
             max_body: self.max_body_bytes,
             keep_stale_for: self.keep_stale_for,
+            max_keep: self.max_keep,
             hit_for_miss: self.hit_for_miss,
             status_headers: self.cache_status_headers,
             counts: Default::default(),
@@ -206,6 +219,7 @@ pub(crate) struct Shared {
     pub key: KeyFn,
     pub max_body: usize,
     pub keep_stale_for: Duration,
+    pub max_keep: Option<Duration>,
     pub hit_for_miss: Duration,
     pub status_headers: bool,
     pub name: String,
@@ -217,6 +231,21 @@ impl Shared {
     pub(crate) fn count(&self, status: CacheStatus) {
         self.counts[status as usize].fetch_add(1, Ordering::Relaxed);
         self.responses[status as usize].increment(1);
+    }
+
+    /// Whether (and how long) the response to `req` may be stored: the policy's
+    /// answer, within `max_keep`.
+    pub(crate) fn lifetime(
+        &self,
+        req: &http::request::Parts,
+        res: &http::response::Parts,
+    ) -> Result<Lifetime, &'static str> {
+        let mut lifetime = self.policy.lifetime(req, res, self.keep_stale_for)?;
+        if let Some(max_keep) = self.max_keep {
+            lifetime.keep_for = lifetime.keep_for.min(max_keep);
+            lifetime.fresh_for = lifetime.fresh_for.min(lifetime.initial_age + max_keep);
+        }
+        Ok(lifetime)
     }
 
     pub(crate) fn counted(&self, status: CacheStatus) -> u64 {

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{Body, BoxError};
-use crate::fetch::{Erased, Upstream};
 
-/// The default time to connect.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The built-in client.
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// A client for `http://` and `https://` URLs.
-pub(crate) fn default_client(connect_timeout: Duration) -> Result<Box<dyn Upstream>, BoxError> {
+pub(crate) fn https_client(connect_timeout: Duration) -> Result<HttpsClient, BoxError> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
@@ -35,10 +35,9 @@ pub(crate) fn default_client(connect_timeout: Duration) -> Result<Box<dyn Upstre
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    let client = Client::builder(TokioExecutor::new())
+    Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build::<_, Body>(https);
-    Ok(Box::new(Erased::<_, Body>::new(client)))
+        .build::<_, Body>(https))
 }

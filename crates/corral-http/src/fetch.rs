@@ -145,10 +145,7 @@ pub(crate) async fn classify(
     if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
         return Ok(private(parts, body, "server error", true));
     }
-    let lifetime = match shared
-        .policy
-        .lifetime(request, &parts, shared.keep_stale_for)
-    {
+    let lifetime = match shared.lifetime(request, &parts) {
         Ok(lifetime) => lifetime,
         Err(reason) => return Ok(private(parts, body, reason, false)),
     };
@@ -208,10 +205,7 @@ fn revalidated(
     *merged.status_mut() = stale.status;
     *merged.headers_mut() = headers.clone();
     let (merged, ()) = merged.into_parts();
-    match shared
-        .policy
-        .lifetime(request, &merged, shared.keep_stale_for)
-    {
+    match shared.lifetime(request, &merged) {
         Ok(lifetime) => Fetched::Shareable(Arc::new(StoredResponse {
             status: stale.status,
             headers,

@@ -19,6 +19,7 @@
 //!   `max_body_bytes` stream through, whole, unstored.
 //! - [`CacheHandle`]: purge and read counters from outside the request path.
 //! - [`refresh`] (feature `refresh`): keep registered URLs fresh in the background.
+//! - [`pool`] (feature `pool`): a pool of peers where each URL has one owner.
 //!
 //! # What is never served to the wrong client
 //!
@@ -42,9 +43,12 @@ mod directives;
 mod fetch;
 mod future;
 mod handle;
+mod hop;
 mod key;
 mod layer;
 mod policy;
+#[cfg(feature = "pool")]
+pub mod pool;
 #[cfg(feature = "refresh")]
 pub mod refresh;
 mod service;
@@ -61,6 +65,7 @@ pub use builder::{
 };
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, HttpStats};
+pub use hop::remove_hop_by_hop;
 pub use key::{KeyFn, default_key};
 pub use layer::HttpCacheLayer;
 pub use policy::{DEFAULT_FIXED_STATUSES, Policy};

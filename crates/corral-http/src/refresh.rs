@@ -85,6 +85,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default wait before the first retry of a failed fetch.
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
+/// The default client's default time to connect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default most redirects followed by one fetch.
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 
@@ -419,7 +421,7 @@ impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
     fn new() -> Self {
         RefreshCacheBuilder {
             client: None,
-            connect_timeout: crate::client::DEFAULT_CONNECT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             workers: DEFAULT_WORKERS,
             defaults: Intervals {
                 min: DEFAULT_MIN_INTERVAL,
@@ -541,8 +543,11 @@ impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
             .map_err(|e| RefreshError::InvalidOption(e.to_string()))?;
         let client = match self.client {
             Some(client) => client,
-            None => crate::client::default_client(self.connect_timeout)
-                .map_err(|e| RefreshError::InvalidOption(e.to_string()))?,
+            None => {
+                let client = crate::client::https_client(self.connect_timeout)
+                    .map_err(|e| RefreshError::InvalidOption(e.to_string()))?;
+                Box::new(Erased::<_, crate::Body>::new(client))
+            }
         };
         Ok(RefreshCache {
             inner: Arc::new(Inner {

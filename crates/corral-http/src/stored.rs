@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
 
+use crate::hop::remove_hop_by_hop;
 use crate::policy::Lifetime;
 use crate::status::{CacheStatus, Report};
 use crate::vary::VarySpec;
@@ -97,34 +98,11 @@ impl Weigh for StoredResponse {
     }
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1), which only concern one connection.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 /// The end-to-end fields of `headers`: hop-by-hop ones and those named in
 /// `Connection` removed, every other field line kept as it came.
 pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let named_by_connection: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        if !HOP_BY_HOP.contains(name) && !named_by_connection.contains(name) {
-            out.append(name.clone(), value.clone());
-        }
-    }
+    let mut out = headers.clone();
+    remove_hop_by_hop(&mut out);
     // The cache states the age itself when it serves.
     out.remove(header::AGE);
     compacted(&out)

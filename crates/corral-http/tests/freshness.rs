@@ -387,3 +387,20 @@ async fn a_clients_own_conditional_request_is_answered_with_a_304_from_the_cache
     );
     assert_eq!(origin.count("/cond"), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_keep_bounds_how_long_any_response_is_kept() {
+    let origin = Origin::start().await;
+    origin.route("/long", |_, _| {
+        Reply::ok("v").header("cache-control", "max-age=600")
+    });
+    let cache = cached(HttpCache::builder().max_keep(Duration::from_secs(2)));
+    let url = origin.url("/long");
+    assert_eq!(get(&cache, &url).await.x_cache(), "MISS");
+    let hit = get(&cache, &url).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(hit.header("cache-status"), "corral; hit; ttl=2");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(get(&cache, &url).await.x_cache(), "MISS");
+    assert_eq!(origin.count("/long"), 2);
+}

@@ -8,6 +8,8 @@
 //! | `GET /stats` | a JSON summary (responses by cache status, loads, entries, bytes) |
 //! | `POST /purge?url=U` | removes the stored responses (every variant) of URL `U` |
 //! | `POST /purge?prefix=P` | removes every stored response whose URL starts with `P` |
+//! | `GET /peers[?url=U]` | the pool's members and their health (and `U`'s owner) |
+//! | `PUT /peers` | replaces the pool's members: a JSON array of base URLs |
 //!
 //! With an `admin-token` (required when the API is not on loopback), every route but
 //! the two health checks needs `Authorization: Bearer <token>`.
@@ -23,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use corral_http::CacheHandle;
+use corral_http::pool::Pool;
 use serde::Deserialize;
 
 use crate::proxy::key_for_url;
@@ -30,6 +33,7 @@ use crate::proxy::key_for_url;
 /// What the admin API reads and acts on.
 pub struct Admin {
     pub cache: CacheHandle,
+    pub pool: Option<Pool>,
     pub token: Option<String>,
     pub ready: Arc<AtomicBool>,
     pub started: Instant,
@@ -41,6 +45,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))
         .route("/purge", post(purge))
+        .route("/peers", get(peers).put(set_peers))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -158,6 +163,57 @@ async fn purge(State(admin): State<Arc<Admin>>, Query(purge): Query<Purge>) -> R
             "give exactly one of `url` or `prefix`\n",
         )
             .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Owner {
+    url: Option<String>,
+}
+
+fn no_pool() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "this proxy has no pool of peers (set `peer-secret`)\n",
+    )
+        .into_response()
+}
+
+fn members(pool: &Pool) -> serde_json::Value {
+    pool.peers()
+        .into_iter()
+        .map(|p| serde_json::json!({ "url": p.url, "self": p.is_self, "healthy": p.healthy }))
+        .collect()
+}
+
+async fn peers(State(admin): State<Arc<Admin>>, Query(owner): Query<Owner>) -> Response {
+    let Some(pool) = &admin.pool else {
+        return no_pool();
+    };
+    let mut body = serde_json::json!({ "peers": members(pool) });
+    if let Some(url) = owner.url {
+        body["owner"] = serde_json::json!(pool.owner(&url));
+    }
+    axum::Json(body).into_response()
+}
+
+async fn set_peers(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Response {
+    let Some(pool) = &admin.pool else {
+        return no_pool();
+    };
+    let list: Vec<String> = match serde_json::from_slice(&body) {
+        Ok(list) => list,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the body must be a JSON array of base URLs: {error}\n"),
+            )
+                .into_response();
+        }
+    };
+    match pool.set_peers(&list) {
+        Ok(()) => axum::Json(serde_json::json!({ "peers": members(pool) })).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
     }
 }
 

@@ -98,6 +98,24 @@ pub struct Options {
     /// Client connections at once [default: 10000].
     #[arg(long)]
     pub max_connections: Option<u64>,
+    /// The pool's members (base URLs, this proxy's among them), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// This proxy's base URL as the peers list it [default: http://<listen>].
+    #[arg(long)]
+    pub peer_self: Option<String>,
+    /// The secret the peers share (turns the pool on).
+    #[arg(long, env = "CORRAL_PEER_SECRET", hide_env_values = true)]
+    pub peer_secret: Option<String>,
+    /// Time for a peer to answer before it counts as down [default: 30s].
+    #[arg(long)]
+    pub peer_timeout: Option<String>,
+    /// Memory for hot copies of responses fetched through other peers [default: 0B, off].
+    #[arg(long)]
+    pub peer_hot_cache: Option<String>,
+    /// The longest a hot copy is kept [default: 10s].
+    #[arg(long)]
+    pub peer_hot_ttl: Option<String>,
 }
 
 impl Options {
@@ -154,6 +172,19 @@ impl Options {
         put("max-header-bytes", text(&self.max_header_bytes));
         put("header-read-timeout", text(&self.header_read_timeout));
         put("max-connections", number(self.max_connections));
+        if !self.peers.is_empty() {
+            put(
+                "peers",
+                Some(Value::Array(
+                    self.peers.iter().cloned().map(Value::String).collect(),
+                )),
+            );
+        }
+        put("peer-self", text(&self.peer_self));
+        put("peer-secret", text(&self.peer_secret));
+        put("peer-timeout", text(&self.peer_timeout));
+        put("peer-hot-cache", text(&self.peer_hot_cache));
+        put("peer-hot-ttl", text(&self.peer_hot_ttl));
         table
     }
 }

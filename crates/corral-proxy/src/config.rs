@@ -204,6 +204,26 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Client connections at once; more wait to be accepted. Default `10000`.
     pub max_connections: usize,
+    /// A pool of peers: the members' base URLs, this proxy's among them; each URL is
+    /// fetched and stored by one of them. Empty (default): no peers (a pool can still
+    /// be filled at runtime through the admin API when `peer-secret` is set).
+    pub peers: Vec<String>,
+    /// This proxy's base URL as the peers list it. Default `http://<listen>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_self: Option<String>,
+    /// The secret peers share (sent with, and required of, every peer request); it
+    /// turns the pool on. Also read from `CORRAL_PEER_SECRET`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_secret: Option<String>,
+    /// How long a peer may take to answer before it counts as down. Default `30s`.
+    #[serde(with = "humane")]
+    pub peer_timeout: Duration,
+    /// Memory for copies of responses fetched through other peers (the hot cache).
+    /// Default `0B`: off.
+    pub peer_hot_cache: ByteSize,
+    /// The longest a hot copy is kept. Default `10s`.
+    #[serde(with = "humane")]
+    pub peer_hot_ttl: Duration,
 }
 
 impl Default for Config {
@@ -232,6 +252,12 @@ impl Default for Config {
             max_header_bytes: ByteSize(64 << 10),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            peers: Vec::new(),
+            peer_self: None,
+            peer_secret: None,
+            peer_timeout: Duration::from_secs(30),
+            peer_hot_cache: ByteSize(0),
+            peer_hot_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -304,6 +330,24 @@ impl Config {
         if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return invalid(format!("`{name}` must be greater than zero"));
         }
+        if !self.peers.is_empty() && self.peer_secret.as_deref().is_none_or(str::is_empty) {
+            return invalid(
+                "`peers` need a `peer-secret` (or CORRAL_PEER_SECRET): peer requests without it are refused"
+                    .into(),
+            );
+        }
+        if self.peer_secret.is_some()
+            && self.peer_self.is_none()
+            && self.listen.ip().is_unspecified()
+        {
+            return invalid(format!(
+                "listening on {}, the pool cannot tell its own URL: set `peer-self`",
+                self.listen
+            ));
+        }
+        if self.peer_timeout.is_zero() || self.peer_hot_ttl.is_zero() {
+            return invalid("`peer-timeout` and `peer-hot-ttl` must be greater than zero".into());
+        }
         if self.max_header_bytes.0 < 8192 {
             return invalid("`max-header-bytes` must be at least 8KiB".into());
         }
@@ -339,6 +383,9 @@ impl Config {
     /// The effective configuration, as TOML (what `corral check-config` prints).
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
+        if shown.peer_secret.is_some() {
+            shown.peer_secret = Some("(set)".to_owned());
+        }
         if shown.admin_token.is_some() {
             shown.admin_token = Some("(set)".to_owned());
         }

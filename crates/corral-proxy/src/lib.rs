@@ -13,7 +13,9 @@
 //! - `upstream`: the origin client (HTTP/1.1 and HTTP/2, rustls, timeouts, a bound on
 //!   requests in flight).
 //! - `server`: HTTP/1.1 and h2c for clients, limits, graceful shutdown.
-//! - `admin`: metrics, health, purge, stats.
+//! - `admin`: metrics, health, purge, stats, the pool's members.
+//! - A pool of peers (`peers`, `peer-secret`): [`corral_http::pool`]'s `Route` in
+//!   front of the cache, peer requests accepted in [`proxy`].
 //! - [`access_log`], [`telemetry`]: logs and metrics.
 //!
 //! The `corral` binary is a thin shell over [`Bound`]: bind, then serve until a
@@ -60,10 +62,14 @@ impl Bound {
         // Before the cache is built, so its metrics record into the exporter.
         telemetry::prometheus();
         let allow = Arc::new(AllowList::parse(&config.allow).map_err(anyhow::Error::msg)?);
-        let proxy = Arc::new(Proxy::new(&config, allow)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let self_url = match &config.peer_self {
+            Some(url) => url.clone(),
+            None => format!("http://{}", server::bound(&listener)),
+        };
+        let proxy = Arc::new(Proxy::new(&config, allow, &self_url)?);
         let ready = Arc::new(AtomicBool::new(true));
         let admin = if config.admin {
             let listener = TcpListener::bind(config.admin_listen)
@@ -71,6 +77,7 @@ impl Bound {
                 .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
             let router = admin::router(Arc::new(admin::Admin {
                 cache: proxy.cache(),
+                pool: proxy.pool().cloned(),
                 token: config.admin_token.clone(),
                 ready: ready.clone(),
                 started: Instant::now(),

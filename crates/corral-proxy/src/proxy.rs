@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral_http::pool::{Pool, Route};
 use corral_http::{Body, CacheHandle, HttpCache, Policy};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, request};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 use crate::allow::{AllowList, Verdict};
 use crate::config::{Config, HostMode, Origin};
@@ -39,13 +40,16 @@ pub enum Mode {
 /// The proxy's request handling, shared by all connections.
 pub struct Proxy {
     cache: HttpCache<Upstream>,
+    /// With a pool of peers: the pool, and the cache behind its router.
+    pool: Option<(Pool, Route<HttpCache<Upstream>>)>,
     mode: Mode,
     allow: Arc<AllowList>,
     connect_timeout: Duration,
 }
 
 impl Proxy {
-    pub fn new(config: &Config, allow: Arc<AllowList>) -> anyhow::Result<Proxy> {
+    /// The proxy for `config`; `self_url` is its base URL in a pool of peers.
+    pub fn new(config: &Config, allow: Arc<AllowList>, self_url: &str) -> anyhow::Result<Proxy> {
         let mode = match config.origin()? {
             Some(origin) => Mode::Reverse {
                 origin_host: host_value(&origin.authority)
@@ -71,12 +75,36 @@ impl Proxy {
             ),
             None => builder,
         };
+        let cache = builder.service(upstream)?;
+        let pool = match &config.peer_secret {
+            Some(secret) => {
+                let mut pool = Pool::builder()
+                    .self_url(self_url)
+                    .peers(config.peers.iter().cloned())
+                    .secret(secret.clone())
+                    .connect_timeout(config.connect_timeout)
+                    .peer_timeout(config.peer_timeout);
+                if config.peer_hot_cache.0 > 0 {
+                    pool = pool.hot_cache(config.peer_hot_cache.0, config.peer_hot_ttl);
+                }
+                let pool = pool.build()?;
+                let route = pool.route_layer()?.layer(cache.clone());
+                Some((pool, route))
+            }
+            None => None,
+        };
         Ok(Proxy {
-            cache: builder.service(upstream)?,
+            cache,
+            pool,
             mode,
             allow,
             connect_timeout: config.connect_timeout,
         })
+    }
+
+    /// The pool of peers, if there is one.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_ref().map(|(pool, _)| pool)
     }
 
     /// A handle on the cache (purges, statistics).
@@ -94,6 +122,15 @@ impl Proxy {
         if request.method() == Method::CONNECT {
             return self.tunnel(request).await;
         }
+        // A peer's request: checked here, then handled as the request it carries
+        // (the allow-list applies to it as to any other).
+        let request = match &self.pool {
+            Some((pool, _)) if Pool::is_peer_request(&request) => match pool.accept(request) {
+                Ok(request) => request,
+                Err(refusal) => return refusal.response(),
+            },
+            _ => request,
+        };
         let (mut parts, body) = request.into_parts();
         if let Err(refusal) = self.target(&mut parts).await {
             return refusal.response();
@@ -107,8 +144,12 @@ impl Proxy {
         } else {
             Body::streaming(body)
         };
-        let cache = self.cache.clone();
-        match cache.oneshot(Request::from_parts(parts, body)).await {
+        let request = Request::from_parts(parts, body);
+        let response = match &self.pool {
+            Some((_, route)) => route.clone().oneshot(request).await,
+            None => self.cache.clone().oneshot(request).await,
+        };
+        match response {
             Ok(response) => response,
             Err(never) => match never {},
         }

@@ -63,32 +63,19 @@ async fn serve_runs_until_sigterm_and_finishes_the_request_in_flight() {
     origin.route("/slow", |_, _| {
         Reply::ok("finished in time").delay(Duration::from_millis(700))
     });
-    let mut child = Command::new(CORRAL)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "false",
-            "--upstream",
-        ])
-        .arg(format!("http://{}", origin.addr))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the startup line names the address")
-        .parse()
-        .unwrap();
-    assert!(line.contains("reverse proxy"), "{line}");
+    let mut served = Served::start(
+        &[
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin".into(),
+            "false".into(),
+            "--upstream".into(),
+            format!("http://{}", origin.addr),
+        ],
+        &[],
+    );
+    let addr = served.addr;
+    assert!(served.line.contains("reverse proxy"), "{}", served.line);
     let in_flight = tokio::spawn(async move {
         let client = origin::client();
         let response = client
@@ -104,7 +91,7 @@ async fn serve_runs_until_sigterm_and_finishes_the_request_in_flight() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
@@ -115,7 +102,7 @@ async fn serve_runs_until_sigterm_and_finishes_the_request_in_flight() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = served.child.try_wait().unwrap() {
             break status.code();
         }
         assert!(
@@ -125,4 +112,121 @@ async fn serve_runs_until_sigterm_and_finishes_the_request_in_flight() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(0), "a graceful shutdown exits 0");
+}
+
+/// A `corral serve` process, killed when dropped (a failing test leaves none behind).
+struct Served {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    /// The startup line.
+    line: String,
+}
+
+impl Served {
+    fn start(args: &[String], env: &[(&str, &str)]) -> Served {
+        let mut child = Command::new(CORRAL)
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the startup line {line:?}"));
+        Served { child, addr, line }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_binaries_share_a_pool_and_survive_one_being_killed() {
+    let origin = Origin::start().await;
+    for i in 0..40 {
+        origin.route(&format!("/p/{i}"), move |_, _| {
+            Reply::ok(&format!("p {i}"))
+                .header("cache-control", "max-age=60")
+                .delay(Duration::from_millis(50))
+        });
+    }
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children: Vec<Served> = ports
+        .iter()
+        .map(|port| {
+            let args = [
+                "--listen".to_owned(),
+                format!("127.0.0.1:{port}"),
+                "--admin".to_owned(),
+                "false".to_owned(),
+                "--upstream".to_owned(),
+                format!("http://{}", origin.addr),
+                "--peers".to_owned(),
+                peers.clone(),
+            ];
+            Served::start(&args, &[("CORRAL_PEER_SECRET", "binary-secret")])
+        })
+        .collect();
+    let client = origin::client();
+    let fetch = |addr: std::net::SocketAddr, i: usize| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(format!("http://{addr}/p/{i}").parse().unwrap())
+                .await
+                .expect("a response");
+            let status = response.status().as_u16();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    // 60 concurrent requests for each of 20 URLs, spread over the three.
+    let addrs: Vec<_> = children.iter().map(|served| served.addr).collect();
+    let jobs: Vec<_> = (0..20 * 3)
+        .map(|n| tokio::spawn(fetch(addrs[n % 3], n % 20)))
+        .collect();
+    for (n, job) in jobs.into_iter().enumerate() {
+        assert_eq!(job.await.unwrap(), (200, format!("p {}", n % 20)));
+    }
+    for i in 0..20 {
+        assert_eq!(origin.count(&format!("/p/{i}")), 1, "/p/{i}");
+    }
+    // SIGKILL one; the others serve everything, its URLs included.
+    children[2].kill();
+    for i in 20..40 {
+        assert_eq!(fetch(addrs[i % 2], i).await, (200, format!("p {i}")));
+    }
 }

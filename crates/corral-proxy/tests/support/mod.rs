@@ -149,3 +149,76 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     .await;
     String::from_utf8_lossy(&reply).into_owned()
 }
+
+/// A proxy on a runtime of its own: [`kill`](Killable::kill) tears that runtime down
+/// at once, closing every socket, as if the process died.
+pub struct Killable {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Killable {
+    pub async fn start(toml: &str) -> Killable {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let toml = toml.to_owned();
+        runtime.spawn(async move {
+            let running = start(&toml).await;
+            let _ = bound_tx.send((running.addr, running.admin));
+            // Serve until the runtime is torn down.
+            std::future::pending::<()>().await;
+            drop(running);
+        });
+        let (addr, admin) = bound_rx.await.expect("the proxy started");
+        Killable {
+            addr,
+            admin,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `PUT /peers` on an admin API: the pool's members become `peers`.
+pub async fn put_peers(admin: SocketAddr, peers: &[String]) -> Got {
+    let body = serde_json::to_vec(peers).unwrap();
+    send(
+        admin,
+        Request::put(format!("http://{admin}/peers"))
+            .header("host", admin.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap(),
+    )
+    .await
+}
+
+/// `GET` an admin route, parsed as JSON.
+pub async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
+    let got = send(
+        admin,
+        Request::get(format!("http://{admin}{path}"))
+            .header("host", admin.to_string())
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    serde_json::from_slice(&got.body).unwrap()
+}

@@ -1,0 +1,71 @@
+//! Hop-by-hop fields (RFC 9110 §7.6.1): they concern one connection, so a cache never
+//! stores them and a proxy never forwards them.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// The hop-by-hop fields, plus the non-standard `Proxy-Connection`.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop fields from `headers`, and those that `Connection` names.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("connection", "close, x-trace".parse().unwrap());
+/// headers.insert("x-trace", "1".parse().unwrap());
+/// headers.insert("x-kept", "yes".parse().unwrap());
+/// corral_http::remove_hop_by_hop(&mut headers);
+/// assert_eq!(headers.len(), 1);
+/// ```
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass comparing names, no hashing.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-trace"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("x-second"));
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert("x-second", HeaderValue::from_static("2"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+}

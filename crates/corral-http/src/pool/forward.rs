@@ -1,0 +1,127 @@
+//! Sending a request to its owner: the peer request built (URL in the query, the
+//! secret and the hop marker added, hop-by-hop fields removed), sent within the
+//! peer timeout, and a peer that fails marked down.
+
+use std::sync::Arc;
+
+use http::header::{self, HOST, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use tower::ServiceExt;
+
+use super::{HOP_HEADER, PEER_PATH, Pool, SECRET_HEADER};
+use crate::body::Body;
+use crate::hop::remove_hop_by_hop;
+
+/// A peer could not serve a request: unreachable, reset, or too slow. The request
+/// may be served elsewhere (if it can be sent again).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("peer {peer} unavailable: {reason}")]
+pub struct PeerUnavailable {
+    /// The peer's base URL.
+    pub peer: Arc<str>,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl PeerUnavailable {
+    /// The `PeerUnavailable` behind `error`, if any (looking through its sources).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a PeerUnavailable> {
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if let Some(found) = error.downcast_ref::<PeerUnavailable>() {
+                return Some(found);
+            }
+            current = error.source();
+        }
+        None
+    }
+}
+
+const FORWARDED: HeaderValue = HeaderValue::from_static("1");
+
+impl Pool {
+    /// Sends `request` (for `url`) to `peer` and returns the peer's response.
+    pub(super) async fn forward(
+        &self,
+        peer: &Arc<str>,
+        url: &str,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, PeerUnavailable> {
+        let unavailable = |reason: String| PeerUnavailable {
+            peer: peer.clone(),
+            reason,
+        };
+        let (mut parts, body) = request.into_parts();
+        let encoded: String = url::form_urlencoded::byte_serialize(url.as_bytes()).collect();
+        parts.uri = format!("{peer}{PEER_PATH}?url={encoded}")
+            .parse::<Uri>()
+            .map_err(|e| unavailable(format!("cannot address it: {e}")))?;
+        // The client negotiates its own version with the peer and sets its Host.
+        parts.version = Version::HTTP_11;
+        remove_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(HOST);
+        parts
+            .headers
+            .insert(SECRET_HEADER, self.inner.secret.clone());
+        parts.headers.insert(HOP_HEADER, FORWARDED);
+        let client = self.inner.client.clone();
+        let sent = tokio::time::timeout(
+            self.inner.peer_timeout,
+            client.oneshot(Request::from_parts(parts, body)),
+        )
+        .await;
+        let result = match sent {
+            Ok(Ok(mut response)) => {
+                remove_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(unavailable(describe(&*error))),
+            Err(_) => Err(unavailable(format!(
+                "no response within {:?}",
+                self.inner.peer_timeout
+            ))),
+        };
+        match &result {
+            Ok(_) => self.mark_up(peer),
+            Err(error) => self.mark_down(peer, &error.reason),
+        }
+        result
+    }
+}
+
+/// An error with its sources, on one line.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What to send when a request could not be served and cannot be sent again.
+pub(super) fn bad_gateway(error: &PeerUnavailable) -> Response<Body> {
+    let mut response = Response::new(Body::full(format!("{error}\n").into()));
+    *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Keeps what is needed to send a bodiless request again.
+pub(super) fn replayable(request: &Request<Body>) -> Option<http::request::Parts> {
+    if !http_body::Body::is_end_stream(request.body()) {
+        return None;
+    }
+    let mut copy = Request::new(());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy.into_parts().0)
+}
