@@ -36,7 +36,14 @@
 //! owner refuses a missing or wrong secret with a 403 (so the endpoint is not an open
 //! fetcher), strips both headers, and serves the request locally: a request that was
 //! forwarded once is never forwarded again, even when two peers disagree on the
-//! ring. The owner's response comes back as it was sent (hop-by-hop fields aside).
+//! ring. The owner marks its answer with `X-Corral-Peer: 1` (an answer without it,
+//! such as a refusal by a peer with another secret, counts as the peer being
+//! unavailable); apart from that mark and hop-by-hop fields, the owner's response
+//! comes back as it was sent.
+//!
+//! Whoever holds the secret can make a peer fetch any URL its local service will
+//! fetch: the proxy applies its allow-list to peer requests as to any other; a
+//! `Route` in front of a service of your own should sit behind one too.
 //!
 //! # Failures
 //!
@@ -83,11 +90,19 @@ pub const PEER_PATH: &str = "/_corral/peer";
 pub const SECRET_HEADER: HeaderName = HeaderName::from_static("x-corral-peer-secret");
 /// The hop marker: a request carrying it is served where it arrives.
 pub const HOP_HEADER: HeaderName = HeaderName::from_static("x-corral-hop");
+/// Marks a pool member's answer to a peer request (a response without it, such as
+/// a refusal or a stranger's answer, counts as the peer being unavailable).
+pub const PEER_HEADER: HeaderName = HeaderName::from_static("x-corral-peer");
+
+/// The value of the hop marker and of the answer mark.
+const FORWARDED: HeaderValue = HeaderValue::from_static("1");
 
 /// The default time to connect to a peer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The default time a peer may take to send its response's head.
-pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time a peer may take to send its response's head: longer than an
+/// `HttpCache`'s default fetch timeout (30 s), so that a slow origin behind a
+/// healthy owner reaches the client as the owner's 504, not as a dead peer.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(40);
 /// The default time a failed peer is left alone.
 pub const DEFAULT_UNHEALTHY_FOR: Duration = Duration::from_secs(5);
 
@@ -309,6 +324,12 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// Marks `response` as this pool member's answer to a peer request it accepted
+/// (`Route` does it; a server that calls [`Pool::accept`] itself must too).
+pub fn mark_peer_answer<B>(response: &mut Response<B>) {
+    response.headers_mut().insert(PEER_HEADER, FORWARDED);
+}
+
 /// The absolute URL a request is for: its scheme, its `Host` (or URI authority),
 /// path and query; `None` without a host.
 pub fn request_url(parts: &request::Parts) -> Option<String> {
@@ -421,7 +442,7 @@ impl PoolBuilder {
     }
 
     /// How long a peer may take to send its response's head before it counts as
-    /// down [default: 30 s; keep it above the origins' response time].
+    /// down [default: 40 s; keep it above the owners' fetch timeout].
     pub fn peer_timeout(mut self, timeout: Duration) -> Self {
         self.peer_timeout = Some(timeout);
         self
@@ -458,7 +479,7 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, PoolError> {
         let secret = self
             .secret
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
             .and_then(|s| HeaderValue::from_str(&s).ok())
             .map(|mut v| {
                 v.set_sensitive(true);

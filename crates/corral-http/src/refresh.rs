@@ -180,18 +180,23 @@ impl<T: Send + Sync + 'static> RefreshCache<T> {
             replaced.stop();
         }
         metrics::gauge!("corral_refresh_registered").set(inner.resources().len() as f64);
-        let first = if wait {
-            Some(inner.fetch(&resource).await)
-        } else {
-            None
-        };
+        if wait {
+            // The first fetch is this call's; the timer takes over when it is
+            // recorded (or, if this call is dropped before it starts, after the
+            // fetch timeout).
+            resource.postpone(inner.timeout);
+        }
         let timer = tokio::spawn(keep_fresh(Arc::downgrade(inner), resource.clone()));
         *resource.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
-        // Unregistered (or shut down) while the first fetch ran: no timer.
-        if !inner.is_current(&resource) {
+        // Shut down (or unregistered) meanwhile: no timer.
+        if inner.check_running().is_err() || !inner.is_current(&resource) {
             resource.stop();
+            inner.check_running()?;
         }
-        first.transpose().map(drop)
+        if wait {
+            inner.fetch(&resource).await?;
+        }
+        Ok(())
     }
 
     /// The latest good value of `url`, at once; if it has none yet, fetched now
@@ -397,7 +402,7 @@ async fn keep_fresh<T: Send + Sync + 'static>(inner: Weak<Inner<T>>, resource: A
         // A fetch always moves the schedule; if something went wrong so badly that
         // it did not, never spin.
         if resource.next_refresh() <= Instant::now() {
-            resource.postpone(Instant::now() + inner.retry_base);
+            resource.postpone(inner.retry_base);
         }
     }
 }

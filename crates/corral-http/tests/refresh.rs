@@ -477,3 +477,78 @@ async fn invalid_options_are_errors() {
         Err(RefreshError::InvalidOption(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn credentials_do_not_follow_a_redirect_to_another_origin() {
+    let origin = Origin::start().await;
+    let other = Origin::start().await;
+    other.route("/keys", |_, _| Reply::ok("moved keys"));
+    let target = other.url("/keys");
+    origin.route("/keys", move |_, _| {
+        Reply::default().status(302).header("location", &target)
+    });
+    let cache = bytes_cache();
+    let url = origin.url("/keys");
+    let registration = Registration::bytes()
+        .header(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer for-origin-only"),
+        )
+        .header(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+    cache.register(&url, registration).await.unwrap();
+    assert_eq!(&cache.get(&url).await.unwrap()[..], b"moved keys");
+    assert_eq!(
+        origin.last_request("/keys")["authorization"],
+        "Bearer for-origin-only"
+    );
+    let redirected = other.last_request("/keys");
+    assert!(redirected.get("authorization").is_none(), "{redirected:?}");
+    assert_eq!(
+        redirected["accept"], "application/json",
+        "other headers follow"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_register_call_dropped_while_waiting_still_leaves_the_url_kept_fresh() {
+    let origin = Origin::start().await;
+    origin.route("/slow-first", |_, _| {
+        Reply::ok("v")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(100))
+    });
+    let cache = bytes_cache();
+    let url = origin.url("/slow-first");
+    let registering = cache.register(&url, Registration::bytes().wait_for_first_fetch(true));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), registering)
+            .await
+            .is_err()
+    );
+    assert!(cache.is_registered(&url));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        &cache.get(&url).await.unwrap()[..],
+        b"v",
+        "the fetch went on"
+    );
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    until_count(&origin, "/slow-first", 2).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interval_too_long_for_the_clock_is_a_century() {
+    let origin = Origin::start().await;
+    origin.route("/forever", |_, _| Reply::ok("f"));
+    let cache = bytes_cache();
+    let url = origin.url("/forever");
+    let registration = Registration::bytes()
+        .fixed_interval(Duration::MAX)
+        .wait_for_first_fetch(true);
+    cache.register(&url, registration).await.unwrap();
+    assert!(status(&cache, &url).next_refresh_in > Duration::from_secs(50 * 365 * 24 * 3600));
+    assert_eq!(&cache.get(&url).await.unwrap()[..], b"f");
+}

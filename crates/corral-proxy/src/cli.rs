@@ -107,7 +107,7 @@ pub struct Options {
     /// The secret the peers share (turns the pool on).
     #[arg(long, env = "CORRAL_PEER_SECRET", hide_env_values = true)]
     pub peer_secret: Option<String>,
-    /// Time for a peer to answer before it counts as down [default: 30s].
+    /// Time for a peer to answer before it counts as down [default: 40s].
     #[arg(long)]
     pub peer_timeout: Option<String>,
     /// Memory for hot copies of responses fetched through other peers [default: 0B, off].

@@ -215,7 +215,9 @@ pub struct Config {
     /// turns the pool on. Also read from `CORRAL_PEER_SECRET`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_secret: Option<String>,
-    /// How long a peer may take to answer before it counts as down. Default `30s`.
+    /// How long a peer may take to answer before it counts as down; longer than
+    /// `response-timeout`, so a slow origin does not make its owner look down.
+    /// Default `40s`.
     #[serde(with = "humane")]
     pub peer_timeout: Duration,
     /// Memory for copies of responses fetched through other peers (the hot cache).
@@ -255,7 +257,7 @@ impl Default for Config {
             peers: Vec::new(),
             peer_self: None,
             peer_secret: None,
-            peer_timeout: Duration::from_secs(30),
+            peer_timeout: Duration::from_secs(40),
             peer_hot_cache: ByteSize(0),
             peer_hot_ttl: Duration::from_secs(10),
         }
@@ -343,6 +345,13 @@ impl Config {
             return invalid(format!(
                 "listening on {}, the pool cannot tell its own URL: set `peer-self`",
                 self.listen
+            ));
+        }
+        if self.peer_secret.is_some() && self.peer_timeout <= self.response_timeout {
+            return invalid(format!(
+                "`peer-timeout` ({:?}) must be longer than `response-timeout` ({:?}): an owner \
+                 waiting on a slow origin would look down to its peers",
+                self.peer_timeout, self.response_timeout
             ));
         }
         if self.peer_timeout.is_zero() || self.peer_hot_ttl.is_zero() {

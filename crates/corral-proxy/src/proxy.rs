@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_http::pool::{Pool, Route};
+use corral_http::pool::{HOP_HEADER, Pool, Route, SECRET_HEADER, mark_peer_answer};
 use corral_http::{Body, CacheHandle, HttpCache, Policy};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -124,17 +124,39 @@ impl Proxy {
         }
         // A peer's request: checked here, then handled as the request it carries
         // (the allow-list applies to it as to any other).
-        let request = match &self.pool {
+        let (request, from_peer) = match &self.pool {
             Some((pool, _)) if Pool::is_peer_request(&request) => match pool.accept(request) {
-                Ok(request) => request,
+                Ok(request) => (request, true),
                 Err(refusal) => return refusal.response(),
             },
-            _ => request,
+            _ => (request, false),
         };
         let (mut parts, body) = request.into_parts();
-        if let Err(refusal) = self.target(&mut parts).await {
-            return refusal.response();
+        // The pool's headers never go further: the secret (which only a peer request
+        // may carry, and `accept` took) and, without a pool, the hop marker.
+        parts.headers.remove(SECRET_HEADER);
+        if self.pool.is_none() {
+            parts.headers.remove(HOP_HEADER);
         }
+        let mut response = match self.target(&mut parts).await {
+            Ok(()) => self.fetch(parts, body, client_ip).await,
+            Err(refusal) => refusal.response(),
+        };
+        // A peer's request gets this pool member's answer, refusals included.
+        if from_peer {
+            mark_peer_answer(&mut response);
+        }
+        response
+    }
+
+    /// The response to a request that has its target: through the pool's router or
+    /// straight to the cache.
+    async fn fetch(
+        &self,
+        mut parts: request::Parts,
+        body: Incoming,
+        client_ip: &HeaderValue,
+    ) -> Response<Body> {
         prepare_request(&mut parts.headers, client_ip);
         // The origin connection speaks its own version (HTTP/2 where configured or
         // offered by ALPN), whatever the client spoke.

@@ -370,3 +370,80 @@ async fn a_pool_client_sends_each_url_to_its_owner_and_fails_over() {
         .await;
     assert!(relative.unwrap_err().to_string().contains("absolute"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_another_secret_is_routed_around() {
+    let origin = Origin::start().await;
+    for i in 0..40 {
+        origin.route(&format!("/s/{i}"), move |_, _| {
+            Reply::ok(&format!("s {i}")).header("cache-control", "max-age=60")
+        });
+    }
+    let first = Killable::start(&format!(
+        "upstream = \"http://{}\"\npeer-secret = \"{SECRET}\"\n",
+        origin.addr
+    ))
+    .await;
+    let stranger = Killable::start(&format!(
+        "upstream = \"http://{}\"\npeer-secret = \"another-secret\"\n",
+        origin.addr
+    ))
+    .await;
+    let peers = [first, stranger];
+    let urls = base_urls(&peers);
+    for peer in &peers {
+        assert_eq!(put_peers(peer.admin.unwrap(), &urls).await.status, 200);
+    }
+    // Through the first peer every URL succeeds: the stranger's 403s are not
+    // passed on; its URLs are fetched locally.
+    for i in 0..40 {
+        assert_eq!(
+            fetch(peers[0].addr, &format!("/s/{i}")).await,
+            (200, format!("s {i}"))
+        );
+    }
+    let members = admin_json(peers[0].admin.unwrap(), "/peers").await;
+    let stranger_entry = members["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["url"] == urls[1].as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(stranger_entry["healthy"], false, "{members}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_copies_of_one_name_never_answer_another() {
+    let origin = Origin::start().await;
+    origin.route("/page", |req, _| {
+        let host = req.headers["host"].to_str().unwrap().to_owned();
+        Reply::ok(&format!("page of {host}")).header("cache-control", "max-age=60")
+    });
+    let peers = cluster(
+        &origin,
+        2,
+        "host = \"keep\"\npeer-hot-cache = \"16MiB\"\npeer-hot-ttl = \"60s\"\n",
+    )
+    .await;
+    // Two names whose pages the second peer owns, asked for through the first.
+    let owner = format!("http://{}", peers[1].addr);
+    let mut names = Vec::new();
+    for n in 0..200 {
+        let name = format!("site-{n}.test");
+        let asked = format!("/peers?url=http://{name}/page");
+        if admin_json(peers[0].admin.unwrap(), &asked).await["owner"] == owner.as_str() {
+            names.push(name);
+        }
+        if names.len() == 2 {
+            break;
+        }
+    }
+    let url = format!("http://{}/page", peers[0].addr);
+    for _ in 0..2 {
+        for name in &names {
+            let got = get(peers[0].addr, &url, &[("host", name)]).await;
+            assert_eq!(got.text(), format!("page of {name}"));
+        }
+    }
+}

@@ -5,10 +5,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 
-use super::{HOP_HEADER, SECRET_HEADER, constant_time_eq};
+use super::{FORWARDED, HOP_HEADER, SECRET_HEADER, constant_time_eq};
 use crate::body::Body;
-
-const FORWARDED: HeaderValue = HeaderValue::from_static("1");
 
 /// Why a peer request was refused; [`response`](Self::response) says it to the
 /// sender.

@@ -8,7 +8,7 @@ use http::header::{self, HOST, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use tower::ServiceExt;
 
-use super::{HOP_HEADER, PEER_PATH, Pool, SECRET_HEADER};
+use super::{FORWARDED, HOP_HEADER, PEER_HEADER, PEER_PATH, Pool, SECRET_HEADER};
 use crate::body::Body;
 use crate::hop::remove_hop_by_hop;
 
@@ -36,8 +36,6 @@ impl PeerUnavailable {
         None
     }
 }
-
-const FORWARDED: HeaderValue = HeaderValue::from_static("1");
 
 impl Pool {
     /// Sends `request` (for `url`) to `peer` and returns the peer's response.
@@ -71,10 +69,18 @@ impl Pool {
         )
         .await;
         let result = match sent {
-            Ok(Ok(mut response)) => {
-                remove_hop_by_hop(response.headers_mut());
-                Ok(response)
-            }
+            // Only a pool member's answer counts; a refusal (another secret) or a
+            // stranger's answer means this peer cannot serve the pool now.
+            Ok(Ok(mut response)) => match response.headers_mut().remove(PEER_HEADER) {
+                Some(_) => {
+                    remove_hop_by_hop(response.headers_mut());
+                    Ok(response)
+                }
+                None => Err(unavailable(format!(
+                    "answered {} without the pool's mark (a different secret, or not a corral peer)",
+                    response.status()
+                ))),
+            },
             Ok(Err(error)) => Err(unavailable(describe(&*error))),
             Err(_) => Err(unavailable(format!(
                 "no response within {:?}",

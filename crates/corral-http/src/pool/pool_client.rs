@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::forward::replayable;
-use super::{Pool, PoolError, request_url};
+use super::{Pool, PoolError};
 use crate::body::{Body, BoxError};
 
 /// A tower HTTP client that sends each request (with an absolute `http(s)` URL) to
@@ -47,8 +47,9 @@ where
         let pool = self.pool.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let url = match (parts.uri.scheme_str(), request_url(&parts)) {
-                (Some("http" | "https"), Some(url)) => url,
+            // The URI names the resource (a `Host` header is not consulted).
+            let url = match (parts.uri.scheme_str(), parts.uri.authority()) {
+                (Some("http" | "https"), Some(_)) => parts.uri.to_string(),
                 _ => return Err(PoolError::NotAbsolute(parts.uri.to_string()).into()),
             };
             let mut request = Some(Request::from_parts(parts, Body::streaming(body)));

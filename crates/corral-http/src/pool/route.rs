@@ -12,7 +12,10 @@ use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
 use super::forward::{bad_gateway, replayable};
-use super::{HOP_HEADER, PeerUnavailable, Pool, PoolError, SECRET_HEADER, request_url};
+use super::{
+    HOP_HEADER, PeerUnavailable, Pool, PoolError, SECRET_HEADER, mark_peer_answer, request_url,
+    ring_key,
+};
 use crate::body::{Body, BoxError};
 use crate::{HttpCache, UpstreamError};
 
@@ -34,6 +37,12 @@ impl RouteLayer {
                     .max_bytes(max_bytes)
                     .max_keep(max_keep)
                     .keep_stale_for(Duration::ZERO)
+                    // Keyed by the URL the request is routed by (its Host first), so
+                    // names served by one origin never share copies.
+                    .key(|parts| request_url(parts).map(|url| ring_key(&url)))
+                    // Longer than the peer timeout: a slow owner is a peer failure
+                    // (and a local fallback), not the hot cache's own 504.
+                    .fetch_timeout(pool.inner.peer_timeout + Duration::from_secs(1))
                     .service(ToOwner { pool: pool.clone() })
             })
             .transpose()?;
@@ -90,7 +99,15 @@ where
         let accepted = headers.contains_key(HOP_HEADER) && !headers.contains_key(SECRET_HEADER);
         if Pool::is_peer_request(&request) && !accepted {
             return match self.pool.accept(request) {
-                Ok(request) => Box::pin(local(inner, strip_marker(request))),
+                Ok(request) => {
+                    let served = local(inner, strip_marker(request));
+                    Box::pin(async move {
+                        served.await.map(|mut response| {
+                            mark_peer_answer(&mut response);
+                            response
+                        })
+                    })
+                }
                 Err(refusal) => Box::pin(std::future::ready(Ok(refusal.response()))),
             };
         }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION, USER_AGENT};
+use http::header::{
+    AUTHORIZATION, COOKIE, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION, PROXY_AUTHORIZATION,
+    USER_AGENT,
+};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use url::Url;
 
@@ -108,7 +111,15 @@ impl<T: Send + 'static> Fetch<'_, T> {
         if !parts.headers.contains_key(USER_AGENT) {
             parts.headers.insert(USER_AGENT, DEFAULT_USER_AGENT);
         }
-        if let Some(validators) = &self.validators {
+        // Redirected to another origin: the registration's credentials stay with
+        // the origin they were given for, and its validators with its responses.
+        let same_origin = url.origin() == self.url.origin();
+        if !same_origin {
+            for credential in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+                parts.headers.remove(credential);
+            }
+        }
+        if let Some(validators) = self.validators.as_ref().filter(|_| same_origin) {
             if let Some(etag) = &validators.etag {
                 parts.headers.insert(IF_NONE_MATCH, etag.clone());
             }

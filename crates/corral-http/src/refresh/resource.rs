@@ -80,6 +80,12 @@ pub struct ResourceStatus {
     pub last_modified: Option<String>,
 }
 
+/// `now + wait`, or a century from now for waits beyond what an instant can hold.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 impl<T> Resource<T> {
     pub(crate) fn new(
         key: String,
@@ -137,8 +143,9 @@ impl<T> Resource<T> {
         self.state().next
     }
 
-    pub(crate) fn postpone(&self, until: Instant) {
-        self.state().next = until;
+    /// Moves the next refresh to `wait` from now.
+    pub(crate) fn postpone(&self, wait: Duration) {
+        self.state().next = later(Instant::now(), wait);
     }
 
     /// Records a fetch's outcome and schedules the next; returns the value to hand
@@ -178,13 +185,17 @@ impl<T> Resource<T> {
                 state.last_fetched = Some(SystemTime::now());
                 state.last_error = None;
                 state.failures = 0;
-                state.next = now + self.intervals.after_success(&headers, SystemTime::now());
+                let wait = self.intervals.after_success(&headers, SystemTime::now());
+                state.next = later(now, wait);
                 Ok(value)
             }
             Err(error) => {
                 state.last_error = Some(error.clone());
                 state.failures = state.failures.saturating_add(1);
-                state.next = now + self.intervals.after_failure(state.failures, retry_base);
+                state.next = later(
+                    now,
+                    self.intervals.after_failure(state.failures, retry_base),
+                );
                 Err(error)
             }
         };
