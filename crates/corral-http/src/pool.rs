@@ -384,11 +384,6 @@ fn normalize_peer(peer: &str) -> Result<String, PoolError> {
     ))
 }
 
-/// Compares without stopping at the first difference (timing tells nothing).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Options of a [`Pool`]; only the secret is required.
 #[derive(Default)]
 #[must_use = "a builder does nothing until `build` is called"]

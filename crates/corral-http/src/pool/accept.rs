@@ -5,7 +5,9 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 
-use super::{FORWARDED, HOP_HEADER, SECRET_HEADER, constant_time_eq};
+use subtle::ConstantTimeEq;
+
+use super::{FORWARDED, HOP_HEADER, SECRET_HEADER};
 use crate::body::Body;
 
 /// Why a peer request was refused; [`response`](Self::response) says it to the
@@ -41,7 +43,7 @@ pub(super) fn accept<B>(
 ) -> Result<Request<B>, PeerRefusal> {
     let (mut parts, body) = request.into_parts();
     let presented = parts.headers.remove(SECRET_HEADER);
-    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), secret.as_bytes())) {
+    if !presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(secret.as_bytes()))) {
         metrics::counter!("corral_pool_requests_total", "route" => "refused").increment(1);
         return Err(refusal(
             StatusCode::FORBIDDEN,
