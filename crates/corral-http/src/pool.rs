@@ -32,11 +32,11 @@
 //!
 //! A request for `url` owned by `peer` goes to `<peer>/_corral/peer?url=<url,
 //! percent-encoded>` with its method, headers (hop-by-hop ones removed) and body,
-//! plus `X-Corral-Peer-Secret: <secret>` and the hop marker `X-Corral-Hop: 1`. The
-//! owner refuses a missing or wrong secret with a 403 (so the endpoint is not an open
-//! fetcher), strips both headers, and serves the request locally: a request that was
-//! forwarded once is never forwarded again, even when two peers disagree on the
-//! ring. The owner marks its answer with `X-Corral-Peer: 1` (an answer without it,
+//! plus `X-Corral-Peer-Secret: <secret>`. The owner refuses a missing or wrong
+//! secret with a 403 (so the endpoint is not an open fetcher), strips the header,
+//! and serves the request locally: a request that was forwarded once is never
+//! forwarded again, even when two peers disagree on the ring. (Only the secret
+//! makes a request a forwarded one: no header a client can send does.) The owner marks its answer with `X-Corral-Peer: 1` (an answer without it,
 //! such as a refusal by a peer with another secret, counts as the peer being
 //! unavailable); apart from that mark and hop-by-hop fields, the owner's response
 //! comes back as it was sent.
@@ -88,14 +88,9 @@ use crate::body::{Body, BoxError};
 pub const PEER_PATH: &str = "/_corral/peer";
 /// The header carrying the pool's shared secret.
 pub const SECRET_HEADER: HeaderName = HeaderName::from_static("x-corral-peer-secret");
-/// The hop marker: a request carrying it is served where it arrives.
-pub const HOP_HEADER: HeaderName = HeaderName::from_static("x-corral-hop");
 /// Marks a pool member's answer to a peer request (a response without it, such as
 /// a refusal or a stranger's answer, counts as the peer being unavailable).
 pub const PEER_HEADER: HeaderName = HeaderName::from_static("x-corral-peer");
-
-/// The value of the hop marker and of the answer mark.
-const FORWARDED: HeaderValue = HeaderValue::from_static("1");
 
 /// The default time to connect to a peer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -237,7 +232,11 @@ impl Pool {
 
     /// Whether `request` is for the peer endpoint.
     pub fn is_peer_request<B>(request: &Request<B>) -> bool {
-        request.uri().path() == PEER_PATH
+        let uri = request.uri();
+        // An absolute URL with the peer path is a peer request only with the
+        // secret: a forward proxy's client may ask for such a URL on any site.
+        uri.path() == PEER_PATH
+            && (uri.authority().is_none() || request.headers().contains_key(SECRET_HEADER))
     }
 
     /// The local request a peer request stands for (its URL, method, headers and
@@ -327,7 +326,9 @@ impl std::fmt::Debug for Pool {
 /// Marks `response` as this pool member's answer to a peer request it accepted
 /// (`Route` does it; a server that calls [`Pool::accept`] itself must too).
 pub fn mark_peer_answer<B>(response: &mut Response<B>) {
-    response.headers_mut().insert(PEER_HEADER, FORWARDED);
+    response
+        .headers_mut()
+        .insert(PEER_HEADER, HeaderValue::from_static("1"));
 }
 
 /// The absolute URL a request is for: its scheme, its `Host` (or URI authority),

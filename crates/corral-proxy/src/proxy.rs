@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_http::pool::{HOP_HEADER, Pool, Route, SECRET_HEADER, mark_peer_answer};
+use corral_http::pool::{Pool, Route, SECRET_HEADER, mark_peer_answer};
 use corral_http::{Body, CacheHandle, HttpCache, Policy};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -132,12 +132,9 @@ impl Proxy {
             _ => (request, false),
         };
         let (mut parts, body) = request.into_parts();
-        // The pool's headers never go further: the secret (which only a peer request
-        // may carry, and `accept` took) and, without a pool, the hop marker.
+        // The pool's secret never goes further (`accept` took a peer's; a client's
+        // is dropped here).
         parts.headers.remove(SECRET_HEADER);
-        if self.pool.is_none() {
-            parts.headers.remove(HOP_HEADER);
-        }
         let mut response = match self.target(&mut parts).await {
             Ok(()) => self.fetch(parts, body, client_ip).await,
             Err(refusal) => refusal.response(),

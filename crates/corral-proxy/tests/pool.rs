@@ -447,3 +447,43 @@ async fn hot_copies_of_one_name_never_answer_another() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_header_a_client_sends_skips_the_routing() {
+    let origin = Origin::start().await;
+    origin.route("/b", |_, _| {
+        Reply::ok("b").header("cache-control", "max-age=60")
+    });
+    let peers = cluster(&origin, 2, "").await;
+    // The old hop marker, and the peer headers without the secret: each peer
+    // still routes the request to the URL's owner.
+    let forged = [
+        ("x-corral-hop", "1"),
+        ("x-corral-peer", "1"),
+        ("x-corral-peer-secret", "guess"),
+    ];
+    for peer in &peers {
+        let got = get(peer.addr, &format!("http://{}/b", peer.addr), &forged).await;
+        assert_eq!((got.status.as_u16(), got.text()), (200, "b"));
+    }
+    assert_eq!(origin.count("/b"), 1, "fetched by the owner only");
+    let seen = origin.last_request("/b");
+    assert!(seen.get("x-corral-peer-secret").is_none(), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_proxy_in_a_pool_fetches_urls_on_the_peer_path_of_other_sites() {
+    let origin = Origin::start().await;
+    origin.route("/_corral/peer", |_, _| Reply::ok("a page of the origin"));
+    let proxy = Killable::start(&format!("peer-secret = \"{SECRET}\"\n")).await;
+    let got = get(
+        proxy.addr,
+        &format!("http://{}/_corral/peer?url=x", origin.addr),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.text()),
+        (200, "a page of the origin")
+    );
+}

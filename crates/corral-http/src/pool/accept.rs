@@ -1,5 +1,6 @@
 //! The owner's side of a peer request: the secret checked, the URL it carries turned
-//! back into the request it stands for, marked so that it is served here.
+//! back into the request it stands for, marked (by a request extension no client
+//! can forge) so that it is served here.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, HeaderValue};
@@ -7,7 +8,7 @@ use http::{Request, Response, StatusCode, Uri};
 
 use subtle::ConstantTimeEq;
 
-use super::{FORWARDED, HOP_HEADER, SECRET_HEADER};
+use super::SECRET_HEADER;
 use crate::body::Body;
 
 /// Why a peer request was refused; [`response`](Self::response) says it to the
@@ -36,6 +37,10 @@ impl PeerRefusal {
         response
     }
 }
+
+/// The mark of a request accepted from a peer: `Route` serves it locally.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Accepted;
 
 pub(super) fn accept<B>(
     secret: &HeaderValue,
@@ -70,7 +75,7 @@ pub(super) fn accept<B>(
         parts.headers.insert(HOST, host);
     }
     parts.uri = uri;
-    parts.headers.insert(HOP_HEADER, FORWARDED);
+    parts.extensions.insert(Accepted);
     metrics::counter!("corral_pool_requests_total", "route" => "accepted").increment(1);
     Ok(Request::from_parts(parts, body))
 }
@@ -107,7 +112,7 @@ mod tests {
         assert_eq!(local.uri(), "http://Origin.test:81/a%20b?x=1&y=2");
         assert_eq!(local.headers()[HOST], "Origin.test:81");
         assert_eq!(local.headers()["accept"], "text/html");
-        assert_eq!(local.headers()[HOP_HEADER], "1");
+        assert!(local.extensions().get::<Accepted>().is_some());
         assert!(
             !local.headers().contains_key(SECRET_HEADER),
             "never passed on"

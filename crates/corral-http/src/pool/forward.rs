@@ -8,7 +8,7 @@ use http::header::{self, HOST, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use tower::ServiceExt;
 
-use super::{FORWARDED, HOP_HEADER, PEER_HEADER, PEER_PATH, Pool, SECRET_HEADER};
+use super::{PEER_HEADER, PEER_PATH, Pool, SECRET_HEADER};
 use crate::body::Body;
 use crate::hop::remove_hop_by_hop;
 
@@ -61,7 +61,6 @@ impl Pool {
         parts
             .headers
             .insert(SECRET_HEADER, self.inner.secret.clone());
-        parts.headers.insert(HOP_HEADER, FORWARDED);
         let client = self.inner.client.clone();
         let sent = tokio::time::timeout(
             self.inner.peer_timeout,

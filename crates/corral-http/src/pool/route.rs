@@ -13,9 +13,9 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::forward::{bad_gateway, replayable};
 use super::{
-    HOP_HEADER, PeerUnavailable, Pool, PoolError, SECRET_HEADER, mark_peer_answer, request_url,
-    ring_key,
+    PeerUnavailable, Pool, PoolError, mark_peer_answer, request_url, ring_key,
 };
+use super::accept::Accepted;
 use crate::body::{Body, BoxError};
 use crate::{HttpCache, UpstreamError};
 
@@ -93,14 +93,14 @@ where
             count("local");
             inner.call(request)
         };
-        // A peer's request (unless it is one accepted already, in front of this
-        // layer, whose URL happens to have the peer path).
-        let headers = request.headers();
-        let accepted = headers.contains_key(HOP_HEADER) && !headers.contains_key(SECRET_HEADER);
-        if Pool::is_peer_request(&request) && !accepted {
+        // Accepted from a peer already, in front of this layer: served here.
+        if request.extensions().get::<Accepted>().is_some() {
+            return Box::pin(local(inner, request));
+        }
+        if Pool::is_peer_request(&request) {
             return match self.pool.accept(request) {
                 Ok(request) => {
-                    let served = local(inner, strip_marker(request));
+                    let served = local(inner, request);
                     Box::pin(async move {
                         served.await.map(|mut response| {
                             mark_peer_answer(&mut response);
@@ -110,10 +110,6 @@ where
                 }
                 Err(refusal) => Box::pin(std::future::ready(Ok(refusal.response()))),
             };
-        }
-        // Forwarded once already (or the client says so): served here.
-        if request.headers_mut().remove(HOP_HEADER).is_some() {
-            return Box::pin(local(inner, request));
         }
         let (parts, body) = request.into_parts();
         let url = request_url(&parts);
@@ -144,11 +140,6 @@ where
             }
         })
     }
-}
-
-fn strip_marker(mut request: Request<Body>) -> Request<Body> {
-    request.headers_mut().remove(HOP_HEADER);
-    request
 }
 
 fn count(route: &'static str) {
