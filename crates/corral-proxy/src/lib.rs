@@ -126,14 +126,27 @@ impl Bound {
             })
         });
         let ready = self.ready.clone();
+        let grace = self.config.shutdown_grace;
+        let (drain_until, deadline) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
             ready.store(false, Ordering::Release);
+            // The admin API drains alongside the proxy, within the same grace period.
+            let _ = drain_until.send(tokio::time::Instant::now() + grace);
+            let _ = stop_admin.send(());
         };
         server::serve(self.listener, self.proxy, &self.config, shutdown).await;
-        let _ = stop_admin.send(());
-        if let Some(admin) = admin {
-            admin.await.context("the admin task failed")??;
+        if let Some(mut admin) = admin {
+            let deadline = deadline
+                .await
+                .unwrap_or_else(|_| tokio::time::Instant::now());
+            match tokio::time::timeout_at(deadline, &mut admin).await {
+                Ok(finished) => finished.context("the admin task failed")??,
+                Err(_) => {
+                    tracing::warn!("grace period over; closing the admin API's connections");
+                    admin.abort();
+                }
+            }
         }
         Ok(())
     }

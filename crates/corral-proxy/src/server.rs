@@ -1,6 +1,11 @@
 //! The client-facing server: HTTP/1.1 and HTTP/2 without TLS (h2c) on one port, a
 //! bound on connections and on request heads, and a graceful shutdown that stops
 //! accepting and lets in-flight requests finish within a grace period.
+//!
+//! A connection that does not say which protocol it speaks within the header read
+//! timeout is closed (hyper's own timeout only starts once it knows), and so is an
+//! HTTP/1.1 connection that sends no complete request head within it, idle
+//! keep-alive ones included, so silent sockets cannot hold the connection slots.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics::{Counter, Gauge};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::access_log::{Entry, Logged};
@@ -88,12 +93,16 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes.0).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // A client that vanished without closing its connection is noticed.
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let metrics = Arc::new(ServerMetrics::new());
     let access_log = config.access_log;
+    let first_bytes_within = config.header_read_timeout;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -126,15 +135,21 @@ pub async fn serve(
             let connection = connection.clone();
             async move { Ok::<_, Infallible>(connection.respond(request).await) }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         let gauge = metrics.connections.clone();
         tokio::spawn(async move {
             gauge.increment(1.0);
-            if let Err(error) = watched.await {
-                tracing::debug!(%error, %addr, "connection ended with an error");
+            match tokio::time::timeout(first_bytes_within, protocol_known(&stream)).await {
+                Ok(Ok(())) => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(error) = watcher.watch(conn).await {
+                        tracing::debug!(%error, %addr, "connection ended with an error");
+                    }
+                }
+                Ok(Err(error)) => tracing::debug!(%error, %addr, "connection failed"),
+                Err(_) => tracing::debug!(%addr, "no request within the header read timeout"),
             }
             gauge.decrement(1.0);
             drop(permit);
@@ -145,6 +160,27 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections finished"),
         () = tokio::time::sleep(config.shutdown_grace) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+}
+
+/// How often an idle HTTP/2 client is pinged, and how long it has to answer.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// The HTTP/2 connection preface: a client that starts with it speaks h2c.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Returns once the first bytes tell HTTP/1 from HTTP/2 (or the client closed),
+/// without consuming them.
+async fn protocol_known(stream: &TcpStream) -> std::io::Result<()> {
+    let mut start = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut start).await?;
+        if n == 0 || n == start.len() || start[..n] != H2_PREFACE[..n] {
+            return Ok(());
+        }
+        // A part of the preface: wait for more (peek returns at once while the
+        // bytes it saw are unread).
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

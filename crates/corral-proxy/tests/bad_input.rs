@@ -56,6 +56,38 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 }
 
 #[tokio::test]
+async fn silent_and_idle_connections_do_not_hold_the_connection_slots() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    origin.route("/", |_, _| Reply::ok("served"));
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nmax-connections = 3\nheader-read-timeout = \"300ms\"",
+        origin.addr
+    ))
+    .await;
+    let connect = || tokio::net::TcpStream::connect(proxy.addr);
+    // One socket that says nothing, one that starts the HTTP/2 preface and stops,
+    // and one keep-alive connection left idle after its request.
+    let silent = connect().await.unwrap();
+    let mut partial = connect().await.unwrap();
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for mut stream in [silent, partial, idle] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "closed by the proxy, not left open");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The slots are free again: a new client is served.
+    let got = get(proxy.addr, &format!("http://{}/", proxy.addr), &[]).await;
+    assert_eq!((got.status.as_u16(), got.text()), (200, "served"));
+}
+
+#[tokio::test]
 async fn an_unreachable_origin_is_a_502() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = closed.local_addr().unwrap();
@@ -124,4 +156,25 @@ async fn shutdown_lets_requests_in_flight_finish_and_refuses_new_ones() {
     tokio::time::timeout(Duration::from_secs(5), proxy.stopped())
         .await
         .expect("the proxy stops");
+}
+
+#[tokio::test]
+async fn a_stalled_admin_request_does_not_hold_shutdown_past_the_grace_period() {
+    use tokio::io::AsyncWriteExt;
+    let mut proxy = start("upstream = \"http://127.0.0.1:9\"\nshutdown-grace = \"300ms\"").await;
+    let mut stalled = tokio::net::TcpStream::connect(proxy.admin.unwrap())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"PUT /peers HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n[")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    proxy.begin_stop();
+    tokio::time::timeout(Duration::from_secs(5), proxy.stopped())
+        .await
+        .expect("shutdown finished");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(stalled);
 }

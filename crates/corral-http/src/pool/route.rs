@@ -11,11 +11,9 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
-use super::forward::{bad_gateway, replayable};
-use super::{
-    PeerUnavailable, Pool, PoolError, mark_peer_answer, request_url, ring_key,
-};
 use super::accept::Accepted;
+use super::forward::{bad_gateway, replayable};
+use super::{PeerUnavailable, Pool, PoolError, mark_peer_answer, request_url, ring_key};
 use crate::body::{Body, BoxError};
 use crate::{HttpCache, UpstreamError};
 
@@ -85,7 +83,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         // The ready service serves this request; a clone stays for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
