@@ -7,7 +7,9 @@ use http::header::{CACHE_CONTROL, PRAGMA};
 
 /// The largest delta-seconds value a cache must understand (RFC 9111 §1.2.2); larger
 /// values count as this one.
-const MAX_DELTA_SECONDS: u64 = 2_147_483_648;
+pub(crate) const MAX_DELTA_SECONDS: u64 = 2_147_483_648;
+/// [`MAX_DELTA_SECONDS`] as a duration.
+pub(crate) const MAX_DELTA: Duration = Duration::from_secs(MAX_DELTA_SECONDS);
 
 /// One `name[=value]` directive, its name lowercased and its value unquoted.
 fn directives(headers: &HeaderMap) -> impl Iterator<Item = (String, Option<String>)> + '_ {

@@ -18,7 +18,9 @@ use http::{Method, StatusCode, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use tokio::time::Instant;
 
-use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives, without_directive};
+use crate::directives::{
+    MAX_DELTA, MaxStale, RequestDirectives, ResponseDirectives, without_directive,
+};
 use crate::vary::Vary;
 
 /// The statuses [`Policy::fixed`] stores by default: those RFC 9110 makes cacheable by
@@ -204,7 +206,8 @@ fn rfc9111_lifetime(
             "not storable under RFC 9111"
         });
     }
-    let fresh_for = policy.time_to_live(now);
+    // RFC 9111 §1.2.2: a delta that overflows counts as 2^31 seconds.
+    let fresh_for = policy.time_to_live(now).min(MAX_DELTA);
     let initial_age = age_of(&res.headers);
     let revalidate_when_stale = directives.must_revalidate
         || shared && (directives.proxy_revalidate || directives.s_maxage.is_some());
@@ -234,17 +237,25 @@ fn rfc9111_lifetime(
         stale_if_error,
         revalidate_when_stale,
         always_revalidate,
-        keep_for: fresh_for.saturating_sub(initial_age) + stale_use,
+        keep_for: fresh_for
+            .saturating_sub(initial_age)
+            .saturating_add(stale_use),
     })
 }
 
-/// The `Age` a response arrived with (RFC 9111 §5.1); a malformed one counts as zero.
+/// The `Age` a response arrived with (RFC 9111 §5.1): a malformed one counts as
+/// zero, and one too large to represent as 2^31 seconds.
 fn age_of(headers: &http::HeaderMap) -> Duration {
-    headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs)
+    let Some(age) = headers.get(AGE).and_then(|v| v.to_str().ok()) else {
+        return Duration::ZERO;
+    };
+    let age = age.trim();
+    if age.is_empty() || !age.bytes().all(|b| b.is_ascii_digit()) {
+        return Duration::ZERO;
+    }
+    age.parse::<u64>()
+        .map_or(MAX_DELTA, Duration::from_secs)
+        .min(MAX_DELTA)
 }
 
 /// How long a stored response is fresh, and what may be done with it after.
@@ -282,7 +293,8 @@ pub(crate) enum Serve {
 impl Lifetime {
     /// Its age at `now`, stored at `stored_at`.
     pub(crate) fn age(&self, stored_at: Instant, now: Instant) -> Duration {
-        self.initial_age + now.saturating_duration_since(stored_at)
+        self.initial_age
+            .saturating_add(now.saturating_duration_since(stored_at))
     }
 
     /// Whether it may serve a request with these directives at `now`.

@@ -444,7 +444,8 @@ impl PoolBuilder {
         self
     }
 
-    /// How long a failed peer is left alone before it is tried again [default: 5 s].
+    /// How long a failed peer is left alone before it is tried again [default: 5 s;
+    /// at most a day].
     pub fn unhealthy_for(mut self, duration: Duration) -> Self {
         self.unhealthy_for = Some(duration);
         self
@@ -487,6 +488,14 @@ impl PoolBuilder {
         if durations.iter().flatten().any(Duration::is_zero) {
             return Err(PoolError::InvalidOption(
                 "timeouts and unhealthy_for must be longer than zero".into(),
+            ));
+        }
+        if self
+            .unhealthy_for
+            .is_some_and(|d| d > Duration::from_secs(24 * 3600))
+        {
+            return Err(PoolError::InvalidOption(
+                "unhealthy_for must be at most a day".into(),
             ));
         }
         if self.vnodes == Some(0) {

@@ -126,6 +126,10 @@ where
         let (parts, _body) = request.into_parts();
         let mut lookup = match Lookup::start(shared, parts) {
             Start::Look(lookup) => lookup,
+            // only-if-cached: what the cache cannot answer is a 504, never a fetch.
+            Start::Bypass(parts, _) if RequestDirectives::parse(&parts.headers).only_if_cached => {
+                return ResponseFuture::ready(shared.only_if_cached_miss());
+            }
             Start::Bypass(parts, report) => {
                 return ResponseFuture::upstream(solo(
                     shared.clone(),
@@ -142,11 +146,11 @@ where
                 revalidate_in_background(shared, &*upstream(), &lookup, &stored);
                 ResponseFuture::ready(response)
             }
+            Found::Alone(_) | Found::Forward if lookup.directives.only_if_cached => {
+                ResponseFuture::ready(shared.only_if_cached_miss())
+            }
             Found::Alone(why) => {
                 ResponseFuture::upstream(alone(shared.clone(), upstream(), lookup, why))
-            }
-            Found::Forward if lookup.directives.only_if_cached => {
-                ResponseFuture::ready(shared.only_if_cached_miss())
             }
             Found::Forward => ResponseFuture::upstream(forward(shared.clone(), upstream(), lookup)),
         }

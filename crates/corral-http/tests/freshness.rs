@@ -352,6 +352,21 @@ async fn only_if_cached_answers_from_the_cache_or_with_a_504() {
     get(&cache, &origin.url("/c")).await;
     let hit = get_with(&cache, &origin.url("/c"), &only).await;
     assert_eq!((hit.status.as_u16(), hit.text()), (200, "cached"));
+    // Nor does it reach the origin for a key marked uncacheable (hit-for-miss), or
+    // for a request that bypasses the cache (a range).
+    origin.route("/private", |_, _| {
+        Reply::ok("mine").header("cache-control", "private")
+    });
+    assert_eq!(get(&cache, &origin.url("/private")).await.text(), "mine");
+    let refused = get_with(&cache, &origin.url("/private"), &only).await;
+    assert_eq!(refused.status, 504);
+    assert_eq!(origin.count("/private"), 1);
+    let range = [("cache-control", "only-if-cached"), ("range", "bytes=0-1")];
+    assert_eq!(
+        get_with(&cache, &origin.url("/c"), &range).await.status,
+        504
+    );
+    assert_eq!(origin.count("/c"), 1);
 }
 
 #[tokio::test]
@@ -403,4 +418,33 @@ async fn max_keep_bounds_how_long_any_response_is_kept() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(get(&cache, &url).await.x_cache(), "MISS");
     assert_eq!(origin.count("/long"), 2);
+}
+
+#[tokio::test]
+async fn ages_and_lifetimes_too_large_to_represent_count_as_2_to_the_31_seconds() {
+    let origin = Origin::start().await;
+    origin.route("/old", |_, _| {
+        Reply::ok("old")
+            .header("cache-control", "max-age=60")
+            .header("age", "18446744073709551616")
+    });
+    origin.route("/forever", |_, _| {
+        Reply::ok("forever").header("cache-control", "public, max-age=18446744073709551615")
+    });
+    let cache = cached(HttpCache::builder());
+    // Older than any max-age: stale on arrival, never a panic.
+    for _ in 0..2 {
+        let got = get(&cache, &origin.url("/old")).await;
+        assert_eq!((got.status.as_u16(), got.text()), (200, "old"));
+        assert_eq!(got.header("age"), "2147483648");
+    }
+    // Fresh "forever" (68 years), also for a request with credentials.
+    let url = origin.url("/forever");
+    for _ in 0..2 {
+        for headers in [&[][..], &[("authorization", "Bearer a")][..]] {
+            let got = get_with(&cache, &url, headers).await;
+            assert_eq!((got.status.as_u16(), got.text()), (200, "forever"));
+        }
+    }
+    assert_eq!(origin.count("/forever"), 1);
 }

@@ -124,7 +124,8 @@ impl<V> CacheBuilder<V> {
 
     /// How long an entry is kept. Between `fresh_for` and `ttl` it is stale: served at
     /// once while one background refresh runs, and kept if that refresh fails.
-    /// Zero means nothing is kept (coalescing only). Default: equal to `fresh_for`.
+    /// Zero means nothing is kept (coalescing only); more than a century is a
+    /// century. Default: equal to `fresh_for`.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self

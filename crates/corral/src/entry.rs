@@ -25,9 +25,15 @@ pub struct Entry<V> {
     pub(crate) stale_until: Instant,
 }
 
+/// The longest life an entry gets (a century): longer lifetimes are cut to it, as
+/// an instant that far away may not exist.
+pub(crate) const LONGEST_LIFE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl<V> Entry<V> {
-    /// An entry stored at `now`, fresh for `fresh_for` (capped at `ttl`) and kept for `ttl`.
+    /// An entry stored at `now`, fresh for `fresh_for` (capped at `ttl`) and kept for
+    /// `ttl`; both at most [`LONGEST_LIFE`].
     pub(crate) fn new(value: V, now: Instant, fresh_for: Duration, ttl: Duration) -> Self {
+        let ttl = ttl.min(LONGEST_LIFE);
         Entry {
             value,
             stored_at: now,

@@ -186,3 +186,28 @@ async fn rule8_invalid_options_are_builder_errors() {
     let err = Cache::<String>::builder().max_bytes(0).build().unwrap_err();
     assert_eq!(err, corral::ConfigError::ZeroMaxBytes);
 }
+
+#[tokio::test(start_paused = true)]
+async fn lifetimes_beyond_a_century_are_a_century() {
+    let forever = Cache::<String>::builder()
+        .fresh_for(Duration::MAX)
+        .ttl(Duration::MAX)
+        .build()
+        .unwrap();
+    let origin = Origin::open();
+    assert_eq!(load(&forever, &origin, "v1").await, "v1");
+    forever.insert("inserted", "i".to_owned()).await;
+    let brief = cache(10, 30);
+    let loaded = brief
+        .get_or_load("long", || async {
+            Ok::<_, std::io::Error>(Loaded::new("l".to_owned()).ttl(Duration::MAX))
+        })
+        .await
+        .unwrap();
+    assert_eq!(loaded, "l");
+    advance(50 * 365 * 24 * 3600 * SECOND).await;
+    assert_eq!(load(&forever, &origin, "v2").await, "v1");
+    assert_eq!(forever.get("inserted").as_deref(), Some("i"));
+    assert_eq!(brief.get("long").as_deref(), Some("l"));
+    assert_eq!(origin.calls(), 1);
+}

@@ -89,3 +89,13 @@ async fn a_value_larger_than_the_whole_bound_is_served_but_not_stored() {
     assert_eq!(cache.get("huge"), None);
     assert_eq!(cache.get("small").as_deref(), Some(&b"keep me"[..]));
 }
+
+#[tokio::test]
+async fn a_value_too_large_to_store_still_replaces_the_older_one() {
+    let cache = bounded();
+    cache.insert("k", Bytes::from_static(b"old")).await;
+    cache
+        .insert("k", Bytes::from(vec![0u8; 2 * MAX_BYTES as usize]))
+        .await;
+    assert_eq!(cache.get("k"), None, "the old value is not served after it");
+}

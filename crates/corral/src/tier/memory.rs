@@ -81,7 +81,8 @@ impl<V: Weigh + Clone + Send + Sync + 'static> MemoryTier<V> {
     }
 
     /// Stores an entry. An entry heavier than the whole bound is not stored (it would
-    /// evict everything else and then itself); returns whether it was stored.
+    /// evict everything else and then itself), and the older entry it was to replace
+    /// is removed; returns whether it was stored.
     pub(crate) fn insert(&self, key: &str, entry: Entry<V>) -> bool {
         let weight = weight_of(key, &entry.value);
         if weight > self.max_bytes {
@@ -91,6 +92,7 @@ impl<V: Weigh + Clone + Send + Sync + 'static> MemoryTier<V> {
                 max_bytes = self.max_bytes,
                 "entry larger than the cache; not stored"
             );
+            self.cache.invalidate(key);
             return false;
         }
         self.cache.insert(key.into(), entry);
