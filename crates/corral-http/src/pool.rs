@@ -230,13 +230,20 @@ impl Pool {
         PoolClient::new(self.clone())
     }
 
-    /// Whether `request` is for the peer endpoint.
-    pub fn is_peer_request<B>(request: &Request<B>) -> bool {
+    /// Whether `request` is for this member's peer endpoint: its path is the peer
+    /// path, and it is addressed here (no authority, or this member's own) or
+    /// carries the secret. (A forward proxy's client may ask for a URL with that
+    /// path on any other site.)
+    pub fn is_peer_request<B>(&self, request: &Request<B>) -> bool {
         let uri = request.uri();
-        // An absolute URL with the peer path is a peer request only with the
-        // secret: a forward proxy's client may ask for such a URL on any site.
-        uri.path() == PEER_PATH
-            && (uri.authority().is_none() || request.headers().contains_key(SECRET_HEADER))
+        let addressed_here = match (&self.inner.this, uri.authority()) {
+            (Some(this), Some(authority)) => {
+                let scheme = uri.scheme_str().unwrap_or("http");
+                normalize_peer(&format!("{scheme}://{authority}")).is_ok_and(|u| *u == **this)
+            }
+            _ => true,
+        };
+        uri.path() == PEER_PATH && (addressed_here || request.headers().contains_key(SECRET_HEADER))
     }
 
     /// The local request a peer request stands for (its URL, method, headers and

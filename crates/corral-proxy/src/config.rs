@@ -166,7 +166,8 @@ pub struct Config {
     /// How long an origin may take to answer (and a stored body to arrive). Default `30s`.
     #[serde(with = "humane")]
     pub response_timeout: Duration,
-    /// Requests in flight to origins at once; more wait. Default `1024`.
+    /// Requests in flight to origins at once, each until its response body is read
+    /// or dropped; more wait (within `response-timeout`). Default `1024`.
     pub max_upstream_connections: usize,
     /// Speak HTTP/2 without TLS (h2c, prior knowledge) to a plain-HTTP upstream.
     /// Default `false` (HTTP/1.1; HTTPS origins negotiate HTTP/2 by ALPN).

@@ -125,7 +125,7 @@ impl Proxy {
         // A peer's request: checked here, then handled as the request it carries
         // (the allow-list applies to it as to any other).
         let (request, from_peer) = match &self.pool {
-            Some((pool, _)) if Pool::is_peer_request(&request) => match pool.accept(request) {
+            Some((pool, _)) if pool.is_peer_request(&request) => match pool.accept(request) {
                 Ok(request) => (request, true),
                 Err(refusal) => return refusal.response(),
             },

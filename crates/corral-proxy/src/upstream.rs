@@ -1,15 +1,19 @@
 //! The origin client: pooled connections over HTTP/1.1 and HTTP/2 (by ALPN for HTTPS,
 //! or h2c when configured), TLS by rustls, a connect timeout, a response timeout, a
-//! bound on requests in flight, and resolution through the allow-list.
+//! bound on requests in flight (each holds its place until its response body is
+//! read or dropped), and resolution through the allow-list.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use corral_http::{Body, BoxError};
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -17,21 +21,27 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tower::limit::ConcurrencyLimit;
-use tower::timeout::Timeout;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Service, ServiceExt};
 
 use crate::allow::{AllowList, AllowResolver};
 use crate::config::Config;
 use crate::forwarded::prepare_response;
 
-type Stack = Timeout<ConcurrencyLimit<Client<HttpsConnector<HttpConnector<AllowResolver>>, Body>>>;
+type OriginClient = Client<HttpsConnector<HttpConnector<AllowResolver>>, Body>;
 
 /// The origin client: cheap to clone (one reference count), so the cache can hold one
 /// per request without copying the connection pool's handles.
 #[derive(Clone)]
 pub struct Upstream {
-    stack: Arc<Stack>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: OriginClient,
+    /// One permit per request in flight, from its sending to its body's end.
+    in_flight: Arc<Semaphore>,
+    response_timeout: Duration,
 }
 
 impl Upstream {
@@ -60,12 +70,12 @@ impl Upstream {
             .pool_max_idle_per_host(1024)
             .http2_only(config.upstream_http2)
             .build(connector);
-        let stack = ServiceBuilder::new()
-            .timeout(config.response_timeout)
-            .concurrency_limit(config.max_upstream_connections)
-            .service(client);
         Ok(Upstream {
-            stack: Arc::new(stack),
+            inner: Arc::new(Inner {
+                client,
+                in_flight: Arc::new(Semaphore::new(config.max_upstream_connections)),
+                response_timeout: config.response_timeout,
+            }),
         })
     }
 }
@@ -93,21 +103,57 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, BoxError> {
 }
 
 impl Service<Request<Body>> for Upstream {
-    type Response = Response<Incoming>;
+    type Response = Response<Permitted>;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Response<Incoming>, BoxError>>;
+    type Future = BoxFuture<'static, Result<Response<Permitted>, BoxError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Each request drives its own copy of the stack (and its concurrency permit).
+        // Each request waits for its own place in `call`.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let stack = (*self.stack).clone();
+        let inner = self.inner.clone();
         Box::pin(async move {
-            let mut response = stack.oneshot(request).await?;
+            // Waiting for a place counts against the response timeout.
+            let sent = async {
+                let permit = inner.in_flight.clone().acquire_owned().await?;
+                let response = inner.client.clone().oneshot(request).await?;
+                Ok::<_, BoxError>((permit, response))
+            };
+            let (permit, response) = tokio::time::timeout(inner.response_timeout, sent).await??;
+            let mut response = response.map(|body| Permitted {
+                body,
+                _permit: permit,
+            });
             prepare_response(response.headers_mut());
             Ok(response)
         })
+    }
+}
+
+/// An origin's response body, holding its request's place among those in flight.
+pub struct Permitted {
+    body: Incoming,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Permitted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -178,3 +178,64 @@ async fn a_stalled_admin_request_does_not_hold_shutdown_past_the_grace_period() 
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(stalled);
 }
+
+/// An origin that answers every request at once and trickles its 4-byte body out
+/// over 200 ms, one connection per request; says how many it served at most at once.
+async fn trickling_origin() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (active, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (active, most) = (active.clone(), most.clone());
+            tokio::spawn(async move {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n")
+                    .await;
+                for byte in b"body" {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = stream.write_all(&[*byte]).await;
+                }
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn max_upstream_connections_counts_a_request_until_its_body_is_read() {
+    let (origin, most) = trickling_origin().await;
+    let proxy = start(&format!(
+        "upstream = \"http://{origin}\"\nmax-upstream-connections = 2"
+    ))
+    .await;
+    let requests: Vec<_> = (0..6)
+        .map(|i| {
+            let url = format!("http://{}/{i}", proxy.addr);
+            tokio::spawn(async move { get(proxy.addr, &url, &[]).await })
+        })
+        .collect();
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!((got.status.as_u16(), got.text()), (200, "body"));
+    }
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -95,7 +95,7 @@ where
         if request.extensions().get::<Accepted>().is_some() {
             return Box::pin(local(inner, request));
         }
-        if Pool::is_peer_request(&request) {
+        if self.pool.is_peer_request(&request) {
             return match self.pool.accept(request) {
                 Ok(request) => {
                     let served = local(inner, request);
