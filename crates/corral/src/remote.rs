@@ -7,7 +7,8 @@
 //! 2. If nobody holds the key's lock, take it. The winner looks once more (a load may
 //!    have finished in between), runs the loader while renewing its lease, then in one
 //!    step writes the value (or the error), releases the lock and wakes the waiters of
-//!    every server through pub/sub.
+//!    every server through pub/sub. An invalidation deletes the lock: a load that no
+//!    longer holds it stores nothing (its own callers still get its value).
 //! 3. Otherwise wait for that wake-up (not polling), or for the holder's lease to run
 //!    out, and look again: a winner that died is taken over after its lease.
 //!

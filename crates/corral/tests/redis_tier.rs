@@ -785,3 +785,145 @@ async fn purging_a_prefix_reaches_redis_and_every_server() {
     .await;
     assert_eq!(b.get("/blog/1").as_deref(), Some("/blog/1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_switch_the_tier_off() {
+    let mut server = RedisServer::start();
+    let cool_down = Duration::from_millis(300);
+    let cache = cache(
+        tier(&server.url(), "probe:")
+            .command_timeout(Duration::from_millis(200))
+            .breaker(2, cool_down),
+    );
+    cache.insert("before", "v".to_string()).await;
+    assert!(redis_get(&server, "probe:v:{before}").await.is_some());
+    server.kill();
+    let mut n = 0;
+    eventually("the breaker opens", Duration::from_secs(5), async || {
+        n += 1;
+        cache.insert(&format!("down-{n}"), "v".to_string()).await;
+        cache.stats().remote_breaker_open
+    })
+    .await;
+    server.restart();
+
+    // A call after the cool-down probes Redis, and its caller gives up mid-probe. (A
+    // probe can also end on its first poll, failing at once on the connection that
+    // died; then the next one is cut off.)
+    let mut attempts = 0;
+    loop {
+        tokio::time::sleep(cool_down + Duration::from_millis(100)).await;
+        let cut_off =
+            tokio::time::timeout(Duration::ZERO, cache.insert("cut-off", "v".to_string())).await;
+        if cut_off.is_err() {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 10, "no probe was ever in flight");
+    }
+
+    let back = Instant::now();
+    let mut n = 0;
+    eventually(
+        "values reach redis again",
+        Duration::from_secs(3),
+        async || {
+            n += 1;
+            let key = format!("after-{n}");
+            cache.insert(&key, "v".to_string()).await;
+            redis_get(&server, &format!("probe:v:{{{key}}}"))
+                .await
+                .is_some()
+        },
+    )
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_secs(2),
+        "the tier came back in {:?}",
+        back.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_running_across_an_invalidation_does_not_bring_its_value_back_in_redis() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        cache(tier(&server.url(), "inflight:")),
+        cache(tier(&server.url(), "inflight:")),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let (a, loader) = (a.clone(), counted(&runs, Duration::from_millis(500), "old"));
+        tokio::spawn(async move { a.get_or_load("k", loader).await })
+    };
+    eventually("a holds the lock", Duration::from_secs(5), async || {
+        redis_get(&server, "inflight:lock:{k}").await.is_some()
+    })
+    .await;
+    b.invalidate("k").await;
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        "old",
+        "a's own caller still gets the value it loaded"
+    );
+    assert!(
+        redis_get(&server, "inflight:v:{k}").await.is_none(),
+        "the load that the invalidation overtook stored nothing in redis"
+    );
+    let c = cache(tier(&server.url(), "inflight:"));
+    assert_eq!(
+        c.get_or_load("k", counted(&runs, Duration::ZERO, "new"))
+            .await
+            .unwrap(),
+        "new"
+    );
+    assert_eq!(
+        b.get_or_load("k", counted(&runs, Duration::ZERO, "b's own"))
+            .await
+            .unwrap(),
+        "new",
+        "b reads the value loaded after its invalidation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_a_prefix_leaves_a_cache_whose_prefix_extends_it_alone() {
+    let server = RedisServer::start();
+    let (shop, eu) = (
+        cache(tier(&server.url(), "shop:")),
+        cache(tier(&server.url(), "shop:eu:")),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    for key in ["k1", "k2", "other"] {
+        shop.get_or_load(key, counted(&runs, Duration::ZERO, "shop"))
+            .await
+            .unwrap();
+        eu.get_or_load(key, counted(&runs, Duration::ZERO, "eu"))
+            .await
+            .unwrap();
+    }
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = async |c: &mut redis::aio::MultiplexedConnection| {
+        let mut keys: Vec<String> = c.keys("shop:*").await.unwrap();
+        keys.sort();
+        keys
+    };
+    let eu_keys = ["shop:eu:v:{k1}", "shop:eu:v:{k2}", "shop:eu:v:{other}"];
+
+    shop.invalidate_prefix("k").await;
+    assert_eq!(
+        keys(&mut c).await,
+        [&eu_keys[..], &["shop:v:{other}"]].concat()
+    );
+    shop.clear().await;
+    assert_eq!(
+        keys(&mut c).await,
+        eu_keys,
+        "only shop:'s own keys are gone"
+    );
+    assert_eq!(eu.get("k1").as_deref(), Some("eu"));
+}

@@ -10,7 +10,15 @@
 //! | `P` `v:{K}` | the value's [record](record), expiring with the entry (`PX`) |
 //! | `P` `lock:{K}` | the load lock: a random token, `SET NX PX <lease>`, renewed while loading |
 //! | `P` `err:{K}` | a failed load's message, shared with other servers for `error_ttl` |
-//! | channel `P` `events` | `done K` (a load finished), `inval K`, `clear` |
+//! | channel `P` `events` | `done K` (a load finished), `inval K`, `purge K…`, `clear` |
+//!
+//! A load stores its outcome only while it still holds its lock. Invalidating a key
+//! (alone, by key prefix, or by clearing) deletes its lock along with its value, so a
+//! load that was running then stores nothing: nothing loaded before an invalidation
+//! survives it, on any server. The next caller takes a new lock and loads afresh.
+//!
+//! `invalidate_prefix` and `clear` delete only keys of these three shapes under `P`,
+//! so a cache whose prefix extends this one's (`shop:eu:` for `shop:`) is left alone.
 
 mod breaker;
 mod events;
@@ -30,7 +38,7 @@ use crate::codec::{Codec, MessagePack};
 use crate::entry::Entry;
 use crate::stats::{Metrics, RemoteOp};
 
-use breaker::{Breaker, Permit};
+use breaker::Breaker;
 pub(crate) use events::{Event, Waiters};
 
 /// The default time a connection attempt may take: 1 s.
@@ -355,16 +363,18 @@ pub(crate) enum Finish<'a, V> {
     Nothing,
 }
 
-/// Stores a value, shares an error, releases the lock if still ours, and wakes the
-/// waiters of every server, in one step.
+/// If the lock is still ours, stores a value or shares an error and releases the
+/// lock; then wakes the waiters of every server, in one step. A lock that is no
+/// longer ours was deleted by an invalidation (or its lease ran out and another server
+/// took over): this load's outcome is stale and is not stored.
 const FINISH: &str = r#"
-if ARGV[2] == "value" then
-  redis.call("SET", KEYS[1], ARGV[3], "PX", ARGV[4])
-  redis.call("DEL", KEYS[3])
-elseif ARGV[2] == "error" then
-  redis.call("SET", KEYS[3], ARGV[3], "PX", ARGV[4])
-end
 if redis.call("GET", KEYS[2]) == ARGV[1] then
+  if ARGV[2] == "value" then
+    redis.call("SET", KEYS[1], ARGV[3], "PX", ARGV[4])
+    redis.call("DEL", KEYS[3])
+  elseif ARGV[2] == "error" then
+    redis.call("SET", KEYS[3], ARGV[3], "PX", ARGV[4])
+  end
   redis.call("DEL", KEYS[2])
 end
 redis.call("PUBLISH", ARGV[5], ARGV[6])
@@ -379,12 +389,16 @@ end
 return 0
 "#;
 
-/// Deletes a key's value and error, and tells every server.
+/// Deletes a key's value, error and lock (so a load running for it stores nothing),
+/// and tells every server.
 const INVALIDATE: &str = r#"
-redis.call("DEL", KEYS[1], KEYS[2])
+redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
 redis.call("PUBLISH", ARGV[1], ARGV[2])
 return 1
 "#;
+
+/// The shapes of the keys this tier writes for a cache key `K`: `P` `kind:{K}`.
+const KEY_KINDS: [&str; 3] = ["v", "err", "lock"];
 
 /// The Redis tier of one cache, for its value type.
 pub(crate) struct RedisRemote<V> {
@@ -457,11 +471,12 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
         op: RemoteOp,
         work: impl FnOnce(Connection) -> BoxFuture<'a, redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        let permit = self.breaker.permit();
-        if permit == Permit::Skip {
+        // Held across the attempt: if this future is dropped mid-probe, the permit's
+        // drop reopens the breaker rather than leaving it probing for ever.
+        let Some(permit) = self.breaker.permit() else {
             self.metrics.remote(op, false);
             return Err(Unavailable);
-        }
+        };
         let attempt = async {
             let connection = self
                 .connection
@@ -480,17 +495,17 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
         };
         match outcome {
             Ok(value) => {
-                if permit == Permit::Probe {
+                if permit.is_probe() {
                     tracing::info!("redis tier answers again; using it");
                 }
-                self.breaker.succeeded();
+                permit.succeeded();
                 self.metrics.remote(op, true);
                 self.metrics.breaker(false);
                 Ok(value)
             }
             Err(error) => {
                 self.metrics.remote(op, false);
-                if self.breaker.failed(permit) {
+                if permit.failed() {
                     self.metrics.breaker(true);
                     tracing::warn!(%error, "redis tier failing; skipping it for {:?} before probing again", self.config.breaker_cool_down);
                 } else {
@@ -663,9 +678,14 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
             .await;
     }
 
-    /// Deletes a key in Redis and tells every server to drop its copy.
+    /// Deletes a key in Redis (with its lock, so a load running for it stores nothing)
+    /// and tells every server to drop its copy.
     pub(crate) async fn invalidate(&self, key: &str) {
-        let (value_key, error_key) = (self.key("v", key), self.key("err", key));
+        let (value_key, error_key, lock_key) = (
+            self.key("v", key),
+            self.key("err", key),
+            self.key("lock", key),
+        );
         let message = format!("inval {:x} {key}", self.id);
         let _ = self
             .run(RemoteOp::Write, |mut c| {
@@ -673,6 +693,7 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
                     self.invalidate
                         .key(&value_key)
                         .key(&error_key)
+                        .key(&lock_key)
                         .arg(&self.channel)
                         .arg(&message)
                         .invoke_async::<i64>(&mut c)
@@ -682,31 +703,37 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
             .await;
     }
 
-    /// Deletes this prefix's values and errors (never its locks), in batches, and tells
-    /// every server to clear its memory.
+    /// Deletes this cache's values, errors and locks (so running loads store nothing),
+    /// and tells every server to clear its memory.
     pub(crate) async fn clear(&self) {
-        let pattern = format!("{}*", escape_glob(&self.config.prefix));
-        let lock_prefix = format!("{}lock:", self.config.prefix);
-        self.unlink_matching(&pattern, |key| !key.starts_with(&lock_prefix))
-            .await;
+        self.unlink_keys_starting("").await;
         self.publish(format!("clear {:x} -", self.id)).await;
     }
 
-    /// Deletes the values and errors of the keys starting with `prefix`, and tells
-    /// every server to drop its copies.
+    /// Deletes the values, errors and locks of the keys starting with `prefix`, and
+    /// tells every server to drop its copies.
     pub(crate) async fn invalidate_prefix(&self, prefix: &str) {
-        for kind in ["v", "err"] {
-            let pattern = format!(
-                "{}{kind}:{{{}*",
-                escape_glob(&self.config.prefix),
-                escape_glob(prefix)
-            );
-            self.unlink_matching(&pattern, |_| true).await;
-        }
+        self.unlink_keys_starting(prefix).await;
         self.publish(format!("purge {:x} {prefix}", self.id)).await;
     }
 
-    /// SCANs for `pattern` (on every master of a cluster) and UNLINKs what `keep`
+    /// Deletes this cache's keys (of every [kind](KEY_KINDS)) for the cache keys
+    /// starting with `prefix`, and no other cache's: a cache whose prefix extends this
+    /// one's has keys that match the SCAN pattern but not the kinds.
+    async fn unlink_keys_starting(&self, prefix: &str) {
+        let pattern = format!(
+            "{}*:{{{}*",
+            escape_glob(&self.config.prefix),
+            escape_glob(prefix)
+        );
+        let ours = KEY_KINDS.map(|kind| format!("{}{kind}:{{{prefix}", self.config.prefix));
+        self.unlink_matching(&pattern, |key| {
+            ours.iter().any(|start| key.starts_with(start))
+        })
+        .await;
+    }
+
+    /// SCANs for `pattern` (on every master of a cluster) and UNLINKs what `admit`
     /// admits, in batches.
     async fn unlink_matching(&self, pattern: &str, admit: impl Fn(&str) -> bool) {
         for node in self.scan_targets() {

@@ -14,17 +14,18 @@ enum State {
     Probing,
 }
 
-/// Whether an operation may use Redis now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Permit {
-    /// Yes.
-    Go,
-    /// Yes, as the probe after a cool-down.
-    Probe,
-    /// No: the breaker is open.
-    Skip,
+/// Leave for one operation to use Redis, from [`Breaker::permit`]. Its outcome is
+/// reported by consuming it ([`succeeded`](Self::succeeded), [`failed`](Self::failed)); a
+/// probe dropped without an outcome (its operation was cancelled) puts the breaker back
+/// to open, so that a call after the cool-down probes again.
+#[must_use = "a permit reports its operation's outcome"]
+pub(crate) struct Permit<'a> {
+    breaker: &'a Breaker,
+    /// Whether this is the probe after a cool-down, still owing its outcome.
+    probe: bool,
 }
 
+/// The circuit breaker of one Redis tier.
 pub(crate) struct Breaker {
     state: Mutex<State>,
     threshold: u32,
@@ -46,45 +47,75 @@ impl Breaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn permit(&self) -> Permit {
-        let mut state = self.lock();
-        match *state {
-            State::Closed { .. } => Permit::Go,
-            State::Open { until } if Instant::now() >= until => {
-                *state = State::Probing;
-                Permit::Probe
-            }
-            State::Open { .. } | State::Probing => Permit::Skip,
+    fn open(&self) -> State {
+        State::Open {
+            until: Instant::now() + self.cool_down,
         }
     }
 
-    /// Records an operation's success: the breaker closes.
-    pub(crate) fn succeeded(&self) {
-        *self.lock() = State::Closed { failures: 0 };
-    }
-
-    /// Records an operation's failure; returns whether this opened the breaker.
-    pub(crate) fn failed(&self, permit: Permit) -> bool {
+    /// Whether an operation may use Redis now: `None` while the breaker is open (or
+    /// another operation is the probe).
+    pub(crate) fn permit(&self) -> Option<Permit<'_>> {
         let mut state = self.lock();
-        let open = State::Open {
-            until: Instant::now() + self.cool_down,
-        };
-        match (*state, permit) {
-            (State::Closed { failures }, _) if failures + 1 >= self.threshold => {
-                *state = open;
+        let probe = match *state {
+            State::Closed { .. } => false,
+            State::Open { until } if Instant::now() >= until => {
+                *state = State::Probing;
                 true
             }
-            (State::Closed { failures }, _) => {
+            State::Open { .. } | State::Probing => return None,
+        };
+        Some(Permit {
+            breaker: self,
+            probe,
+        })
+    }
+}
+
+impl Permit<'_> {
+    /// Whether this operation is the probe after a cool-down.
+    pub(crate) fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// Records the operation's success: the breaker closes.
+    pub(crate) fn succeeded(mut self) {
+        self.probe = false;
+        *self.breaker.lock() = State::Closed { failures: 0 };
+    }
+
+    /// Records the operation's failure; returns whether this opened the breaker.
+    pub(crate) fn failed(mut self) -> bool {
+        let probe = std::mem::replace(&mut self.probe, false);
+        let mut state = self.breaker.lock();
+        match *state {
+            State::Closed { failures } if failures + 1 >= self.breaker.threshold => {
+                *state = self.breaker.open();
+                true
+            }
+            State::Closed { failures } => {
                 *state = State::Closed {
                     failures: failures + 1,
                 };
                 false
             }
-            (State::Probing, Permit::Probe) => {
-                *state = open;
+            State::Probing if probe => {
+                *state = self.breaker.open();
                 true
             }
-            _ => false,
+            State::Open { .. } | State::Probing => false,
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.probe {
+            return;
+        }
+        let mut state = self.breaker.lock();
+        if *state == State::Probing {
+            *state = self.breaker.open();
         }
     }
 }
@@ -93,32 +124,63 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    fn cool_down() {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+
     #[test]
     fn opens_after_the_threshold_and_probes_one_at_a_time() {
         let b = Breaker::new(3, Duration::from_millis(20));
         for _ in 0..2 {
-            assert_eq!(b.permit(), Permit::Go);
-            assert!(!b.failed(Permit::Go));
+            let permit = b.permit().expect("closed");
+            assert!(!permit.is_probe());
+            assert!(!permit.failed());
         }
-        assert!(b.failed(Permit::Go), "the third failure opens it");
-        assert_eq!(b.permit(), Permit::Skip);
-        std::thread::sleep(Duration::from_millis(25));
-        assert_eq!(b.permit(), Permit::Probe);
-        assert_eq!(b.permit(), Permit::Skip, "one probe at a time");
-        assert!(b.failed(Permit::Probe), "a failed probe reopens it");
-        assert_eq!(b.permit(), Permit::Skip);
-        std::thread::sleep(Duration::from_millis(25));
-        assert_eq!(b.permit(), Permit::Probe);
-        b.succeeded();
-        assert_eq!(b.permit(), Permit::Go);
+        assert!(b.permit().unwrap().failed(), "the third failure opens it");
+        assert!(b.permit().is_none());
+        cool_down();
+        let probe = b.permit().expect("a probe after the cool-down");
+        assert!(probe.is_probe());
+        assert!(b.permit().is_none(), "one probe at a time");
+        assert!(probe.failed(), "a failed probe reopens it");
+        assert!(b.permit().is_none());
+        cool_down();
+        b.permit().unwrap().succeeded();
+        assert!(!b.permit().unwrap().is_probe());
     }
 
     #[test]
     fn a_success_resets_the_count() {
         let b = Breaker::new(2, Duration::from_secs(60));
-        b.failed(Permit::Go);
-        b.succeeded();
-        assert!(!b.failed(Permit::Go));
-        assert_eq!(b.permit(), Permit::Go);
+        assert!(!b.permit().unwrap().failed());
+        b.permit().unwrap().succeeded();
+        assert!(!b.permit().unwrap().failed());
+        assert!(b.permit().is_some());
+    }
+
+    #[test]
+    fn a_dropped_probe_reopens_the_breaker_for_a_cool_down() {
+        let b = Breaker::new(1, Duration::from_millis(20));
+        assert!(b.permit().unwrap().failed());
+        cool_down();
+        drop(b.permit().expect("a probe"));
+        assert!(b.permit().is_none(), "open again for a cool-down");
+        cool_down();
+        let probe = b.permit().expect("probed again after it");
+        assert!(probe.is_probe());
+        probe.succeeded();
+        assert!(!b.permit().unwrap().is_probe());
+    }
+
+    #[test]
+    fn a_dropped_probe_leaves_a_closed_breaker_closed() {
+        let b = Breaker::new(1, Duration::from_millis(20));
+        let late = b.permit().unwrap();
+        assert!(b.permit().unwrap().failed());
+        cool_down();
+        let probe = b.permit().unwrap();
+        late.succeeded();
+        drop(probe);
+        assert!(!b.permit().unwrap().is_probe(), "still closed");
     }
 }
