@@ -241,11 +241,12 @@ pub(crate) async fn load(
             server_error,
         } => {
             tracing::debug!(key = %target.key, reason, "response not shared");
+            let status = response.status();
             if let Some(requester) = requester {
                 let _ = requester.send(response);
             }
             if server_error {
-                Loaded::uncached(Stored::ServerError)
+                Loaded::uncached(Stored::ServerError(status))
             } else {
                 Loaded::new(Stored::Uncacheable)
                     .fresh_for(shared.hit_for_miss)

@@ -65,7 +65,10 @@ pub(crate) fn same_origin_get(parts: &Parts, target: &str) -> Option<Parts> {
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_owned)
             })?;
-        if !target.authority()?.as_str().eq_ignore_ascii_case(&ours) {
+        let our_scheme = parts.uri.scheme_str().unwrap_or("http");
+        if !target.authority()?.as_str().eq_ignore_ascii_case(&ours)
+            || !target.scheme_str()?.eq_ignore_ascii_case(our_scheme)
+        {
             return None;
         }
         target.path_and_query()?.as_str().to_owned()
@@ -135,6 +138,10 @@ mod tests {
         let get = same_origin_get(&p, "http://shop.example/items/8").unwrap();
         assert_eq!(get.uri.path(), "/items/8");
         assert!(same_origin_get(&p, "http://evil.example/items/8").is_none());
+        assert!(
+            same_origin_get(&p, "https://shop.example/items/8").is_none(),
+            "another scheme is another origin"
+        );
         assert!(same_origin_get(&p, "::not a uri::").is_none());
     }
 }

@@ -27,7 +27,10 @@
 //! cookies, or responses to requests with `Authorization` (unless `public`, `s-maxage`
 //! or `must-revalidate` allow it); `Vary: *` is never served from the cache; and a
 //! response fetched for one request is handed to requests waiting on the same fetch
-//! only if it could have been stored for them.
+//! only if it could have been stored for them. (When the origin answers a collapsed
+//! fetch with a server error, its waiters get a stale response where
+//! `stale-if-error` allows, else a short response of that status of the cache's own:
+//! a failing origin gets one request, not one per waiter.)
 //!
 //! # Metrics
 //!

@@ -328,7 +328,7 @@ async fn forward(
                 }
                 Stored::Variants(_) => following,
                 Stored::Uncacheable => true,
-                Stored::ServerError => false,
+                Stored::ServerError(_) => false,
             }
         };
         let outcome = shared.cache.load(lookup.key(), usable, loader).await;
@@ -369,7 +369,9 @@ async fn forward(
                     Found::Forward => continue,
                 }
             }
-            Ok((Stored::ServerError, _)) | Err(_) if lookup.stale_serves_on_error().is_some() => {
+            Ok((Stored::ServerError(_), _)) | Err(_)
+                if lookup.stale_serves_on_error().is_some() =>
+            {
                 let report = Report::new(CacheStatus::Stale).detail("stale-if-error");
                 let stale = lookup
                     .stale_serves_on_error()
@@ -389,7 +391,7 @@ async fn forward(
                 if let Ok(response) = handed.try_recv() {
                     // This request's own fetch, which only it may have.
                     let status = match outcome {
-                        Stored::ServerError => CacheStatus::Miss,
+                        Stored::ServerError(_) => CacheStatus::Miss,
                         _ => CacheStatus::Bypass,
                     };
                     let report = Report {
@@ -397,6 +399,16 @@ async fn forward(
                         ..Report::new(status).forward(forward).detail("not shareable")
                     };
                     return shared.finish(strip_body_if(lookup.head, response), report);
+                }
+                if let Stored::ServerError(status) = outcome {
+                    let report = Report {
+                        forward_status: Some(status),
+                        collapsed: true,
+                        ..Report::new(CacheStatus::Miss)
+                            .forward(forward)
+                            .detail("origin server error")
+                    };
+                    return shared.origin_failed(status, lookup.head, report);
                 }
                 break;
             }
@@ -664,6 +676,19 @@ impl Shared {
             .extensions_mut()
             .insert(UpstreamError(Arc::from(error)));
         self.finish(response, report)
+    }
+
+    /// A waiter's answer when the fetch it waited on got a server error: that status,
+    /// with a short reason of its own.
+    fn origin_failed(&self, status: StatusCode, head: bool, report: Report) -> Response<Body> {
+        let reason = format!("the origin answered {status} to the request this one waited on\n");
+        let mut response = Response::new(Body::full(Bytes::from(reason)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        self.finish(strip_body_if(head, response), report)
     }
 
     /// `only-if-cached` with nothing suitable stored: a 504 (RFC 9111 §5.2.1.7).
