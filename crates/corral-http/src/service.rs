@@ -46,6 +46,9 @@ use crate::vary::{VarySpec, variant_key};
 /// Timeout`) with a short reason and an [`UpstreamError`] extension, or a stale
 /// response where stale-if-error allows one.
 ///
+/// Every response carries its [`CacheStatus`](crate::CacheStatus) as a response
+/// extension (for logs), whether or not the cache-status headers are on.
+///
 /// ```no_run
 /// use axum::{Router, routing::get};
 /// use corral_http::HttpCache;
@@ -614,6 +617,7 @@ impl Shared {
             let headers = response.headers_mut();
             headers.insert(AGE, age);
             status::write(headers, CacheStatus::Hit, cache_status);
+            response.extensions_mut().insert(CacheStatus::Hit);
             self.count(CacheStatus::Hit);
             return response;
         }
@@ -653,6 +657,8 @@ impl Shared {
         if self.status_headers {
             report.write(&self.name, response.headers_mut());
         }
+        // For the server's own logs, with or without the headers.
+        response.extensions_mut().insert(report.status);
         self.count(report.status);
         response
     }

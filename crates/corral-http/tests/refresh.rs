@@ -1,8 +1,8 @@
 //! The refresh cache against real origins on 127.0.0.1, on tokio's paused clock:
-//! schedules from max-age (clamped) and fixed intervals, conditional refreshes,
-//! failures that keep the value and back off, coalesced first fetches, the
-//! allow-list (also on redirects), unregistering, shutting down, and transformers
-//! that fail or panic.
+//! schedules from max-age (clamped) and fixed intervals, the documented defaults,
+//! conditional refreshes (`ETag` and `Last-Modified`), clients of one's own, failures
+//! that keep the value and back off, coalesced first fetches, the allow-list (also on
+//! redirects), unregistering, shutting down, and transformers that fail or panic.
 
 mod support;
 
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use corral_http::refresh::{
     AllowList, RefreshCache, RefreshCacheBuilder, RefreshError, Registration,
 };
+use http_body_util::Full;
 use support::{Origin, Reply};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -177,6 +178,74 @@ async fn a_304_keeps_the_value_without_running_the_transformer() {
     assert_eq!(conditional.get("if-none-match").unwrap(), "\"k1\"");
     // The 304 had no max-age: the next refresh is the min interval away.
     assert_eq!(status(&cache, &url).next_refresh_in, MIN);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_304_to_if_modified_since_keeps_the_value_without_running_the_transformer() {
+    const LAST_MODIFIED: &str = "Tue, 15 Nov 1994 12:45:26 GMT";
+    let origin = Origin::start().await;
+    origin.route("/dated", |req, _| {
+        if req
+            .headers
+            .get("if-modified-since")
+            .is_some_and(|v| v == LAST_MODIFIED)
+        {
+            Reply::default().status(304)
+        } else {
+            Reply::ok("dated-1")
+                .header("last-modified", LAST_MODIFIED)
+                .header("cache-control", "max-age=120")
+        }
+    });
+    let transforms = Arc::new(AtomicUsize::new(0));
+    let counted = transforms.clone();
+    let registration = Registration::with_transform(move |response: http::Response<Bytes>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { String::from_utf8(response.into_body().to_vec()) }
+    });
+    let cache: RefreshCache<String> = builder().build().unwrap();
+    let url = origin.url("/dated");
+    cache
+        .register(&url, registration.wait_for_first_fetch(true))
+        .await
+        .unwrap();
+    let s = status(&cache, &url);
+    assert_eq!(s.last_modified.as_deref(), Some(LAST_MODIFIED));
+    assert_eq!(s.etag, None);
+    assert!(
+        origin
+            .last_request("/dated")
+            .get("if-modified-since")
+            .is_none(),
+        "the first fetch is unconditional"
+    );
+    let first = cache.get(&url).await.unwrap();
+    assert_eq!(*first, "dated-1");
+
+    // The background refresh, when max-age ends, is conditional on Last-Modified.
+    tokio::time::sleep(Duration::from_secs(119)).await;
+    assert_eq!(origin.count("/dated"), 1, "not before max-age ends");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_count(&origin, "/dated", 2).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let conditional = origin.last_request("/dated");
+    assert_eq!(conditional["if-modified-since"], LAST_MODIFIED);
+    assert!(
+        conditional.get("if-none-match").is_none(),
+        "{conditional:?}"
+    );
+    let again = cache.get(&url).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the same value is kept");
+    assert_eq!(transforms.load(Ordering::SeqCst), 1, "not run on a 304");
+    let s = status(&cache, &url);
+    assert!(s.last_error.is_none() && s.consecutive_failures == 0);
+    assert_eq!(s.last_modified.as_deref(), Some(LAST_MODIFIED), "kept");
+    // The 304 had no max-age: the next refresh is the min interval away.
+    assert!(
+        s.next_refresh_in <= MIN && s.next_refresh_in + Duration::from_millis(20) >= MIN,
+        "{:?}",
+        s.next_refresh_in
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -551,4 +620,165 @@ async fn an_interval_too_long_for_the_clock_is_a_century() {
     cache.register(&url, registration).await.unwrap();
     assert!(status(&cache, &url).next_refresh_in > Duration::from_secs(50 * 365 * 24 * 3600));
     assert_eq!(&cache.get(&url).await.unwrap()[..], b"f");
+}
+
+/// The test client, counting its requests and marking them with
+/// `X-Refresh-Client: <name>` so that the origin can tell who sent them.
+#[derive(Clone)]
+struct MarkingClient {
+    name: &'static str,
+    calls: Arc<AtomicUsize>,
+    client: support::Upstream,
+}
+
+impl MarkingClient {
+    fn new(name: &'static str) -> Self {
+        MarkingClient {
+            name,
+            calls: Arc::default(),
+            client: support::client(),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl tower::Service<http::Request<Full<Bytes>>> for MarkingClient {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: http::Request<Full<Bytes>>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        request.headers_mut().insert(
+            "x-refresh-client",
+            http::HeaderValue::from_static(self.name),
+        );
+        self.client.request(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_builders_client_and_a_registrations_own_client_send_the_requests() {
+    let origin = Origin::start().await;
+    origin.route("/shared", |_, n| Reply::ok(&format!("shared {n}")));
+    origin.route("/own", |_, n| Reply::ok(&format!("own {n}")));
+    let (by_cache, by_registration) = (
+        MarkingClient::new("cache"),
+        MarkingClient::new("registration"),
+    );
+    let cache: RefreshCache<Bytes> = builder().client(by_cache.clone()).build().unwrap();
+    let shared = origin.url("/shared");
+    cache
+        .register(&shared, Registration::bytes().wait_for_first_fetch(true))
+        .await
+        .unwrap();
+    assert_eq!(&cache.get(&shared).await.unwrap()[..], b"shared 1");
+    assert_eq!(origin.last_request("/shared")["x-refresh-client"], "cache");
+    assert_eq!(by_cache.calls(), 1);
+
+    let own = origin.url("/own");
+    let registration = Registration::bytes()
+        .client(by_registration.clone())
+        .wait_for_first_fetch(true);
+    cache.register(&own, registration).await.unwrap();
+    assert_eq!(&cache.get(&own).await.unwrap()[..], b"own 1");
+    assert_eq!(
+        origin.last_request("/own")["x-refresh-client"],
+        "registration"
+    );
+    assert_eq!(by_registration.calls(), 1);
+    assert_eq!(by_cache.calls(), 1, "not the cache's client");
+
+    // Refreshes, background and on demand, go through the same clients.
+    assert_eq!(&cache.refresh(&own).await.unwrap()[..], b"own 2");
+    tokio::time::sleep(MIN + Duration::from_secs(1)).await;
+    until_count(&origin, "/shared", 2).await;
+    until_count(&origin, "/own", 3).await;
+    assert_eq!(by_cache.calls(), 2);
+    assert_eq!(by_registration.calls(), 3);
+    assert_eq!(origin.last_request("/shared")["x-refresh-client"], "cache");
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_refreshes_are_15_minutes_to_30_days_apart() {
+    const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
+    const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
+    let origin = Origin::start().await;
+    origin.route("/second", |_, _| {
+        Reply::ok("s").header("cache-control", "max-age=1")
+    });
+    origin.route("/year", |_, _| {
+        Reply::ok("y").header("cache-control", "max-age=31536000")
+    });
+    origin.route("/hour", |_, _| {
+        Reply::ok("h").header("cache-control", "max-age=3600")
+    });
+    let cache: RefreshCache<Bytes> = RefreshCache::builder().build().unwrap();
+    for path in ["/second", "/year", "/hour"] {
+        let registration = Registration::bytes().wait_for_first_fetch(true);
+        cache
+            .register(&origin.url(path), registration)
+            .await
+            .unwrap();
+    }
+    let next = |path| status(&cache, &origin.url(path)).next_refresh_in;
+    assert_eq!(next("/second"), FIFTEEN_MINUTES);
+    assert_eq!(next("/year"), THIRTY_DAYS);
+    assert_eq!(
+        next("/hour"),
+        Duration::from_secs(3600),
+        "within: as it says"
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(origin.count("/second"), 1, "not after max-age's 1 s");
+    tokio::time::sleep(FIFTEEN_MINUTES - Duration::from_secs(3)).await;
+    assert_eq!(origin.count("/second"), 1, "not before 15 minutes");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    until_count(&origin, "/second", 2).await;
+    tokio::time::sleep(THIRTY_DAYS - FIFTEEN_MINUTES - Duration::from_secs(60)).await;
+    assert_eq!(origin.count("/year"), 1, "not before 30 days");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    until_count(&origin, "/year", 2).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_body_of_10_mib_is_fetched_and_one_byte_more_is_a_failed_fetch() {
+    const TEN_MIB: usize = 10 * 1024 * 1024;
+    let origin = Origin::start().await;
+    let at_limit = Bytes::from(vec![b'x'; TEN_MIB]);
+    let over = "x".repeat(TEN_MIB + 1);
+    origin.route("/at-limit", move |_, _| Reply {
+        status: 200,
+        body: at_limit.clone(),
+        ..Reply::default()
+    });
+    origin.route("/over", move |_, _| Reply::ok(&over));
+    let cache: RefreshCache<Bytes> = RefreshCache::builder().build().unwrap();
+    let fits = origin.url("/at-limit");
+    cache
+        .register(&fits, Registration::bytes().wait_for_first_fetch(true))
+        .await
+        .unwrap();
+    assert_eq!(cache.get(&fits).await.unwrap().len(), TEN_MIB);
+    let too_big = origin.url("/over");
+    let registered = cache
+        .register(&too_big, Registration::bytes().wait_for_first_fetch(true))
+        .await;
+    assert!(
+        matches!(registered, Err(RefreshError::BodyTooLarge { limit, .. }) if limit == TEN_MIB),
+        "{registered:?}"
+    );
+    let s = status(&cache, &too_big);
+    assert!(!s.has_value && s.consecutive_failures == 1);
 }

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use corral_http::{Body, BoxError};
-use http::{HeaderValue, Method, Uri};
+use corral_http::{Body, BoxError, CacheStatus};
+use http::{Method, Uri};
 use http_body::{Frame, SizeHint};
 
 /// What the line will say, gathered before the body is sent.
@@ -16,17 +16,13 @@ pub struct Entry {
     pub method: Method,
     pub uri: Uri,
     pub status: u16,
-    pub cache: Option<HeaderValue>,
+    pub cache: Option<CacheStatus>,
     pub started: Instant,
 }
 
 impl Entry {
     fn write(self, bytes: u64, complete: bool) {
-        let cache = self
-            .cache
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+        let cache = self.cache.map_or("-", CacheStatus::as_str);
         tracing::info!(
             target: "corral::access",
             method = %self.method,

@@ -131,11 +131,12 @@ impl Bound {
         let shutdown = async move {
             shutdown.await;
             ready.store(false, Ordering::Release);
-            // The admin API drains alongside the proxy, within the same grace period.
             let _ = drain_until.send(tokio::time::Instant::now() + grace);
-            let _ = stop_admin.send(());
         };
         server::serve(self.listener, self.proxy, &self.config, shutdown).await;
+        // The admin API answered throughout the drain (`/readyz`: 503); it stops now,
+        // its own requests in flight cut off when the grace period is over.
+        let _ = stop_admin.send(());
         if let Some(mut admin) = admin {
             let deadline = deadline
                 .await

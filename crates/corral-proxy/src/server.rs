@@ -23,6 +23,8 @@ use metrics::{Counter, Gauge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use corral_http::CacheStatus;
+
 use crate::access_log::{Entry, Logged};
 use crate::config::Config;
 use crate::forwarded::client_ip;
@@ -68,7 +70,7 @@ impl Connection {
             method,
             uri,
             status: response.status().as_u16(),
-            cache: response.headers().get(corral_http::X_CACHE).cloned(),
+            cache: response.extensions().get::<CacheStatus>().copied(),
             started,
         });
         response.map(|body| Logged::new(body, entry))

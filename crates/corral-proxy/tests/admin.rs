@@ -1,5 +1,5 @@
-//! The admin API: health, readiness, Prometheus metrics, purge by URL and by prefix,
-//! a JSON summary, and the bearer token.
+//! The admin API: health, readiness (also while shutting down), Prometheus metrics,
+//! purge by URL and by prefix, a JSON summary, and the bearer token.
 
 #[path = "../../corral-http/tests/support/mod.rs"]
 mod origin;
@@ -115,4 +115,40 @@ async fn with_a_token_the_admin_api_refuses_requests_without_it() {
         200,
         "health checks stay open"
     );
+}
+
+#[tokio::test]
+async fn readiness_is_200_while_serving_and_503_once_shutdown_begins_with_a_request_in_flight() {
+    use std::time::Duration;
+    let origin = Origin::start().await;
+    origin.route("/long", |_, _| {
+        Reply::ok("finished").delay(Duration::from_millis(800))
+    });
+    let mut proxy = start(&format!(
+        "upstream = \"http://{}\"\nshutdown-grace = \"5s\"",
+        origin.addr
+    ))
+    .await;
+    let a = proxy.admin.unwrap();
+    let ready = admin(a, "GET", "/readyz", None).await;
+    assert_eq!((ready.status.as_u16(), ready.text()), (200, "ready\n"));
+    let addr = proxy.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "/long", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(origin.count("/long"), 1, "the request is in flight");
+    proxy.begin_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A load balancer's probe during the drain: the admin API still answers, so
+    // the balancer learns to send no more.
+    let draining = admin(a, "GET", "/readyz", None).await;
+    assert_eq!(
+        (draining.status.as_u16(), draining.text()),
+        (503, "shutting down\n")
+    );
+    assert!(!in_flight.is_finished(), "answered while draining");
+    let got = in_flight.await.unwrap();
+    assert_eq!((got.status.as_u16(), got.text()), (200, "finished"));
+    tokio::time::timeout(Duration::from_secs(5), proxy.stopped())
+        .await
+        .expect("the proxy stops");
 }

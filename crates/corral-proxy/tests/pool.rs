@@ -1,14 +1,17 @@
 //! A pool of peers: several real corral proxies on 127.0.0.1 in front of one real
 //! origin. One origin fetch per URL across the pool, a peer killed mid-run without a
-//! failed request, membership changed at runtime, peer requests authenticated, no
-//! loops when peers disagree, and the hot cache.
+//! failed request, a peer that never answers, membership changed at runtime, peer
+//! requests authenticated, no loops when peers disagree, answers through a non-owner
+//! that are the owner's, and the hot cache.
 
 #[path = "../../corral-http/tests/support/mod.rs"]
 mod origin;
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
@@ -486,4 +489,201 @@ async fn a_forward_proxy_in_a_pool_fetches_urls_on_the_peer_path_of_other_sites(
         (got.status.as_u16(), got.text()),
         (200, "a page of the origin")
     );
+}
+
+/// A peer that accepts connections and reads what it is sent, but never answers;
+/// says how many connections it accepted.
+async fn silent_peer() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// The first `n` of `paths` whose owner, as `admin` sees it, is `owner`.
+async fn owned_by(
+    admin: SocketAddr,
+    origin: &Origin,
+    paths: impl IntoIterator<Item = String>,
+    owner: &str,
+    n: usize,
+) -> Vec<String> {
+    let mut owned = Vec::new();
+    for path in paths {
+        let asked = format!("/peers?url=http://{}{path}", origin.addr);
+        if admin_json(admin, &asked).await["owner"] == owner {
+            owned.push(path);
+        }
+        if owned.len() == n {
+            return owned;
+        }
+    }
+    panic!("{owner} owns fewer than {n} of the paths");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_is_marked_unhealthy_and_its_urls_are_served_locally() {
+    const PEER_TIMEOUT: Duration = Duration::from_millis(300);
+    let origin = Origin::start().await;
+    for i in 0..100 {
+        origin.route(&format!("/quiet/{i}"), move |_, _| {
+            Reply::ok(&format!("quiet {i}")).header("cache-control", "max-age=60")
+        });
+    }
+    let proxy = Killable::start(&format!(
+        "upstream = \"http://{}\"\npeer-secret = \"{SECRET}\"\n\
+         response-timeout = \"200ms\"\npeer-timeout = \"300ms\"\n",
+        origin.addr
+    ))
+    .await;
+    let (silent, accepted) = silent_peer().await;
+    let silent_url = format!("http://{silent}");
+    let members = [format!("http://{}", proxy.addr), silent_url.clone()];
+    assert_eq!(put_peers(proxy.admin.unwrap(), &members).await.status, 200);
+    let paths = (0..100).map(|i| format!("/quiet/{i}"));
+    let owned = owned_by(proxy.admin.unwrap(), &origin, paths, &silent_url, 3).await;
+
+    // The first waits for the peer timeout, then is served locally.
+    let started = Instant::now();
+    let first = fetch(proxy.addr, &owned[0]).await;
+    let waited = started.elapsed();
+    assert_eq!(first, (200, owned[0].replace("/quiet/", "quiet ")));
+    assert!(
+        waited >= PEER_TIMEOUT && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert!(accepted.load(Ordering::SeqCst) >= 1, "the peer was asked");
+    let listed = admin_json(proxy.admin.unwrap(), "/peers").await;
+    let health = |url: &str| {
+        listed["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["url"] == url)
+            .unwrap_or_else(|| panic!("{url} not in {listed}"))["healthy"]
+            .clone()
+    };
+    assert_eq!(health(&silent_url), false, "{listed}");
+    assert_eq!(health(&members[0]), true, "{listed}");
+
+    // While it is left alone, its other URLs are served locally at once.
+    for path in &owned[1..] {
+        let started = Instant::now();
+        assert_eq!(
+            fetch(proxy.addr, path).await,
+            (200, path.replace("/quiet/", "quiet "))
+        );
+        assert!(started.elapsed() < PEER_TIMEOUT, "{:?}", started.elapsed());
+    }
+    for path in &owned {
+        assert_eq!(origin.count(path), 1, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_through_a_non_owner_is_the_owners_response() {
+    let origin = Origin::start().await;
+    for i in 0..40 {
+        origin.route(&format!("/same/{i}"), move |_, _| {
+            Reply::ok(&format!("same {i}"))
+                .header("cache-control", "public, max-age=60")
+                .header("etag", &format!("\"same-{i}\""))
+                .header("last-modified", "Tue, 15 Nov 1994 12:45:26 GMT")
+                .header("content-type", "text/plain; charset=utf-8")
+                .header("x-origin-header", &format!("from the origin {i}"))
+                .header("x-origin-multi", "one")
+                .header("x-origin-multi", "two")
+        });
+        origin.route(&format!("/gone/{i}"), move |_, _| {
+            Reply::ok("not here")
+                .status(404)
+                .header("cache-control", "max-age=60")
+                .header("x-origin-header", "missing")
+        });
+    }
+    let peers = cluster(&origin, 2, "").await;
+    let owner = format!("http://{}", peers[1].addr);
+    let admin = peers[0].admin.unwrap();
+    let mut paths = Vec::new();
+    for kind in ["same", "gone"] {
+        let candidates = (0..40).map(|i| format!("/{kind}/{i}"));
+        paths.extend(owned_by(admin, &origin, candidates, &owner, 1).await);
+    }
+    let through = |peer: &Killable, path: &str| {
+        let addr = peer.addr;
+        let url = format!("http://{addr}{path}");
+        async move { get(addr, &url, &[]).await }
+    };
+    for path in &paths {
+        let via = through(&peers[0], path).await;
+        let direct = through(&peers[1], path).await;
+        assert_eq!(origin.count(path), 1, "{path}: fetched by the owner once");
+        assert_eq!(via.status, direct.status, "{path}");
+        assert_eq!(via.body, direct.body, "{path}");
+        assert!(
+            via.headers.get("x-corral-peer").is_none(),
+            "the pool's mark stays between peers: {:?}",
+            via.headers
+        );
+        let ages = [&via, &direct].map(|got| got.header("age").parse::<u64>().unwrap_or(0));
+        assert!(ages[0].abs_diff(ages[1]) <= 1, "{path}: {ages:?}");
+        assert_eq!(end_to_end(&via), end_to_end(&direct), "{path}");
+    }
+    // And those are the origin's.
+    let via = through(&peers[0], &paths[0]).await;
+    let i = paths[0].trim_start_matches("/same/");
+    assert_eq!(via.text(), format!("same {i}"));
+    assert_eq!(
+        via.header("x-origin-header"),
+        format!("from the origin {i}")
+    );
+    assert_eq!(via.header("etag"), format!("\"same-{i}\""));
+    assert_eq!(via.header("cache-control"), "public, max-age=60");
+    let multi: Vec<_> = via.headers.get_all("x-origin-multi").iter().collect();
+    assert_eq!(multi, ["one", "two"]);
+    assert_eq!(origin.count(&paths[0]), 1);
+}
+
+/// A response's headers without the hop-by-hop fields and those a cache sets on each
+/// answer (`Age`, `X-Cache`, `Cache-Status`), sorted, values in order.
+fn end_to_end(got: &support::Got) -> Vec<(String, Vec<String>)> {
+    const PER_ANSWER: [&str; 10] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "age",
+        "x-cache",
+        "cache-status",
+    ];
+    let mut headers: Vec<(String, Vec<String>)> = got
+        .headers
+        .keys()
+        .filter(|name| !PER_ANSWER.contains(&name.as_str()))
+        .map(|name| {
+            let values = got
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            (name.as_str().to_owned(), values)
+        })
+        .collect();
+    headers.sort();
+    headers
 }

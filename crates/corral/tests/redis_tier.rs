@@ -1,9 +1,11 @@
 //! The Redis tier against real `redis-server` processes on loopback: one load per
 //! cluster, takeover after a dead winner, shared errors, invalidation across servers,
-//! corrupt records, and Redis dying and coming back.
+//! corrupt records, Redis dying and coming back, and connecting slowly or never.
 
 #![cfg(feature = "redis")]
 
+// The TLS helpers are used only with `redis-tls`.
+#[cfg_attr(not(feature = "redis-tls"), allow(dead_code))]
 #[path = "support/redis.rs"]
 mod redis_server;
 
@@ -64,6 +66,52 @@ async fn redis_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
         .await
         .unwrap();
     c.get(key).await.unwrap()
+}
+
+/// The keys matching `pattern` on this one server (one node of a cluster).
+async fn keys_on(server: &RedisServer, pattern: &str) -> Vec<String> {
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    c.keys(pattern).await.unwrap()
+}
+
+/// A server that accepts connections and never says a word.
+async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+/// A proxy to `server` that holds each new connection for `delay` before passing
+/// anything on, as a slow handshake would.
+async fn slow_to_connect(
+    server: &RedisServer,
+    delay: Duration,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let port = server.port;
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (url, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -394,6 +442,90 @@ async fn a_cache_starts_and_serves_while_redis_is_unreachable() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_slower_than_the_command_timeout_is_made_within_the_connect_timeout() {
+    let server = RedisServer::start();
+    let (url, _proxy) = slow_to_connect(&server, Duration::from_millis(1500)).await;
+    let build = || {
+        cache(
+            tier(&url, "slow:")
+                .command_timeout(Duration::from_millis(500))
+                .connect_timeout(Duration::from_secs(10)),
+        )
+    };
+    let (a, b) = (build(), build());
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        a.get_or_load("k", counted(&runs, Duration::ZERO, "shared"))
+            .await
+            .unwrap(),
+        "shared"
+    );
+    assert_eq!(
+        a.stats().remote_errors,
+        0,
+        "connecting was not cut off by the command timeout: {:?}",
+        a.stats()
+    );
+    assert!(redis_get(&server, "slow:v:{k}").await.is_some());
+    assert_eq!(
+        b.get_or_load("k", counted(&runs, Duration::ZERO, "b's own"))
+            .await
+            .unwrap(),
+        "shared"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_fails_a_call_after_the_connect_timeout_and_memory_serves() {
+    let (url, _silent) = silent_server().await;
+    let connect_timeout = Duration::from_millis(800);
+    let cache = cache(
+        tier(&url, "silent:")
+            .command_timeout(Duration::from_millis(100))
+            .connect_timeout(connect_timeout)
+            .breaker(3, Duration::from_secs(60)),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    assert_eq!(
+        cache
+            .get_or_load("k", counted(&runs, Duration::ZERO, "local"))
+            .await
+            .unwrap(),
+        "local"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= connect_timeout.mul_f32(0.75) && took < Duration::from_secs(10),
+        "waited for the connection its connect timeout, not its command timeout: {took:?}"
+    );
+    let started = Instant::now();
+    for i in 0..20 {
+        let v = cache
+            .get_or_load(&format!("k{i}"), counted(&runs, Duration::ZERO, "local"))
+            .await
+            .unwrap();
+        assert_eq!(v, "local");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no call hangs: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        cache.get("k").as_deref(),
+        Some("local"),
+        "served from memory"
+    );
+    let stats = cache.stats();
+    assert!(
+        stats.remote_errors > 0 && stats.remote_breaker_open,
+        "{stats:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_redis_during_a_stream_of_calls_fails_none_and_the_tier_comes_back() {
     let mut server = RedisServer::start();
@@ -636,92 +768,84 @@ async fn a_three_master_cluster_shares_one_load_per_key() {
     assert_eq!(keys, 0, "clear scanned every master");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_given_one_node_purges_and_clears_the_keys_on_every_master() {
+    let cluster = RedisCluster::start();
+    let seed = cluster.nodes[0].url();
+    let build = || {
+        Cache::<String>::builder()
+            .fresh_for(Duration::from_secs(60))
+            .redis(
+                RedisTier::cluster_builder([seed.as_str()])
+                    .prefix("one:")
+                    .command_timeout(Duration::from_millis(500))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    // 200 keys in each of two folders: their hash tags spread them over the slots of
+    // all three masters.
+    for i in 0..200 {
+        for folder in ["/p/", "/q/"] {
+            let key = format!("{folder}{i}");
+            a.insert(&key, key.clone()).await;
+        }
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    for key in ["/p/1", "/q/1"] {
+        b.get_or_load(key, counted(&runs, Duration::ZERO, "b's own"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "b read a's values");
+    for node in &cluster.nodes {
+        assert!(
+            !keys_on(node, "one:v:{/p/*").await.is_empty()
+                && !keys_on(node, "one:v:{/q/*").await.is_empty(),
+            "every master holds keys of both folders (node {})",
+            node.port
+        );
+    }
+
+    assert_eq!(a.invalidate_prefix("/p/").await, 200);
+    let mut q_keys = 0;
+    for node in &cluster.nodes {
+        let left = keys_on(node, "one:v:{/p/*").await;
+        assert!(left.is_empty(), "node {}: {left:?}", node.port);
+        q_keys += keys_on(node, "one:v:{/q/*").await.len();
+    }
+    assert_eq!(q_keys, 200, "the other folder is untouched");
+    eventually(
+        "b dropped its /p/ copy",
+        Duration::from_secs(3),
+        async || b.get("/p/1").is_none(),
+    )
+    .await;
+    assert!(b.get("/q/1").is_some());
+
+    a.clear().await;
+    for node in &cluster.nodes {
+        let left = keys_on(node, "one:*").await;
+        assert!(left.is_empty(), "node {}: {left:?}", node.port);
+    }
+}
+
 #[cfg(feature = "redis-tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_server_is_reached_with_rediss_and_a_private_ca() {
-    use std::process::Command;
-    let dir = std::env::temp_dir().join(format!("corral-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl (to make test certificates)");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.crt"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=corral-test-ca",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &path("server.key"),
-        "-out",
-        &path("server.csr"),
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        path("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.crt"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &path("server.crt"),
-        "-days",
-        "1",
-        "-extfile",
-        &path("ext.cnf"),
-    ]);
-    let tls_port = redis_server::free_port().to_string();
-    let _server = RedisServer::start_with_args(&[
-        "--tls-port",
-        &tls_port,
-        "--tls-cert-file",
-        &path("server.crt"),
-        "--tls-key-file",
-        &path("server.key"),
-        "--tls-ca-cert-file",
-        &path("ca.crt"),
-        "--tls-auth-clients",
-        "no",
-    ]);
-    let ca = std::fs::read(path("ca.crt")).unwrap();
+    let ca = redis_server::PrivateCa::new();
+    let tls_port = redis_server::free_port();
+    let _server = RedisServer::start_with_args(&ca.server_args(tls_port));
     let url = format!("rediss://localhost:{tls_port}");
     let build = || {
         Cache::<String>::builder()
             .redis(
                 RedisTier::builder(&url)
                     .prefix("tls:")
-                    .tls_root_certificates(ca.clone())
+                    .tls_root_certificates(ca.pem())
                     .build()
                     .unwrap(),
             )
@@ -748,7 +872,52 @@ async fn a_tls_server_is_reached_with_rediss_and_a_private_ca() {
         1,
         "b read a's value through rediss://"
     );
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_cluster_with_a_private_ca_is_used_and_cleared_through_one_node() {
+    let ca = redis_server::PrivateCa::new();
+    let cluster = RedisCluster::start_tls(&ca);
+    let seed = format!("rediss://127.0.0.1:{}", cluster.tls_ports[0]);
+    let build = || {
+        Cache::<String>::builder()
+            .fresh_for(Duration::from_secs(60))
+            .redis(
+                RedisTier::cluster_builder([seed.as_str()])
+                    .prefix("tlscl:")
+                    .tls_root_certificates(ca.pem())
+                    .command_timeout(Duration::from_millis(500))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    for i in 0..200 {
+        a.insert(&format!("k{i}"), "over tls".to_string()).await;
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        b.get_or_load("k7", counted(&runs, Duration::ZERO, "b's own"))
+            .await
+            .unwrap(),
+        "over tls"
+    );
+    assert_eq!(a.stats().remote_errors, 0, "{:?}", a.stats());
+    for node in &cluster.nodes {
+        assert!(
+            !keys_on(node, "tlscl:v:*").await.is_empty(),
+            "every master holds some keys (node {})",
+            node.port
+        );
+    }
+    a.clear().await;
+    for node in &cluster.nodes {
+        let left = keys_on(node, "tlscl:*").await;
+        assert!(left.is_empty(), "node {}: {left:?}", node.port);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,16 @@
 //!
 //! `invalidate_prefix` and `clear` delete only keys of these three shapes under `P`,
 //! so a cache whose prefix extends this one's (`shop:eu:` for `shop:`) is left alone.
+//! On a cluster they SCAN every master, found afresh from the configured nodes
+//! (`CLUSTER SLOTS`) each time, so one configured node is enough.
+//!
+//! Connecting is timed apart from commands: a command waits at most `connect_timeout`
+//! for the tier's connection, then at most `command_timeout` for its reply. Once
+//! connected, reconnecting after Redis went away runs in the background, each attempt
+//! within `connect_timeout`; commands meanwhile fail after their `command_timeout`.
 
 mod breaker;
+mod cluster;
 mod events;
 pub(crate) mod record;
 
@@ -28,9 +36,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
 use crate::ConfigError;
@@ -41,9 +52,9 @@ use crate::stats::{Metrics, RemoteOp};
 use breaker::Breaker;
 pub(crate) use events::{Event, Waiters};
 
-/// The default time a connection attempt may take: 1 s.
+/// The default time establishing a connection may take: 1 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The default time one Redis command may take: 250 ms.
+/// The default time one Redis command may take once connected: 250 ms.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
 /// The default lease of the load lock (renewed every third of it while loading): 5 s.
 pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(5);
@@ -76,7 +87,11 @@ pub struct RedisTier<C = MessagePack> {
 #[derive(Clone)]
 enum Target {
     Single(Box<redis::Client>),
-    Cluster(Vec<redis::ConnectionInfo>),
+    Cluster {
+        client: Box<ClusterClient>,
+        /// The configured nodes, from which the current masters are found.
+        seeds: Vec<redis::Client>,
+    },
 }
 
 /// A Redis tier's options.
@@ -128,7 +143,8 @@ impl RedisTier<MessagePack> {
         RedisTierBuilder::new(vec![url.into()], false)
     }
 
-    /// A tier on a Redis Cluster, reached through any of these nodes.
+    /// A tier on a Redis Cluster, reached through any of these nodes (one is enough:
+    /// the others are found from it).
     pub fn cluster_builder<U: Into<String>>(
         urls: impl IntoIterator<Item = U>,
     ) -> RedisTierBuilder<MessagePack> {
@@ -162,13 +178,18 @@ impl<C> RedisTierBuilder<C> {
         self
     }
 
-    /// How long connecting may take. Default 1 s.
+    /// How long establishing a connection may take (each attempt, reconnections after
+    /// Redis went away included). A command waits at most this for the tier to
+    /// connect, then its [`command_timeout`](Self::command_timeout) for its reply.
+    /// Default 1 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// How long one command may take; a slower one counts as a failure. Default 250 ms.
+    /// How long one command may take once connected (the time to connect is
+    /// [`connect_timeout`](Self::connect_timeout)'s); a slower one counts as a failure.
+    /// Default 250 ms.
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
@@ -197,7 +218,7 @@ impl<C> RedisTierBuilder<C> {
     }
 
     /// Trusts these root certificates (PEM) for `rediss://` servers, instead of the
-    /// system's (for a private CA).
+    /// system's (for a private CA); for a cluster, on every node.
     #[cfg(feature = "redis-tls")]
     pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificates = Some(pem.into());
@@ -257,33 +278,53 @@ impl<C> RedisTierBuilder<C> {
                     "a cluster needs at least one node".into(),
                 ));
             }
-            let nodes = self
+            let seeds = self
                 .urls
                 .iter()
-                .map(|url| {
-                    url.as_str()
-                        .into_connection_info()
-                        .map_err(|e| invalid(url, e))
-                })
-                .collect::<Result<_, _>>()?;
-            Target::Cluster(nodes)
+                .map(|url| self.client(url).map_err(|e| invalid(url, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let builder = ClusterClientBuilder::new(
+                seeds.iter().map(|seed| seed.get_connection_info().clone()),
+            )
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.command_timeout)
+            .retries(1);
+            #[cfg(feature = "redis-tls")]
+            let builder = match self.certificates() {
+                Some(certificates) => builder.certs(certificates),
+                None => builder,
+            };
+            let client = builder
+                .build()
+                .map_err(|e| invalid(&self.urls.join(", "), e))?;
+            Target::Cluster {
+                client: Box::new(client),
+                seeds,
+            }
         } else {
             let url = self.urls.first().map(String::as_str).unwrap_or_default();
-            #[cfg(feature = "redis-tls")]
-            if let Some(pem) = &self.root_certificates {
-                let certificates = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                };
-                let client = redis::Client::build_with_tls(url, certificates)
-                    .map_err(|e| invalid(url, e))?;
-                return Ok(self.finish(Target::Single(Box::new(client)), prefix));
-            }
-            Target::Single(Box::new(
-                redis::Client::open(url).map_err(|e| invalid(url, e))?,
-            ))
+            Target::Single(Box::new(self.client(url).map_err(|e| invalid(url, e))?))
         };
         Ok(self.finish(target, prefix))
+    }
+
+    /// A client for one server, trusting the configured root certificates if any.
+    fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        #[cfg(feature = "redis-tls")]
+        if let Some(certificates) = self.certificates() {
+            return redis::Client::build_with_tls(url, certificates);
+        }
+        redis::Client::open(url)
+    }
+
+    #[cfg(feature = "redis-tls")]
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        self.root_certificates
+            .as_ref()
+            .map(|pem| redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            })
     }
 
     fn finish(self, target: Target, prefix: String) -> RedisTier<C> {
@@ -442,6 +483,9 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
         format!("{}{kind}:{{{key}}}", self.config.prefix)
     }
 
+    /// Connects (eagerly, so that [`run`](Self::run) can time connecting apart from
+    /// the command). Once connected, the connection reconnects by itself, each attempt
+    /// within the connect timeout.
     async fn connect(&self) -> redis::RedisResult<Connection> {
         match &self.config.target {
             Target::Single(client) => {
@@ -449,23 +493,25 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
                     .set_connection_timeout(Some(self.config.connect_timeout))
                     .set_response_timeout(Some(self.config.command_timeout))
                     .set_number_of_retries(1);
-                Ok(Connection::Single(ConnectionManager::new_lazy_with_config(
-                    (**client).clone(),
-                    config,
-                )?))
+                Ok(Connection::Single(
+                    ConnectionManager::new_with_config((**client).clone(), config).await?,
+                ))
             }
-            Target::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                    .connection_timeout(self.config.connect_timeout)
-                    .response_timeout(self.config.command_timeout)
-                    .retries(1)
-                    .build()?;
+            Target::Cluster { client, .. } => {
                 Ok(Connection::Cluster(client.get_async_connection().await?))
             }
         }
     }
 
-    /// Runs one operation against Redis, through the breaker and the command timeout.
+    /// The settings of a direct connection (to scan a cluster's masters).
+    fn direct(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(Some(self.config.command_timeout))
+    }
+
+    /// Runs one operation against Redis, through the breaker: at most the connect
+    /// timeout to get a connection, then the command timeout for the operation.
     async fn run<'a, T>(
         &'a self,
         op: RemoteOp,
@@ -478,22 +524,28 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
             return Err(Unavailable);
         };
         let attempt = async {
-            let connection = self
-                .connection
-                .get_or_try_init(|| self.connect())
-                .await?
-                .clone();
-            work(connection).await
+            let connecting = self.connection.get_or_try_init(|| self.connect());
+            let connection =
+                match tokio::time::timeout(self.config.connect_timeout, connecting).await {
+                    Ok(Ok(connection)) => connection.clone(),
+                    Ok(Err(error)) => return Err(format!("cannot connect: {error}")),
+                    Err(_) => {
+                        return Err(format!(
+                            "no connection within {:?}",
+                            self.config.connect_timeout
+                        ));
+                    }
+                };
+            match tokio::time::timeout(self.config.command_timeout, work(connection)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {:?}",
+                    self.config.command_timeout
+                )),
+            }
         };
-        let outcome = match tokio::time::timeout(self.config.command_timeout, attempt).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {:?}",
-                self.config.command_timeout
-            )),
-        };
-        match outcome {
+        match attempt.await {
             Ok(value) => {
                 if permit.is_probe() {
                     tracing::info!("redis tier answers again; using it");
@@ -733,34 +785,70 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
         .await;
     }
 
-    /// SCANs for `pattern` (on every master of a cluster) and UNLINKs what `admit`
-    /// admits, in batches.
+    /// SCANs for `pattern` (on every master of a cluster, as the cluster is now) and
+    /// UNLINKs what `admit` admits.
     async fn unlink_matching(&self, pattern: &str, admit: impl Fn(&str) -> bool) {
-        for node in self.scan_targets() {
-            let mut cursor = 0u64;
-            loop {
-                let Ok((next, keys)) = self.scan(&node, cursor, pattern).await else {
-                    break;
-                };
-                let keys: Vec<String> = keys.into_iter().filter(|k| admit(k)).collect();
-                for batch in keys.chunks(100) {
-                    // One UNLINK per batch; a cluster connection splits it by shard.
-                    let batch = batch.to_vec();
-                    let _ = self
-                        .run(RemoteOp::Write, |mut c| {
-                            Box::pin(async move {
-                                redis::cmd("UNLINK")
-                                    .arg(&batch)
-                                    .query_async::<i64>(&mut c)
-                                    .await
-                            })
-                        })
+        let seeds = match &self.config.target {
+            Target::Single(_) => {
+                return self.unlink_scanned(ScanNode::Server, pattern, &admit).await;
+            }
+            Target::Cluster { seeds, .. } => seeds,
+        };
+        let config = self.direct();
+        let masters = match cluster::masters(seeds, &config).await {
+            Ok(masters) => masters,
+            Err(error) => {
+                tracing::warn!(%error, "cannot find the redis cluster's masters; nothing deleted there");
+                return;
+            }
+        };
+        for master in masters {
+            match master
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(connection) => {
+                    self.unlink_scanned(ScanNode::Master(connection), pattern, &admit)
                         .await;
                 }
-                cursor = next;
-                if cursor == 0 {
-                    break;
+                Err(error) => {
+                    let node = master.get_connection_info().addr();
+                    tracing::warn!(%error, %node, "cannot reach a redis cluster master; its keys are left");
                 }
+            }
+        }
+    }
+
+    /// SCANs one server for `pattern` and UNLINKs what `admit` admits, in batches.
+    async fn unlink_scanned(
+        &self,
+        mut node: ScanNode,
+        pattern: &str,
+        admit: &impl Fn(&str) -> bool,
+    ) {
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, keys)) = self.scan(&mut node, cursor, pattern).await else {
+                break;
+            };
+            let keys: Vec<String> = keys.into_iter().filter(|k| admit(k)).collect();
+            for batch in keys.chunks(100) {
+                // One UNLINK per batch; a cluster connection splits it by shard.
+                let batch = batch.to_vec();
+                let _ = self
+                    .run(RemoteOp::Write, |mut c| {
+                        Box::pin(async move {
+                            redis::cmd("UNLINK")
+                                .arg(&batch)
+                                .query_async::<i64>(&mut c)
+                                .await
+                        })
+                    })
+                    .await;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
             }
         }
     }
@@ -780,17 +868,10 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
             .await;
     }
 
-    /// The servers to SCAN: the one server, or each node of a cluster.
-    fn scan_targets(&self) -> Vec<Option<redis::ConnectionInfo>> {
-        match &self.config.target {
-            Target::Single(_) => vec![None],
-            Target::Cluster(nodes) => nodes.iter().cloned().map(Some).collect(),
-        }
-    }
-
+    /// One page of a SCAN of `node`.
     async fn scan(
         &self,
-        node: &Option<redis::ConnectionInfo>,
+        node: &mut ScanNode,
         cursor: u64,
         pattern: &str,
     ) -> Result<(u64, Vec<String>), Unavailable> {
@@ -802,67 +883,50 @@ impl<V: Send + Sync + 'static> RedisRemote<V> {
             .arg("COUNT")
             .arg(500);
         match node {
-            None => {
+            ScanNode::Server => {
                 self.run(RemoteOp::Read, |mut c| {
                     Box::pin(async move { command.query_async(&mut c).await })
                 })
                 .await
             }
-            Some(info) => {
-                // A cluster's keys are spread over its nodes: scan each one directly.
-                let scanned = tokio::time::timeout(self.config.command_timeout * 4, async {
-                    let client = redis::Client::open(info.clone())?;
-                    let mut connection = client.get_multiplexed_async_connection().await?;
-                    let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut connection).await?;
-                    if role.first() != Some(&Value::BulkString(b"master".to_vec())) {
-                        return Ok((0, Vec::new()));
-                    }
-                    command.query_async(&mut connection).await
+            ScanNode::Master(connection) => {
+                command.query_async(connection).await.map_err(|error| {
+                    tracing::debug!(%error, "scanning a redis cluster master failed");
+                    Unavailable
                 })
-                .await;
-                match scanned {
-                    Ok(Ok(page)) => Ok(page),
-                    _ => Err(Unavailable),
-                }
             }
         }
     }
 
     /// A connection for subscribing to events (a node of the cluster, if one).
     pub(crate) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let client = match &self.config.target {
-            Target::Single(client) => (**client).clone(),
-            Target::Cluster(nodes) => {
-                let mut last = None;
-                for node in nodes {
-                    match redis::Client::open(node.clone()) {
-                        Ok(client) => match tokio::time::timeout(
-                            self.config.connect_timeout,
-                            client.get_async_pubsub(),
-                        )
-                        .await
-                        {
-                            Ok(Ok(pubsub)) => return Ok(pubsub),
-                            Ok(Err(e)) => last = Some(e),
-                            Err(_) => last = Some((redis::ErrorKind::Io, "connect timeout").into()),
-                        },
-                        Err(e) => last = Some(e),
-                    }
-                }
-                return Err(
-                    last.unwrap_or_else(|| (redis::ErrorKind::Client, "no cluster nodes").into())
-                );
-            }
+        let clients = match &self.config.target {
+            Target::Single(client) => std::slice::from_ref(&**client),
+            Target::Cluster { seeds, .. } => seeds.as_slice(),
         };
-        match tokio::time::timeout(self.config.connect_timeout, client.get_async_pubsub()).await {
-            Ok(result) => result,
-            Err(_) => Err((redis::ErrorKind::Io, "connect timeout").into()),
+        let mut last = None;
+        for client in clients {
+            match tokio::time::timeout(self.config.connect_timeout, client.get_async_pubsub()).await
+            {
+                Ok(Ok(pubsub)) => return Ok(pubsub),
+                Ok(Err(error)) => last = Some(error),
+                Err(_) => last = Some((redis::ErrorKind::Io, "connect timeout").into()),
+            }
         }
+        Err(last.unwrap_or_else(|| (redis::ErrorKind::Client, "no redis nodes").into()))
     }
 
     pub(crate) fn channel(&self) -> &str {
         &self.channel
     }
+}
+
+/// A server that `clear` and `invalidate_prefix` SCAN.
+enum ScanNode {
+    /// The one server, through the tier's connection.
+    Server,
+    /// One master of a cluster, directly.
+    Master(MultiplexedConnection),
 }
 
 /// Escapes a prefix for use in a SCAN pattern.

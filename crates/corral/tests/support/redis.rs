@@ -48,16 +48,16 @@ pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> RedisServer {
-        Self::start_with(free_port(), &[])
+        Self::start_with(free_port(), &[] as &[&str])
     }
 
     /// Starts a server on a free port with extra arguments.
-    pub fn start_with_args(extra: &[&str]) -> RedisServer {
+    pub fn start_with_args(extra: &[impl AsRef<str>]) -> RedisServer {
         Self::start_with(free_port(), extra)
     }
 
     /// Starts a server on `port` with extra arguments.
-    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+    pub fn start_with(port: u16, extra: &[impl AsRef<str>]) -> RedisServer {
         let dir = scratch_dir();
         let mut args: Vec<String> = [
             "--port",
@@ -74,7 +74,7 @@ impl RedisServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(|s| s.as_ref().to_owned()));
         let mut server = RedisServer {
             child: None,
             port,
@@ -140,26 +140,168 @@ impl Drop for RedisServer {
     }
 }
 
+/// A private certificate authority and a certificate it signed for `localhost` and
+/// 127.0.0.1, made with `openssl` in a scratch directory, for TLS servers.
+pub struct PrivateCa {
+    dir: PathBuf,
+}
+
+impl PrivateCa {
+    pub fn new() -> PrivateCa {
+        let ca = PrivateCa { dir: scratch_dir() };
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl (to make test certificates)");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca.path("ca.key"),
+            "-out",
+            &ca.path("ca.crt"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=corral-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca.path("server.key"),
+            "-out",
+            &ca.path("server.csr"),
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            ca.path("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("an openssl extension file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &ca.path("server.csr"),
+            "-CA",
+            &ca.path("ca.crt"),
+            "-CAkey",
+            &ca.path("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &ca.path("server.crt"),
+            "-days",
+            "1",
+            "-extfile",
+            &ca.path("ext.cnf"),
+        ]);
+        ca
+    }
+
+    /// A file of this CA's directory.
+    pub fn path(&self, name: &str) -> String {
+        self.dir
+            .join(name)
+            .to_str()
+            .expect("utf-8 temp dir")
+            .to_owned()
+    }
+
+    /// The CA's certificate (PEM), for clients to trust.
+    pub fn pem(&self) -> Vec<u8> {
+        std::fs::read(self.path("ca.crt")).expect("the CA certificate")
+    }
+
+    /// The arguments that make `redis-server` speak TLS on `tls_port` too, with the
+    /// signed certificate (its clients need none of their own).
+    pub fn server_args(&self, tls_port: u16) -> Vec<String> {
+        vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            self.path("server.crt"),
+            "--tls-key-file".into(),
+            self.path("server.key"),
+            "--tls-ca-cert-file".into(),
+            self.path("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+}
+
+impl Drop for PrivateCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A Redis Cluster of three masters on loopback, created with `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// Each node's TLS port, in a cluster from [`start_tls`](Self::start_tls).
+    pub tls_ports: Vec<u16>,
 }
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(
-                    free_port(),
-                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                )
-            })
-            .collect();
-        let addresses: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let status = Command::new("redis-cli")
+        Self::create(None)
+    }
+
+    /// A cluster whose nodes speak TLS with `ca`'s certificate (to clients on their
+    /// TLS ports, and to each other), and plain TCP on their ports for the tests' checks.
+    pub fn start_tls(ca: &PrivateCa) -> RedisCluster {
+        Self::create(Some(ca))
+    }
+
+    fn create(tls: Option<&PrivateCa>) -> RedisCluster {
+        let (mut nodes, mut tls_ports) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            // The bus port is chosen too: by default it is the port + 10000, which is
+            // out of range for a free port above 55535.
+            let mut args: Vec<String> = vec![
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-node-timeout".into(),
+                "2000".into(),
+                "--cluster-port".into(),
+                free_port().to_string(),
+            ];
+            if let Some(ca) = tls {
+                let tls_port = free_port();
+                tls_ports.push(tls_port);
+                args.extend(ca.server_args(tls_port));
+                args.extend(["--tls-cluster".into(), "yes".into()]);
+            }
+            nodes.push(RedisServer::start_with(free_port(), &args));
+        }
+        let mut create = Command::new("redis-cli");
+        let addresses: Vec<String> = match tls {
+            None => nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port))
+                .collect(),
+            Some(ca) => {
+                create.args(["--tls", "--cacert", &ca.path("ca.crt")]);
+                tls_ports
+                    .iter()
+                    .map(|port| format!("127.0.0.1:{port}"))
+                    .collect()
+            }
+        };
+        let status = create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -181,7 +323,7 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        RedisCluster { nodes }
+        RedisCluster { nodes, tls_ports }
     }
 
     pub fn urls(&self) -> Vec<String> {
