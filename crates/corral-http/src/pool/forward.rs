@@ -1,5 +1,5 @@
 //! Sending a request to its owner: the peer request built (URL in the query, the
-//! secret and the hop marker added, hop-by-hop fields removed), sent within the
+//! secret added, hop-by-hop fields removed), sent within the
 //! peer timeout, and a peer that fails marked down.
 
 use std::sync::Arc;
