@@ -46,8 +46,8 @@ use crate::vary::{VarySpec, variant_key};
 /// Timeout`) with a short reason and an [`UpstreamError`] extension, or a stale
 /// response where stale-if-error allows one.
 ///
-/// Every response carries its [`CacheStatus`](crate::CacheStatus) as a response
-/// extension (for logs), whether or not the cache-status headers are on.
+/// [`CacheStatus::of`](crate::CacheStatus::of) tells how a response was answered,
+/// whether or not the cache-status headers are on (for logs).
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
@@ -617,7 +617,6 @@ impl Shared {
             let headers = response.headers_mut();
             headers.insert(AGE, age);
             status::write(headers, CacheStatus::Hit, cache_status);
-            response.extensions_mut().insert(CacheStatus::Hit);
             self.count(CacheStatus::Hit);
             return response;
         }
@@ -656,9 +655,10 @@ impl Shared {
     pub(crate) fn finish(&self, mut response: Response<Body>, report: Report) -> Response<Body> {
         if self.status_headers {
             report.write(&self.name, response.headers_mut());
+        } else {
+            // Without the headers, the status still reaches the server's own logs.
+            response.extensions_mut().insert(report.status);
         }
-        // For the server's own logs, with or without the headers.
-        response.extensions_mut().insert(report.status);
         self.count(report.status);
         response
     }

@@ -48,6 +48,20 @@ impl CacheStatus {
         }
     }
 
+    /// How `response` was answered by an [`HttpCache`](crate::HttpCache): from its
+    /// `X-Cache` header, or (with the cache-status headers off) from the extension
+    /// the cache puts on the response instead; `None` for a response that did not
+    /// come through one.
+    pub fn of<B>(response: &http::Response<B>) -> Option<CacheStatus> {
+        if let Some(status) = response.extensions().get::<CacheStatus>() {
+            return Some(*status);
+        }
+        let value = response.headers().get(X_CACHE)?;
+        CacheStatus::ALL
+            .into_iter()
+            .find(|status| value.as_bytes() == status.as_str().as_bytes())
+    }
+
     pub(crate) const ALL: [CacheStatus; 5] = [
         CacheStatus::Hit,
         CacheStatus::Miss,

@@ -70,7 +70,7 @@ impl Connection {
             method,
             uri,
             status: response.status().as_u16(),
-            cache: response.extensions().get::<CacheStatus>().copied(),
+            cache: CacheStatus::of(&response),
             started,
         });
         response.map(|body| Logged::new(body, entry))
