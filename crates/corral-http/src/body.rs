@@ -42,6 +42,21 @@ impl Body {
         }
     }
 
+    /// A short plain-text response of this status, which the cache or the pool says
+    /// itself (a failure, a refusal).
+    pub(crate) fn text_response(
+        status: http::StatusCode,
+        text: impl Into<Bytes>,
+    ) -> http::Response<Body> {
+        let mut response = http::Response::new(Body::full(text.into()));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+
     /// Streams another body through.
     pub fn streaming<B>(body: B) -> Self
     where

@@ -672,12 +672,7 @@ impl Shared {
             (StatusCode::BAD_GATEWAY, "upstream request failed\n")
         };
         tracing::warn!(%error, status = status.as_u16(), "upstream request failed");
-        let mut response = Response::new(Body::full(Bytes::from_static(reason.as_bytes())));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let mut response = Body::text_response(status, reason);
         response
             .extensions_mut()
             .insert(UpstreamError(Arc::from(error)));
@@ -688,21 +683,16 @@ impl Shared {
     /// with a short reason of its own.
     fn origin_failed(&self, status: StatusCode, head: bool, report: Report) -> Response<Body> {
         let reason = format!("the origin answered {status} to the request this one waited on\n");
-        let mut response = Response::new(Body::full(Bytes::from(reason)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let response = Body::text_response(status, reason);
         self.finish(strip_body_if(head, response), report)
     }
 
     /// `only-if-cached` with nothing suitable stored: a 504 (RFC 9111 §5.2.1.7).
     fn only_if_cached_miss(&self) -> Response<Body> {
-        let mut response = Response::new(Body::full(Bytes::from_static(
-            b"not in cache (only-if-cached)\n",
-        )));
-        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        let response = Body::text_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "not in cache (only-if-cached)\n",
+        );
         let report = Report::new(CacheStatus::Miss)
             .forward(Forward::Request)
             .detail("only-if-cached");

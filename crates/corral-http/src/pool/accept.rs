@@ -2,8 +2,7 @@
 //! back into the request it stands for, marked (by a request extension no client
 //! can forge) so that it is served here.
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{HOST, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 
 use subtle::ConstantTimeEq;
@@ -28,13 +27,7 @@ impl PeerRefusal {
 
     /// The refusal as a short plain-text response.
     pub fn response(&self) -> Response<Body> {
-        let mut response = Response::new(Body::full(Bytes::from_static(self.reason.as_bytes())));
-        *response.status_mut() = self.status;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        response
+        Body::text_response(self.status, self.reason)
     }
 }
 

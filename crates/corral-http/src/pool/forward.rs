@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::header::{self, HOST, HeaderValue};
+use http::header::HOST;
 use http::{Request, Response, Uri, Version};
 use tower::ServiceExt;
 
@@ -108,13 +108,7 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// What to send when a request could not be served and cannot be sent again.
 pub(super) fn bad_gateway(error: &PeerUnavailable) -> Response<Body> {
-    let mut response = Response::new(Body::full(format!("{error}\n").into()));
-    *response.status_mut() = http::StatusCode::BAD_GATEWAY;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    Body::text_response(http::StatusCode::BAD_GATEWAY, format!("{error}\n"))
 }
 
 /// Keeps what is needed to send a bodiless request again.
