@@ -236,14 +236,19 @@ impl Pool {
     /// path on any other site.)
     pub fn is_peer_request<B>(&self, request: &Request<B>) -> bool {
         let uri = request.uri();
-        let addressed_here = match (&self.inner.this, uri.authority()) {
+        if uri.path() != PEER_PATH {
+            return false;
+        }
+        if request.headers().contains_key(SECRET_HEADER) {
+            return true;
+        }
+        match (&self.inner.this, uri.authority()) {
             (Some(this), Some(authority)) => {
                 let scheme = uri.scheme_str().unwrap_or("http");
                 normalize_peer(&format!("{scheme}://{authority}")).is_ok_and(|u| *u == **this)
             }
             _ => true,
-        };
-        uri.path() == PEER_PATH && (addressed_here || request.headers().contains_key(SECRET_HEADER))
+        }
     }
 
     /// The local request a peer request stands for (its URL, method, headers and
