@@ -13,6 +13,35 @@ use http_body_util::combinators::UnsyncBoxBody;
 /// Errors of streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A client's request body failed while it was read (malformed chunked coding, fewer
+/// bytes than its `Content-Length` said): the request's fault, not the origin's. An
+/// upstream request that fails because of it is answered `400 Bad Request`, not `502`.
+/// Wrap a client's body with [`Body::from_client`] so its errors say so.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body could not be read: {0}")]
+pub struct RequestBodyError(#[source] pub BoxError);
+
+impl RequestBodyError {
+    /// The `RequestBodyError` behind `error`, if any (looking through its sources).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a RequestBodyError> {
+        find_cause(error)
+    }
+}
+
+/// The first error of type `T` in `error`'s chain of sources (itself included).
+pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}
+
 /// A response body: a stored body served from memory, or an upstream body streamed
 /// through.
 pub struct Body {
@@ -69,6 +98,15 @@ impl Body {
                 rest: Some(body.map_err(Into::into).boxed_unsync()),
             },
         }
+    }
+
+    /// A client's request body, streamed on: its errors become [`RequestBodyError`]s.
+    pub fn from_client<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body::streaming(body.map_err(|e| RequestBodyError(e.into())))
     }
 
     fn resumed(
@@ -145,13 +183,16 @@ impl http_body::Body for Body {
                     .filter_map(|f| f.data_ref())
                     .map(|d| d.len() as u64)
                     .sum();
-                let mut hint = rest
+                let rest = rest
                     .as_ref()
                     .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
-                hint.set_lower(hint.lower() + held);
-                if let Some(upper) = hint.upper() {
-                    hint.set_upper(upper + held);
+                // Built afresh: raising the lower bound of an exact hint first would
+                // put it above the upper one (which `SizeHint` refuses with a panic).
+                let mut hint = SizeHint::new();
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(held));
                 }
+                hint.set_lower(rest.lower().saturating_add(held));
                 hint
             }
         }
@@ -270,6 +311,50 @@ mod tests {
         ];
         let body = Body::streaming(StreamBody::new(futures_util::stream::iter(frames)));
         assert!(matches!(collect(body, 100).await, Collected::Failed(_)));
+    }
+
+    /// A body of known length that ends with trailers, as an HTTP/2 origin's with a
+    /// `content-length` does: its hint is exact, and exactly 0 once the data is read.
+    struct KnownThenTrailers(VecDeque<Frame<Bytes>>);
+
+    impl http_body::Body for KnownThenTrailers {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            let left = self
+                .0
+                .iter()
+                .filter_map(Frame::data_ref)
+                .map(Bytes::len)
+                .sum::<usize>();
+            SizeHint::with_exact(left as u64)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_given_back_after_its_trailers_says_how_long_it_is() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", "1".parse().unwrap());
+        let body = Body::streaming(KnownThenTrailers(VecDeque::from([
+            Frame::data(Bytes::from_static(b"hello")),
+            Frame::trailers(trailers),
+        ])));
+        let Collected::Oversized(rest) = collect(body, 100).await else {
+            panic!("expected the body back");
+        };
+        let hint = http_body::Body::size_hint(&rest);
+        assert_eq!((hint.lower(), hint.upper()), (5, Some(5)));
+        let collected = rest.collect().await.unwrap();
+        assert!(collected.trailers().is_some());
+        assert_eq!(&collected.to_bytes()[..], b"hello");
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ fn directives(headers: &HeaderMap) -> impl Iterator<Item = (String, Option<Strin
 }
 
 /// Splits a comma-separated header value, keeping commas inside quoted strings.
-fn split_list(value: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn split_list(value: &str) -> impl Iterator<Item = &str> {
     let mut in_quotes = false;
     let mut start = 0;
     let mut parts = Vec::new();
@@ -162,28 +162,70 @@ impl RequestDirectives {
     }
 }
 
-/// Removes one directive from a response's Cache-Control, keeping the others.
-pub(crate) fn without_directive(headers: &HeaderMap, drop: &str) -> HeaderMap {
+/// A response's `Cache-Control` as `http-cache-semantics` should read it: without
+/// the `drop` directive, names lowercased (they are case-insensitive, RFC 9111 §5.2;
+/// the crate matches them as written), and every delta-seconds value capped at 2^31
+/// (RFC 9111 §1.2.2; the crate ignores a value it cannot parse as a `u64`, which would
+/// make a response fresh "forever" unstorable). Each field line stays a line of its
+/// own, so a quote left open in one cannot swallow the next, and a value is rewritten
+/// only when it is digits (bare or quoted), as the cache's own parser reads it. Other
+/// fields are left as they are.
+pub(crate) fn normalized(headers: &HeaderMap, drop: Option<&str>) -> HeaderMap {
     let mut out = headers.clone();
-    let kept: Vec<String> = headers
+    out.remove(CACHE_CONTROL);
+    for line in headers
         .get_all(CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(split_list)
-        .filter(|d| {
-            !d.split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case(drop)
-        })
-        .map(str::to_owned)
-        .collect();
-    out.remove(CACHE_CONTROL);
-    if let Ok(value) = kept.join(", ").parse() {
-        out.insert(CACHE_CONTROL, value);
+    {
+        let kept: Vec<String> = split_list(line)
+            .filter(|d| {
+                let name = d.split('=').next().unwrap_or("").trim();
+                drop.is_none_or(|drop| !name.eq_ignore_ascii_case(drop))
+            })
+            .map(normalized_directive)
+            .collect();
+        if let Ok(value) = kept.join(", ").parse()
+            && !kept.is_empty()
+        {
+            out.append(CACHE_CONTROL, value);
+        }
     }
     out
+}
+
+/// One directive as [`normalized`] writes it.
+fn normalized_directive(directive: &str) -> String {
+    let (name, value) = match directive.split_once('=') {
+        Some((name, value)) => (name.trim(), Some(value.trim())),
+        None => (directive.trim(), None),
+    };
+    // A name that is not a token (a stray quote in it) is kept as it is, so that the
+    // quotes around it still pair the same way.
+    let name = if is_token(name) {
+        name.to_ascii_lowercase()
+    } else {
+        name.to_owned()
+    };
+    let Some(value) = value else {
+        return name;
+    };
+    // Quotes trimmed as `directives` trims them. Dropping them keeps the quotes of the
+    // line paired as they were, unless the name holds a quote of its own (an
+    // unbalanced quote in the value alone ends the line: it swallows the rest).
+    let delta = seconds(Some(value.trim_matches('"'))).filter(|_| !name.contains('"'));
+    match delta {
+        Some(delta) => format!("{name}={}", delta.as_secs()),
+        None => format!("{name}={value}"),
+    }
+}
+
+/// Whether `text` is an RFC 9110 token.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -265,11 +307,39 @@ mod tests {
     }
 
     #[test]
-    fn removing_one_directive_keeps_the_rest() {
-        let h = without_directive(
+    fn normalizing_removes_one_directive_and_caps_the_deltas() {
+        let h = normalized(
             &headers(&[("cache-control", "max-age=60, proxy-revalidate, public")]),
-            "proxy-revalidate",
+            Some("proxy-revalidate"),
         );
         assert_eq!(h.get(CACHE_CONTROL).unwrap(), "max-age=60, public");
+        let h = normalized(
+            &headers(&[
+                ("cache-control", "max-age=99999999999999999999999"),
+                (
+                    "cache-control",
+                    "s-maxage=\"99999999999999999999999\", private=\"x, y\"",
+                ),
+            ]),
+            None,
+        );
+        let lines: Vec<_> = h.get_all(CACHE_CONTROL).iter().collect();
+        assert_eq!(
+            lines,
+            [
+                "max-age=2147483648",
+                "s-maxage=2147483648, private=\"x, y\""
+            ]
+        );
+        let h = normalized(
+            &headers(&[
+                ("cache-control", "Max-Age=60, a\"=5\""),
+                ("cache-control", "x=\"open"),
+                ("cache-control", "S-MAXAGE=\"7\""),
+            ]),
+            None,
+        );
+        let lines: Vec<_> = h.get_all(CACHE_CONTROL).iter().collect();
+        assert_eq!(lines, ["max-age=60, a\"=5\"", "x=\"open", "s-maxage=7"]);
     }
 }

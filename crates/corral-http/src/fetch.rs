@@ -18,12 +18,13 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{Body, BoxError, Collected, collect};
 use crate::builder::Shared;
-use crate::service::with_slots;
-use crate::stored::{Provenance, Stored, StoredResponse, end_to_end};
+use crate::framing;
+use crate::stored::{Provenance, Stored, StoredResponse, stored_headers};
 use crate::vary::{Vary, VarySpec, new_generation, selecting_values, variant_key_for};
 
 /// The inner service, with its request and response body types erased: it takes the
-/// parts of a bodiless request (every cached request is a GET or HEAD).
+/// parts of a bodiless request (every cached request is a GET or HEAD without a body),
+/// and frames it as one.
 pub(crate) trait Upstream: Send + 'static {
     fn send(&self, parts: request::Parts) -> BoxFuture<'static, Result<Response<Body>, BoxError>>;
     fn clone_box(&self) -> Box<dyn Upstream>;
@@ -53,13 +54,19 @@ where
     RB: http_body::Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
-    fn send(&self, parts: request::Parts) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
+    fn send(
+        &self,
+        mut parts: request::Parts,
+    ) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
+        framing::frame_bodiless(&mut parts.headers);
         let service = self.service.clone();
         Box::pin(async move {
-            let response = service
+            let mut response = service
                 .oneshot(Request::from_parts(parts, B::default()))
                 .await
                 .map_err(Into::into)?;
+            framing::check_switch(response.status(), false)?;
+            framing::drop_overridden_length(response.headers_mut());
             Ok(response.map(Body::streaming))
         })
     }
@@ -170,7 +177,12 @@ pub(crate) async fn classify(
     };
     Ok(Fetched::Shareable(Arc::new(StoredResponse {
         status: parts.status,
-        headers: with_slots(end_to_end(&parts.headers), shared.status_headers),
+        headers: stored_headers(
+            parts.status,
+            &parts.headers,
+            body.len(),
+            shared.status_headers,
+        ),
         body,
         stored_at: Instant::now(),
         lifetime,

@@ -4,8 +4,11 @@
 use http::HeaderMap;
 use http::header::{self, HeaderName};
 
+/// How many fields [`HOP_BY_HOP`] lists.
+const HOPS: usize = 9;
+
 /// The hop-by-hop fields, plus the non-standard `Proxy-Connection`.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -18,6 +21,9 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Removes the hop-by-hop fields from `headers`, and those that `Connection` names.
+/// A `Content-Length` received beside `Transfer-Encoding` goes with it: the transfer
+/// coding framed the message, and an intermediary must not pass that length on
+/// (RFC 9112 §6.3).
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();
@@ -28,19 +34,36 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// assert_eq!(headers.len(), 1);
 /// ```
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass comparing names, no hashing.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass comparing names, no hashing: which of them the message carries (most
+    // carry none, or only `Connection: keep-alive`).
+    let mut present = [false; HOPS];
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[at] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
+    crate::framing::drop_overridden_length(headers);
+    // The other fields `Connection` names (rarely any: `close` and `keep-alive` are
+    // not fields, or are removed anyway).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
+    for name in &named {
         headers.remove(name);
+    }
+    for (hop, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(hop);
+        }
     }
 }
 
@@ -51,7 +74,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+    fn hop_by_hop_fields_those_connection_names_and_a_length_a_coding_overrode_are_removed() {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONNECTION,
@@ -63,6 +86,7 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-length", HeaderValue::from_static("0"));
         h.insert("x-kept", HeaderValue::from_static("yes"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");

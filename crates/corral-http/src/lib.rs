@@ -25,12 +25,23 @@
 //!
 //! A shared cache never stores `private` or `no-store` responses, responses that set
 //! cookies, or responses to requests with `Authorization` (unless `public`, `s-maxage`
-//! or `must-revalidate` allow it); `Vary: *` is never served from the cache; and a
+//! or `must-revalidate` allow it, as RFC 9111 §3.5 does; such a response is then
+//! served to other clients too); `Vary: *` is never served from the cache; and a
 //! response fetched for one request is handed to requests waiting on the same fetch
-//! only if it could have been stored for them. (When the origin answers a collapsed
-//! fetch with a server error, its waiters get a stale response where
-//! `stale-if-error` allows, else a short response of that status of the cache's own:
-//! a failing origin gets one request, not one per waiter.)
+//! only if it could have been stored for them. [`Policy::Fixed`] passes requests that
+//! carry `Cookie` or `Authorization` to the inner service alone unless told they may
+//! share ([`Credentials`]). (When the origin answers a collapsed fetch with a server
+//! error, its waiters get a stale response where `stale-if-error` allows, else a short
+//! response of that status of the cache's own: a failing origin gets one request, not
+//! one per waiter.)
+//!
+//! # Framing
+//!
+//! Every request the cache hands its inner service is framed by the body it really
+//! carries (a fetch it makes claims no body at all), and every response it returns by
+//! the body it really returns, whatever `Content-Length` an origin, a client or a
+//! stored response said. A GET or HEAD that arrives with a body (or asks to upgrade)
+//! passes through with it, uncached and uncollapsed.
 //!
 //! # Metrics
 //!
@@ -44,7 +55,11 @@ mod builder;
 mod client;
 mod directives;
 mod fetch;
+mod framing;
 mod future;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod hop;
 mod key;
@@ -61,7 +76,7 @@ mod vary;
 #[cfg(feature = "redis")]
 mod wire;
 
-pub use body::{Body, BoxError};
+pub use body::{Body, BoxError, RequestBodyError};
 pub use builder::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_KEEP_STALE_FOR, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_BYTES, HttpCacheBuilder,
@@ -71,6 +86,6 @@ pub use handle::{CacheHandle, HttpStats};
 pub use hop::remove_hop_by_hop;
 pub use key::{KeyFn, default_key};
 pub use layer::HttpCacheLayer;
-pub use policy::{DEFAULT_FIXED_STATUSES, Policy};
+pub use policy::{Credentials, DEFAULT_FIXED_STATUSES, Policy};
 pub use service::{HttpCache, UpstreamError};
 pub use status::{CACHE_STATUS, CacheStatus, X_CACHE};

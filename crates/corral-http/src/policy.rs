@@ -13,14 +13,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{AGE, AUTHORIZATION, ETAG, LAST_MODIFIED, RANGE, SET_COOKIE};
+use http::header::{AGE, AUTHORIZATION, COOKIE, ETAG, LAST_MODIFIED, RANGE, SET_COOKIE};
 use http::{Method, StatusCode, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use tokio::time::Instant;
 
-use crate::directives::{
-    MAX_DELTA, MaxStale, RequestDirectives, ResponseDirectives, without_directive,
-};
+use crate::directives::{MAX_DELTA, MaxStale, RequestDirectives, ResponseDirectives, normalized};
 use crate::vary::Vary;
 
 /// The statuses [`Policy::fixed`] stores by default: those RFC 9110 makes cacheable by
@@ -64,9 +62,11 @@ pub enum Policy {
     },
     /// A fixed lifetime regardless of `Cache-Control` lifetimes, for the listed
     /// statuses: fresh for `fresh_for`, then stale (served while one refresh runs, and
-    /// on errors) until `ttl`. Responses marked `no-store` or `private`, responses that
-    /// set cookies and responses to requests with `Authorization` are never stored.
-    /// Request directives are ignored. `ttl` zero means: coalesce, never store.
+    /// on errors) until `ttl`. Responses marked `no-store` or `private` and responses
+    /// that set cookies are never stored. Requests that carry `Cookie` or
+    /// `Authorization` go to the inner service alone unless `credentials` is
+    /// [`Credentials::Share`]. Request directives are ignored. `ttl` zero means:
+    /// coalesce, never store.
     Fixed {
         /// How long a response is fresh.
         fresh_for: Duration,
@@ -74,7 +74,35 @@ pub enum Policy {
         ttl: Duration,
         /// The statuses that are stored.
         statuses: Vec<StatusCode>,
+        /// Whether requests with `Cookie` or `Authorization` share the cache.
+        credentials: Credentials,
     },
+}
+
+/// Whether requests that say who their user is (they carry `Cookie` or
+/// `Authorization`) share stored responses under [`Policy::Fixed`], whose lifetimes do
+/// not depend on what the response says about its audience.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_http::{Credentials, Policy};
+///
+/// // The key includes the session cookie, so each user has entries of their own:
+/// let per_user = Policy::fixed(Duration::from_secs(5), Duration::from_secs(60))
+///     .credentials(Credentials::Share);
+/// # let _ = per_user;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Credentials {
+    /// They go to the inner service alone: never answered from the cache, never
+    /// stored, never collapsed with other requests (Varnish's built-in rule). The
+    /// default.
+    #[default]
+    Pass,
+    /// They use the cache like any other request. Choose it when the cache key
+    /// includes what identifies the user (the cookie, or `Authorization`), or when the
+    /// app answers every user alike.
+    Share,
 }
 
 impl Default for Policy {
@@ -92,7 +120,30 @@ impl Policy {
             fresh_for,
             ttl: ttl.max(fresh_for),
             statuses: DEFAULT_FIXED_STATUSES.to_vec(),
+            credentials: Credentials::Pass,
         }
+    }
+
+    /// Sets whether requests with `Cookie` or `Authorization` share the cache under
+    /// [`Policy::Fixed`] (see [`Credentials`]); [`Policy::Rfc9111`] follows the RFC and
+    /// ignores this.
+    pub fn credentials(mut self, shared: Credentials) -> Self {
+        if let Policy::Fixed { credentials, .. } = &mut self {
+            *credentials = shared;
+        }
+        self
+    }
+
+    /// Whether `req` must bypass the cache because it says who its user is and the
+    /// policy does not let such requests share.
+    pub(crate) fn passes_credentials(&self, req: &request::Parts) -> bool {
+        matches!(
+            self,
+            Policy::Fixed {
+                credentials: Credentials::Pass,
+                ..
+            }
+        ) && (req.headers.contains_key(AUTHORIZATION) || req.headers.contains_key(COOKIE))
     }
 
     /// Whether responses are shared between users.
@@ -141,6 +192,7 @@ impl Policy {
                 fresh_for,
                 ttl,
                 statuses,
+                ..
             } => {
                 if !statuses.contains(&res.status) {
                     return Err("status not listed for storing");
@@ -148,8 +200,8 @@ impl Policy {
                 if directives.no_store || directives.private {
                     return Err("no-store or private");
                 }
-                if req.headers.contains_key(AUTHORIZATION) {
-                    return Err("request carries Authorization");
+                if self.passes_credentials(req) {
+                    return Err("request carries Cookie or Authorization");
                 }
                 let stale = ttl.saturating_sub(*fresh_for);
                 Ok(Lifetime {
@@ -180,18 +232,18 @@ fn rfc9111_lifetime(
         return Err("private response in a shared cache");
     }
     // http-cache-semantics treats proxy-revalidate as "never fresh"; it means "revalidate
-    // once stale", which `revalidate_when_stale` below enforces. It is asked for the
+    // once stale", which `revalidate_when_stale` below enforces. It drops delta values
+    // past a u64, so it reads them capped (`normalized`). It is asked for the
     // freshness lifetime with `Age` left out (it only reports the lifetime minus the
     // age, which hides the lifetime of a response that arrives stale); the age is read
     // here.
     let mut for_crate = response::Response::new(());
     *for_crate.status_mut() = res.status;
     let headers = for_crate.headers_mut();
-    *headers = if directives.proxy_revalidate {
-        without_directive(&res.headers, "proxy-revalidate")
-    } else {
-        res.headers.clone()
-    };
+    *headers = normalized(
+        &res.headers,
+        directives.proxy_revalidate.then_some("proxy-revalidate"),
+    );
     headers.remove(AGE);
     let now = SystemTime::now();
     let options = CacheOptions {

@@ -50,8 +50,9 @@
 //! A peer that cannot be reached, resets the connection or does not answer within
 //! the peer timeout is marked unhealthy for a while ([`PoolBuilder::unhealthy_for`])
 //! and its requests are served locally (by `Route`) or by the next peer on the ring
-//! (by `PoolClient`); then it is tried again. A request with a body that already
-//! went out cannot be replayed: its client gets a 502.
+//! (by `PoolClient`); then it is tried again. Only a bodiless request of a safe
+//! method (GET, HEAD, OPTIONS, TRACE) is sent again elsewhere; any other that already
+//! went out gets a 502, since the failed peer may have acted on it.
 //!
 //! # Metrics
 //!
@@ -358,7 +359,7 @@ pub fn request_url(parts: &request::Parts) -> Option<String> {
 
 /// What the ring hashes for a URL: scheme and host lowercased (clients that spell
 /// the host differently reach the same owner).
-fn ring_key(url: &str) -> String {
+pub(crate) fn ring_key(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -375,7 +376,7 @@ fn ring_key(url: &str) -> String {
 
 /// A peer's base URL in normal form: `scheme://host[:port][/path]`, lowercased, no
 /// default port, no trailing slash.
-fn normalize_peer(peer: &str) -> Result<String, PoolError> {
+pub(crate) fn normalize_peer(peer: &str) -> Result<String, PoolError> {
     let invalid = |reason: &str| PoolError::InvalidPeer {
         peer: peer.to_owned(),
         reason: reason.to_owned(),

@@ -13,20 +13,21 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use corral::{Entry, Source};
-use http::header::{AGE, AUTHORIZATION, CONTENT_LOCATION, LOCATION, RANGE};
+use http::header::{AGE, AUTHORIZATION, CONTENT_LOCATION, LOCATION, RANGE, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, request};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, RequestBodyError};
 use crate::builder::{HttpCacheBuilder, Shared};
 use crate::directives::RequestDirectives;
 use crate::fetch::{self, Erased, Fetched, Target, Upstream};
+use crate::framing;
 use crate::future::ResponseFuture;
 use crate::key::same_origin_get;
 use crate::policy::Serve;
-use crate::status::{self, CACHE_STATUS, CacheStatus, Forward, Report, X_CACHE};
+use crate::status::{self, CacheStatus, Forward, Report};
 use crate::stored::{Provenance, Stored, StoredResponse};
 use crate::vary::{VarySpec, variant_key};
 
@@ -100,7 +101,7 @@ where
     S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Default + Send + 'static,
+    B: http_body::Body + Default + Send + 'static,
     RB: http_body::Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
@@ -115,11 +116,22 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
+        let passes = if request.method() != Method::GET && request.method() != Method::HEAD {
+            Some(Report::new(CacheStatus::Bypass).forward(Forward::Method))
+        } else if !framing::is_empty(request.body()) || request.headers().contains_key(UPGRADE) {
+            // A GET or HEAD with a body (search APIs send them), or one asking to switch
+            // protocols, goes to the origin as it came: never answered from the cache,
+            // never collapsed, never stored.
+            let report = Report::new(CacheStatus::Bypass).forward(Forward::Request);
+            Some(report.detail("request has a body or asks to upgrade"))
+        } else {
+            None
+        };
+        if let Some(report) = passes {
             let (shared, inner) = (self.shared.clone(), self.inner.clone());
-            return ResponseFuture::upstream(
-                async move { pass_through(&shared, inner, request).await },
-            );
+            return ResponseFuture::upstream(async move {
+                pass_through(&shared, inner, request, report).await
+            });
         }
         // Everything a hit needs is borrowed; the shared state and the inner service
         // are cloned only for a request that goes upstream.
@@ -131,7 +143,8 @@ where
             Start::Look(lookup) => lookup,
             // only-if-cached: what the cache cannot answer is a 504, never a fetch.
             Start::Bypass(parts, _) if RequestDirectives::parse(&parts.headers).only_if_cached => {
-                return ResponseFuture::ready(shared.only_if_cached_miss());
+                let head = parts.method == Method::HEAD;
+                return ResponseFuture::ready(shared.only_if_cached_miss(head));
             }
             Start::Bypass(parts, report) => {
                 return ResponseFuture::upstream(solo(
@@ -150,7 +163,7 @@ where
                 ResponseFuture::ready(response)
             }
             Found::Alone(_) | Found::Forward if lookup.directives.only_if_cached => {
-                ResponseFuture::ready(shared.only_if_cached_miss())
+                ResponseFuture::ready(shared.only_if_cached_miss(lookup.head))
             }
             Found::Alone(why) => {
                 ResponseFuture::upstream(alone(shared.clone(), upstream(), lookup, why))
@@ -178,7 +191,7 @@ struct Lookup {
 }
 
 /// How a GET or HEAD starts: looked up, or sent past the cache (no key, `no-store`,
-/// `Range`).
+/// `Range`, credentials the policy does not share).
 enum Start {
     Look(Lookup),
     Bypass(request::Parts, Report),
@@ -207,7 +220,10 @@ impl Lookup {
             return bypass(parts, Forward::Bypass);
         };
         let directives = shared.policy.request_directives(&parts);
-        if directives.no_store || parts.headers.contains_key(RANGE) {
+        if directives.no_store
+            || parts.headers.contains_key(RANGE)
+            || shared.policy.passes_credentials(&parts)
+        {
             return bypass(parts, Forward::Request);
         }
         Start::Look(Lookup {
@@ -385,6 +401,7 @@ async fn forward(
                 return shared.error_response(
                     error.into(),
                     Report::new(CacheStatus::Miss).forward(forward),
+                    lookup.head,
                 );
             }
             Ok((Stored::Uncacheable, Source::Stored)) => {
@@ -401,7 +418,7 @@ async fn forward(
                         forward_status: Some(response.status()),
                         ..Report::new(status).forward(forward).detail("not shareable")
                     };
-                    return shared.finish(strip_body_if(lookup.head, response), report);
+                    return shared.finish(response, report, lookup.head);
                 }
                 if let Stored::ServerError(status) = outcome {
                     let report = Report {
@@ -496,10 +513,11 @@ async fn alone(
                     .forward(Forward::Bypass)
                     .detail(why)
             };
-            shared.finish(strip_body_if(head, response), report)
+            shared.finish(response, report, head)
         }
         Err(error) => {
-            shared.error_response(error, Report::new(CacheStatus::Miss).forward(Forward::Miss))
+            let report = Report::new(CacheStatus::Miss).forward(Forward::Miss);
+            shared.error_response(error, report, head)
         }
     }
 }
@@ -534,48 +552,59 @@ async fn solo(
                 forward_status: Some(response.status()),
                 ..report
             };
-            shared.finish(response, report)
+            shared.finish(response, report, head)
         }
-        Err(error) => shared.error_response(error, report),
+        Err(error) => shared.error_response(error, report, head),
     }
 }
 
-/// Forwards a request of another method, invalidating after a successful unsafe one.
-async fn pass_through<S, B, RB>(shared: &Shared, inner: S, request: Request<B>) -> Response<Body>
+/// Forwards a request the cache does not handle (another method, or a GET or HEAD
+/// with a body) with its body, framed by that body; invalidates after a successful
+/// unsafe one.
+async fn pass_through<S, B, RB>(
+    shared: &Shared,
+    inner: S,
+    request: Request<B>,
+    report: Report,
+) -> Response<Body>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
+    B: http_body::Body,
     RB: http_body::Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
+    let (mut parts, body) = request.into_parts();
+    framing::frame_request(&parts.method, &mut parts.headers, &body);
+    let head = parts.method == Method::HEAD;
+    let asked_upgrade = parts.headers.contains_key(UPGRADE);
     let unsafe_method =
-        [Method::POST, Method::PUT, Method::DELETE, Method::PATCH].contains(request.method());
+        [Method::POST, Method::PUT, Method::DELETE, Method::PATCH].contains(&parts.method);
     let changed = unsafe_method.then(|| {
         let mut copy = Request::new(());
-        *copy.method_mut() = request.method().clone();
-        *copy.uri_mut() = request.uri().clone();
-        *copy.headers_mut() = request.headers().clone();
+        *copy.method_mut() = parts.method.clone();
+        *copy.uri_mut() = parts.uri.clone();
+        *copy.headers_mut() = parts.headers.clone();
         copy.into_parts().0
     });
-    let report = Report::new(CacheStatus::Bypass).forward(Forward::Method);
-    let outcome: Result<_, BoxError> = inner.oneshot(request).await.map_err(Into::into);
+    let outcome: Result<_, BoxError> = inner
+        .oneshot(Request::from_parts(parts, body))
+        .await
+        .map_err(Into::into)
+        .and_then(|response| {
+            framing::check_switch(response.status(), asked_upgrade)?;
+            Ok(response)
+        });
     match outcome {
-        Ok(response) => {
+        Ok(mut response) => {
+            framing::drop_overridden_length(response.headers_mut());
             let succeeded = response.status().is_success() || response.status().is_redirection();
             if let Some(changed) = changed.filter(|_| succeeded) {
                 shared.invalidate_for(&changed, response.headers()).await;
             }
-            shared.finish(response.map(Body::streaming), report)
+            shared.finish(response.map(Body::streaming), report, head)
         }
-        Err(error) => shared.error_response(error, report),
-    }
-}
-
-fn strip_body_if(head: bool, response: Response<Body>) -> Response<Body> {
-    if head {
-        response.map(|_| Body::empty())
-    } else {
-        response
+        Err(error) => shared.error_response(error, report, head),
     }
 }
 
@@ -648,11 +677,24 @@ impl Shared {
         response
             .headers_mut()
             .insert(AGE, HeaderValue::from(stored.age(now).as_secs()));
-        self.finish(response, report)
+        self.finish(response, report, head)
     }
 
-    /// Adds the cache-status headers and counts the response.
-    pub(crate) fn finish(&self, mut response: Response<Body>, report: Report) -> Response<Body> {
+    /// Frames the response by its body (none when it answers a HEAD, whatever it
+    /// carried: an HTTP/2 server would send it), adds the cache-status headers and
+    /// counts it.
+    pub(crate) fn finish(
+        &self,
+        response: Response<Body>,
+        report: Report,
+        head: bool,
+    ) -> Response<Body> {
+        let (mut parts, mut body) = response.into_parts();
+        if head {
+            body = Body::empty();
+        }
+        framing::frame_response(parts.status, &mut parts.headers, &body, head);
+        let mut response = Response::from_parts(parts, body);
         if self.status_headers {
             report.write(&self.name, response.headers_mut());
         } else {
@@ -663,20 +705,29 @@ impl Shared {
         response
     }
 
-    /// A `502` or `504` for a failed upstream request.
-    fn error_response(&self, error: BoxError, report: Report) -> Response<Body> {
-        let timeout = is_timeout(&*error);
-        let (status, reason) = if timeout {
+    /// A `502` or `504` for a failed upstream request (a `400` when it failed because
+    /// the client's own request body could not be read).
+    fn error_response(&self, error: BoxError, report: Report, head: bool) -> Response<Body> {
+        let (status, reason) = if is_timeout(&*error) {
             (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+        } else if RequestBodyError::find(&*error).is_some() {
+            (
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read\n",
+            )
         } else {
             (StatusCode::BAD_GATEWAY, "upstream request failed\n")
         };
-        tracing::warn!(%error, status = status.as_u16(), "upstream request failed");
+        if status == StatusCode::BAD_REQUEST {
+            tracing::debug!(%error, "bad request body");
+        } else {
+            tracing::warn!(%error, status = status.as_u16(), "upstream request failed");
+        }
         let mut response = Body::text_response(status, reason);
         response
             .extensions_mut()
             .insert(UpstreamError(Arc::from(error)));
-        self.finish(response, report)
+        self.finish(response, report, head)
     }
 
     /// A waiter's answer when the fetch it waited on got a server error: that status,
@@ -684,11 +735,11 @@ impl Shared {
     fn origin_failed(&self, status: StatusCode, head: bool, report: Report) -> Response<Body> {
         let reason = format!("the origin answered {status} to the request this one waited on\n");
         let response = Body::text_response(status, reason);
-        self.finish(strip_body_if(head, response), report)
+        self.finish(response, report, head)
     }
 
     /// `only-if-cached` with nothing suitable stored: a 504 (RFC 9111 §5.2.1.7).
-    fn only_if_cached_miss(&self) -> Response<Body> {
+    fn only_if_cached_miss(&self, head: bool) -> Response<Body> {
         let response = Body::text_response(
             StatusCode::GATEWAY_TIMEOUT,
             "not in cache (only-if-cached)\n",
@@ -696,7 +747,7 @@ impl Shared {
         let report = Report::new(CacheStatus::Miss)
             .forward(Forward::Request)
             .detail("only-if-cached");
-        self.finish(response, report)
+        self.finish(response, report, head)
     }
 
     /// Invalidates what a successful unsafe request changed: its URL and its
@@ -717,18 +768,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// Adds the slots a served response fills in (`Age`, and the cache-status headers if
-/// they are on) to stored headers, so that serving a stored response never has to
-/// grow its header map.
-pub(crate) fn with_slots(mut headers: HeaderMap, status_headers: bool) -> HeaderMap {
-    headers.insert(AGE, HeaderValue::from_static("0"));
-    if status_headers {
-        headers.insert(X_CACHE, HeaderValue::from_static(""));
-        headers.append(CACHE_STATUS, HeaderValue::from_static(""));
-    }
-    headers
 }
 
 /// Whether an error (or one of its sources) is a timeout.

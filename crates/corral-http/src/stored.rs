@@ -13,7 +13,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::hop::remove_hop_by_hop;
 use crate::policy::Lifetime;
-use crate::status::{CacheStatus, Report};
+use crate::status::{CACHE_STATUS, CacheStatus, Report, X_CACHE};
 use crate::vary::VarySpec;
 
 /// An entry of the HTTP cache's engine, and what the waiters of one upstream fetch get.
@@ -99,6 +99,38 @@ impl Weigh for StoredResponse {
             .as_ref()
             .map_or(0, |(names, values)| names.len() * 24 + values.len());
         self.body.len() + headers + vary + std::mem::size_of::<StoredResponse>()
+    }
+}
+
+/// The headers a response of `status` is stored with: its end-to-end fields, a
+/// `Content-Length` that is the stored body's length (whatever the origin said; none
+/// for a status without content), and the slots a served response fills in (`Age`,
+/// and the cache-status headers if they are on), so serving it never grows the map.
+pub(crate) fn stored_headers(
+    status: StatusCode,
+    received: &HeaderMap,
+    body_length: usize,
+    status_headers: bool,
+) -> HeaderMap {
+    let mut headers = end_to_end(received);
+    frame_stored(status, &mut headers, body_length);
+    headers.insert(header::AGE, HeaderValue::from_static("0"));
+    if status_headers {
+        headers.insert(X_CACHE, HeaderValue::from_static(""));
+        headers.append(CACHE_STATUS, HeaderValue::from_static(""));
+    }
+    headers
+}
+
+/// Makes stored headers describe the stored body: no hop-by-hop fields, and a
+/// `Content-Length` that is the body's length (none for a status without content).
+/// Applied to what is stored, and to what is read back from a shared tier.
+pub(crate) fn frame_stored(status: StatusCode, headers: &mut HeaderMap, body_length: usize) {
+    remove_hop_by_hop(headers);
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        headers.remove(header::CONTENT_LENGTH);
+    } else {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_length));
     }
 }
 
@@ -316,6 +348,25 @@ mod tests {
         let links: Vec<_> = h.get_all("link").iter().collect();
         assert_eq!(links, ["</a>; rel=preload", "</b>; rel=preload"]);
         assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_stored_length_is_the_stored_body_s_whatever_the_origin_said() {
+        let received = headers(&[
+            ("content-length", "0"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "1"),
+        ]);
+        let h = stored_headers(StatusCode::OK, &received, 1234, false);
+        assert_eq!(
+            h.get_all("content-length").iter().collect::<Vec<_>>(),
+            ["1234"]
+        );
+        assert!(!h.contains_key("transfer-encoding"));
+        assert_eq!(h.get("x-kept").unwrap(), "1");
+        let h = stored_headers(StatusCode::NO_CONTENT, &received, 0, true);
+        assert!(!h.contains_key("content-length"));
+        assert!(h.contains_key("x-cache") && h.contains_key("age"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
 use crate::policy::Lifetime;
-use crate::stored::{Provenance, StoredResponse};
+use crate::stored::{Provenance, StoredResponse, frame_stored};
 use crate::vary::VarySpec;
 
 #[derive(Serialize, Deserialize)]
@@ -85,8 +85,12 @@ impl<'de> Deserialize<'de> for StoredResponse {
             let value = HeaderValue::from_maybe_shared(value).map_err(D::Error::custom)?;
             headers.append(name, value);
         }
+        let status = StatusCode::from_u16(wire.status).map_err(D::Error::custom)?;
+        // What another server (or anyone who can write to Redis) stored is framed
+        // again here: a length that disagrees with the body is never replayed.
+        frame_stored(status, &mut headers, wire.body.len());
         Ok(StoredResponse {
-            status: StatusCode::from_u16(wire.status).map_err(D::Error::custom)?,
+            status,
             headers,
             body: wire.body,
             stored_at: from_wall(wire.stored_at_unix_ms),
@@ -192,5 +196,39 @@ mod tests {
             Stored::Uncacheable
         ));
         assert!(Codec::<Stored>::decode(&MessagePack, b"\x92\x01\x02").is_err());
+    }
+
+    #[test]
+    fn a_record_whose_length_disagrees_with_its_body_is_framed_by_the_body() {
+        let mut headers = HeaderMap::new();
+        headers.append("content-length", HeaderValue::from_static("0"));
+        headers.append("transfer-encoding", HeaderValue::from_static("chunked"));
+        let hostile = StoredResponse {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\nsmuggled"),
+            stored_at: Instant::now(),
+            lifetime: Lifetime {
+                initial_age: Duration::ZERO,
+                fresh_for: Duration::from_secs(60),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                revalidate_when_stale: false,
+                always_revalidate: false,
+                keep_for: Duration::from_secs(60),
+            },
+            vary: None,
+            provenance: Provenance::Fetched,
+            hit_headers: Default::default(),
+        };
+        let bytes = MessagePack
+            .encode(&Stored::Response(Arc::new(hostile)))
+            .unwrap();
+        let Stored::Response(back) = MessagePack.decode(&bytes).unwrap() else {
+            panic!("a response comes back as a response")
+        };
+        let lengths: Vec<_> = back.headers.get_all("content-length").iter().collect();
+        assert_eq!(lengths, ["27"]);
+        assert!(!back.headers.contains_key("transfer-encoding"));
     }
 }

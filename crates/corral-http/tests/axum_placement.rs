@@ -115,3 +115,90 @@ async fn a_post_to_the_app_invalidates_the_cached_get() {
         "the POST invalidated it"
     );
 }
+
+/// An app that greets the user its session cookie names, slowly, and sets no
+/// `Cache-Control` (as apps behind a fixed-lifetime cache do).
+fn personal_app(calls: Arc<AtomicUsize>, policy: Policy, key_by_cookie: bool) -> Router {
+    let mut cache = HttpCache::builder().policy(policy);
+    if key_by_cookie {
+        cache = cache.key(|parts| {
+            let cookie = parts.headers.get("cookie")?.to_str().ok()?;
+            Some(format!("{} {cookie}", corral_http::default_key(parts)?))
+        });
+    }
+    Router::new()
+        .route(
+            "/me",
+            get(move |headers: http::HeaderMap| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let user = headers
+                        .get("cookie")
+                        .and_then(|c| c.to_str().ok())
+                        .unwrap_or("session=anonymous")
+                        .to_owned();
+                    format!("hello {user}")
+                }
+            }),
+        )
+        .layer(cache.layer().unwrap())
+}
+
+/// Twenty users at once, each asking twice; what each got.
+async fn twenty_users(base: &str) -> Vec<(String, String)> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let users: Vec<_> = (0..20)
+        .map(|user| {
+            let (client, url) = (client.clone(), format!("{base}/me"));
+            tokio::spawn(async move {
+                let mut pages = Vec::new();
+                for _ in 0..2 {
+                    let request = http::Request::get(&url)
+                        .header("cookie", format!("session={user}"))
+                        .body(Full::default())
+                        .unwrap();
+                    let response = client.request(request).await.unwrap();
+                    let body = response.into_body().collect().await.unwrap().to_bytes();
+                    pages.push((
+                        format!("hello session={user}"),
+                        String::from_utf8(body.to_vec()).unwrap(),
+                    ));
+                }
+                pages
+            })
+        })
+        .collect();
+    let mut pages = Vec::new();
+    for user in users {
+        pages.extend(user.await.unwrap());
+    }
+    pages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_a_fixed_lifetime_users_with_cookies_never_get_one_another_s_page() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let policy = Policy::fixed(Duration::from_secs(60), Duration::from_secs(60));
+    let base = serve(personal_app(calls.clone(), policy, false)).await;
+    for (expected, got) in twenty_users(&base).await {
+        assert_eq!(got, expected);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        40,
+        "each request with a cookie went to the app alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_cookie_in_the_key_each_user_s_page_is_shared_with_that_user_only() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let policy = Policy::fixed(Duration::from_secs(60), Duration::from_secs(60))
+        .credentials(corral_http::Credentials::Share);
+    let base = serve(personal_app(calls.clone(), policy, true)).await;
+    for (expected, got) in twenty_users(&base).await {
+        assert_eq!(got, expected);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 20, "one call per user");
+}

@@ -448,3 +448,55 @@ async fn ages_and_lifetimes_too_large_to_represent_count_as_2_to_the_31_seconds(
     }
     assert_eq!(origin.count("/forever"), 1);
 }
+
+#[tokio::test]
+async fn directive_values_past_any_integer_type_count_as_2_to_the_31_seconds() {
+    const HUGE: &str = "99999999999999999999999999";
+    let origin = Origin::start().await;
+    for (path, cache_control) in [
+        ("/max-age", format!("max-age={HUGE}")),
+        ("/s-maxage", format!("s-maxage={HUGE}")),
+        (
+            "/stale",
+            format!("max-age=60, stale-while-revalidate={HUGE}, stale-if-error={HUGE}"),
+        ),
+    ] {
+        origin.route(path, move |_, _| {
+            Reply::ok("kept").header("cache-control", &cache_control)
+        });
+    }
+    origin.route("/aged", |_, _| {
+        Reply::ok("aged")
+            .header("cache-control", &format!("max-age={HUGE}"))
+            .header("age", HUGE)
+    });
+    let cache = cached(HttpCache::builder());
+    for path in ["/max-age", "/s-maxage", "/stale"] {
+        let url = origin.url(path);
+        assert_eq!(get(&cache, &url).await.x_cache(), "MISS", "{path}");
+        let hit = get(&cache, &url).await;
+        assert_eq!(hit.x_cache(), "HIT", "{path}: stored");
+        let ttl = ttl_of(hit.header("cache-status"))
+            .unwrap_or_else(|| panic!("{path}: {}", hit.header("cache-status")));
+        assert!((0..=2_147_483_648).contains(&ttl), "{path}: ttl {ttl}");
+    }
+    // As old as it may be fresh: stale, and its ttl says so without overflowing.
+    let aged = get(&cache, &origin.url("/aged")).await;
+    assert_eq!(aged.header("age"), "2147483648");
+    let status = aged.header("cache-status");
+    assert!(
+        ttl_of(status).is_some_and(|ttl| (-1..=0).contains(&ttl)),
+        "{status}"
+    );
+}
+
+/// The `ttl` parameter of a `Cache-Status` value.
+fn ttl_of(cache_status: &str) -> Option<i64> {
+    cache_status
+        .split("ttl=")
+        .nth(1)?
+        .split(';')
+        .next()?
+        .parse()
+        .ok()
+}

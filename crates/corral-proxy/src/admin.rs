@@ -12,7 +12,9 @@
 //! | `PUT /peers` | replaces the pool's members: a JSON array of base URLs |
 //!
 //! With an `admin-token` (required when the API is not on loopback), every route but
-//! the two health checks needs `Authorization: Bearer <token>`.
+//! the two health checks needs `Authorization: Bearer <token>`. Without one, those
+//! routes answer only requests addressed to an IP address or `localhost` (a `Host`
+//! of any other name is a web page's request through DNS rebinding: `403`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +59,13 @@ pub fn router(admin: Arc<Admin>) -> Router {
 
 async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
     let Some(token) = admin.token.as_deref() else {
+        if !addressed_directly(request.headers()) {
+            return (
+                StatusCode::FORBIDDEN,
+                "without an admin-token, the admin API answers only requests to an IP address or localhost\n",
+            )
+                .into_response();
+        }
         return next.run(request).await;
     };
     let presented = request
@@ -75,6 +84,23 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
         )
             .into_response(),
     }
+}
+
+/// Whether a request names the admin API by address (or `localhost`), as its own
+/// tools do, rather than by a name a browser was pointed at.
+fn addressed_directly(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 async fn ready(State(admin): State<Arc<Admin>>) -> Response {

@@ -6,10 +6,16 @@
 //! literal, or every address its name resolves to) inside a CIDR. The check is made
 //! again when connecting ([`AllowResolver`]), on the addresses actually dialled, so a
 //! name cannot be re-pointed between the check and the connection.
+//!
+//! A name rule never reaches an internal address ([`is_internal`]: loopback,
+//! unspecified, link-local, the cloud metadata endpoints), whatever the name resolves
+//! to (`localhost`, `0x7f000001`, a DNS record pointing at 127.0.0.1), unless a CIDR
+//! rule allows that address too. An empty list allows every host (a proxy on loopback
+//! for one user); the proxy's own listeners are refused in every case, by the dialler.
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,6 +36,36 @@ struct NameRule {
 pub struct AllowList {
     names: Vec<NameRule>,
     nets: Vec<IpNet>,
+}
+
+/// Why the proxy will not connect somewhere: the allow-list forbids it, or it is the
+/// proxy itself. Carried inside the connection error, so the client gets a 403.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Forbidden(pub String);
+
+impl Forbidden {
+    /// As the error a connector returns.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::PermissionDenied, self)
+    }
+
+    /// The `Forbidden` behind `error` (itself or one of its sources), looking inside
+    /// the I/O errors that carry it (whose `source` skips what they wrap).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Forbidden> {
+        let mut current = Some(error);
+        while let Some(error) = current {
+            let wrapped = error
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<Forbidden>());
+            if let Some(found) = error.downcast_ref::<Forbidden>().or(wrapped) {
+                return Some(found);
+            }
+            current = error.source();
+        }
+        None
+    }
 }
 
 /// Whether a request may go to its target.
@@ -88,6 +124,21 @@ impl AllowList {
         self.names.is_empty() && self.nets.is_empty()
     }
 
+    /// Whether the rules let any host through: none at all, a glob of wildcards only
+    /// (`*`, `*.*`), or CIDRs that together cover every IPv4 or every IPv6 address
+    /// (`0.0.0.0/0`; `0.0.0.0/1` and `128.0.0.0/1`; `::/0`).
+    pub fn allows_everything(&self) -> bool {
+        self.is_open()
+            || self.names.iter().any(|rule| {
+                rule.pattern
+                    .bytes()
+                    .all(|b| matches!(b, b'*' | b'?' | b'.'))
+            })
+            || IpNet::aggregate(&self.nets)
+                .iter()
+                .any(|net| net.prefix_len() == 0)
+    }
+
     /// Whether a host name (not an address) matches a name rule. Port 0 matches rules
     /// of any port (the resolver sees names without ports; the port was checked first).
     pub fn allows_name(&self, host: &str, port: u16) -> bool {
@@ -98,8 +149,10 @@ impl AllowList {
             })
     }
 
-    /// Whether an address is inside an allowed CIDR.
+    /// Whether an address is inside an allowed CIDR (an IPv4-mapped IPv6 address
+    /// counts as its IPv4 address).
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.is_open() || self.nets.iter().any(|net| net.contains(&ip))
     }
 
@@ -125,24 +178,61 @@ impl AllowList {
         }
     }
 
-    /// The addresses of `host` the proxy may connect to: all of them if its name is
-    /// allowed, else those inside allowed CIDRs.
+    /// The addresses of `host` the proxy may connect to: all of them if the list is
+    /// empty; those inside allowed CIDRs; and if a name rule allows the name, every
+    /// other address that is not internal.
     pub async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-        if self.allows_name(host, port) {
+        if self.is_open() {
             return Ok(addrs);
         }
+        let by_name = self.allows_name(host, port);
         let allowed: Vec<SocketAddr> = addrs
             .into_iter()
-            .filter(|a| self.allows_ip(a.ip()))
+            .filter(|a| self.allows_ip(a.ip()) || by_name && !is_internal(a.ip()))
             .collect();
         if allowed.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("{host} resolves only to addresses the allow-list forbids"),
-            ));
+            return Err(Forbidden(format!(
+                "{host} resolves only to addresses the allow-list forbids"
+            ))
+            .into_io());
         }
         Ok(allowed)
+    }
+}
+
+/// Addresses a name rule never reaches unless a CIDR rule allows them: loopback,
+/// unspecified (`0.0.0.0` dials the host itself), link-local (169.254.169.254 is the
+/// AWS, GCP and Azure metadata service), the other clouds' metadata endpoints (and
+/// Azure's wire server), and IPv6 forms that carry an internal IPv4 address (mapped,
+/// NAT64 `64:ff9b::/96`, 6to4 `2002::/16`).
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.octets()[0] == 0
+                || [
+                    Ipv4Addr::new(100, 100, 100, 200),
+                    Ipv4Addr::new(192, 0, 0, 192),
+                    Ipv4Addr::new(168, 63, 129, 16),
+                ]
+                .contains(&v4)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                is_internal(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+            };
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (s[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7])
+                || s[0] == 0x2002 && embedded(s[1], s[2])
+        }
     }
 }
 
@@ -155,17 +245,18 @@ fn verdict(allowed: bool) -> Verdict {
 }
 
 /// Matches `text` against a pattern where `*` is any run of characters and `?` one.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
+        // A `*` in the pattern is a wildcard even where the text has a `*` too.
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -225,6 +316,8 @@ mod tests {
         assert!(glob("api-?.example.com", "api-1.example.com"));
         assert!(!glob("api-?.example.com", "api-10.example.com"));
         assert!(glob("*", "anything"));
+        assert!(glob("*", "**"));
+        assert!(glob("*.example.com", "*x.example.com"));
     }
 
     #[test]
@@ -247,6 +340,78 @@ mod tests {
             let err = AllowList::parse(&[bad.to_string()]).unwrap_err();
             assert!(err.contains(bad) || bad.is_empty(), "{err}");
         }
+    }
+
+    #[test]
+    fn wildcards_and_zero_length_prefixes_allow_everything() {
+        for open in [
+            &[][..],
+            &["*"],
+            &["*.*"],
+            &["*:443"],
+            &["0.0.0.0/0"],
+            &["::/0"],
+            &["0.0.0.0/1", "128.0.0.0/1"],
+        ] {
+            assert!(list(open).allows_everything(), "{open:?}");
+        }
+        for narrow in [&["*.example.com"][..], &["10.0.0.0/8"], &["example.com"]] {
+            assert!(!list(narrow).allows_everything(), "{narrow:?}");
+        }
+    }
+
+    #[test]
+    fn internal_addresses_in_every_spelling() {
+        for internal in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "169.254.169.254",
+            "100.100.100.200",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "168.63.129.16",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in [
+            "93.184.216.34",
+            "10.0.0.1",
+            "2001:db8::1",
+            "64:ff9b::5db8:d822",
+        ] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_count_as_their_ipv4_address() {
+        let l = list(&["127.0.0.0/8"]);
+        assert!(l.allows_ip("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!list(&["10.0.0.0/8"]).allows_ip("::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_name_rule_never_reaches_loopback_unless_a_cidr_allows_it() {
+        let names = list(&["localhost", "*"]);
+        let refused = names.resolve("localhost", 80).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+        assert!(Forbidden::find(&refused).is_some());
+        let with_cidr = list(&["localhost", "127.0.0.0/8", "::1/128"]);
+        assert!(!with_cidr.resolve("localhost", 80).await.unwrap().is_empty());
+        assert!(
+            !AllowList::default()
+                .resolve("localhost", 80)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -71,6 +71,15 @@ pub struct Options {
     /// Allow a host, glob (*.example.com) or CIDR (10.0.0.0/8); repeat for more.
     #[arg(long)]
     pub allow: Vec<String>,
+    /// Fetch from any host for anyone: allow an open forward proxy off loopback [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub open_proxy: Option<bool>,
+    /// Clients whose X-Forwarded-* fields are believed (CIDRs or addresses), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// This proxy's pseudonym in Via, to detect loops [default: corral-<random>].
+    #[arg(long)]
+    pub via: Option<String>,
     /// Serve the admin API [default: true].
     #[arg(long, value_name = "BOOL")]
     pub admin: Option<bool>,
@@ -136,6 +145,9 @@ impl Options {
         let text = |v: &Option<String>| v.clone().map(Value::String);
         let number =
             |v: Option<u64>| v.map(|n| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        let list = |v: &[String]| {
+            (!v.is_empty()).then(|| Value::Array(v.iter().cloned().map(Value::String).collect()))
+        };
         put("listen", text(&self.listen));
         put("upstream", text(&self.upstream));
         put("host", text(&self.host));
@@ -155,14 +167,10 @@ impl Options {
             "cache-status-header",
             self.cache_status_header.map(Value::Boolean),
         );
-        if !self.allow.is_empty() {
-            put(
-                "allow",
-                Some(Value::Array(
-                    self.allow.iter().cloned().map(Value::String).collect(),
-                )),
-            );
-        }
+        put("allow", list(&self.allow));
+        put("open-proxy", self.open_proxy.map(Value::Boolean));
+        put("trusted-proxies", list(&self.trusted_proxies));
+        put("via", text(&self.via));
         put("admin", self.admin.map(Value::Boolean));
         put("admin-listen", text(&self.admin_listen));
         put("admin-token", text(&self.admin_token));
@@ -172,14 +180,7 @@ impl Options {
         put("max-header-bytes", text(&self.max_header_bytes));
         put("header-read-timeout", text(&self.header_read_timeout));
         put("max-connections", number(self.max_connections));
-        if !self.peers.is_empty() {
-            put(
-                "peers",
-                Some(Value::Array(
-                    self.peers.iter().cloned().map(Value::String).collect(),
-                )),
-            );
-        }
+        put("peers", list(&self.peers));
         put("peer-self", text(&self.peer_self));
         put("peer-secret", text(&self.peer_secret));
         put("peer-timeout", text(&self.peer_timeout));

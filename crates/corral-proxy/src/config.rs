@@ -30,6 +30,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What `check-config` prints for a secret that is set.
+const HIDDEN: &str = "(set, not shown)";
+
+/// The shortest admin token accepted: 16 bytes.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
 /// How a reverse proxy sets the `Host` of upstream requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -179,14 +185,33 @@ pub struct Config {
     /// Add `X-Cache` and `Cache-Status` to responses. Default `true`.
     pub cache_status_header: bool,
     /// A forward proxy's allow-list: host names (`example.com`, optionally `:port`),
-    /// globs (`*.example.com`) and CIDRs (`10.0.0.0/8`). Empty (default): any host,
-    /// which is refused unless the proxy listens on loopback only.
+    /// globs (`*.example.com`) and CIDRs (`10.0.0.0/8`). A name rule never reaches
+    /// loopback, link-local or cloud-metadata addresses unless a CIDR rule allows
+    /// them too. Empty (default): any host, which (like `*` or `0.0.0.0/0`) is
+    /// refused unless the proxy listens on loopback only or `open-proxy` is set.
     pub allow: Vec<String>,
+    /// Run a forward proxy that fetches from any host for any client that can reach
+    /// it (an `allow` list that allows everything, on a non-loopback listener).
+    /// Default `false`: such a configuration is refused.
+    pub open_proxy: bool,
+    /// Clients whose forwarding fields (`X-Forwarded-For`, `X-Forwarded-Host`,
+    /// `Forwarded`, `X-Original-URL`, ...) are believed and passed on: the load
+    /// balancers in front of this proxy, as CIDRs or addresses. From other clients
+    /// they are dropped (`X-Forwarded-For` restarts at the client's address). Default
+    /// empty: no client is trusted.
+    pub trusted_proxies: Vec<String>,
+    /// This proxy's name in `Via`, by which it also recognises a request that looped
+    /// back to it (answered `508 Loop Detected`): give each proxy (each peer of a
+    /// pool) a name of its own. Default: `corral-` and random hex, new for each
+    /// process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Serve the admin API (metrics, health, purge, stats). Default `true`.
     pub admin: bool,
     /// Where the admin API listens. Default `127.0.0.1:9090`.
     pub admin_listen: SocketAddr,
-    /// The bearer token the admin API requires (required when it is not on loopback).
+    /// The bearer token the admin API requires (required when it is not on loopback;
+    /// at least 16 bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
     /// `text` (default) or `json`.
@@ -246,6 +271,9 @@ impl Default for Config {
             upstream_ca_file: None,
             cache_status_header: true,
             allow: Vec::new(),
+            open_proxy: false,
+            trusted_proxies: Vec::new(),
+            via: None,
             admin: true,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             admin_token: None,
@@ -298,12 +326,28 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         self.origin()?;
-        AllowList::parse(&self.allow).map_err(ConfigError::Invalid)?;
-        if self.upstream.is_none() && self.allow.is_empty() && !self.listen.ip().is_loopback() {
+        let allow = AllowList::parse(&self.allow).map_err(ConfigError::Invalid)?;
+        if self.upstream.is_none()
+            && allow.allows_everything()
+            && !self.listen.ip().is_loopback()
+            && !self.open_proxy
+        {
             return invalid(format!(
                 "refusing to run an open proxy: a forward proxy listening on {} (not loopback) needs an \
-                 `allow` list (hosts, globs or CIDRs); or listen on 127.0.0.1",
+                 `allow` list (hosts, globs or CIDRs) that does not allow every host; or listen on \
+                 127.0.0.1; or set `open-proxy = true` if fetching anything for anyone is the intent",
                 self.listen
+            ));
+        }
+        self.trusted_networks()?;
+        crate::forwarded::Forwarding::new(self.via.as_deref()).map_err(ConfigError::Invalid)?;
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|token| token.len() < MIN_ADMIN_TOKEN)
+        {
+            return invalid(format!(
+                "`admin-token` must be at least {MIN_ADMIN_TOKEN} bytes (e.g. `openssl rand -hex 16`)"
             ));
         }
         if self.admin
@@ -364,6 +408,23 @@ impl Config {
         Ok(())
     }
 
+    /// `trusted-proxies` as networks.
+    pub fn trusted_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|rule| {
+                let rule = rule.trim();
+                rule.parse::<ipnet::IpNet>()
+                    .or_else(|_| rule.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "trusted-proxies: `{rule}` is not an address or a CIDR"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
     /// The reverse proxy's origin, if this is one.
     pub fn origin(&self) -> Result<Option<Origin>, ConfigError> {
         let Some(upstream) = &self.upstream else {
@@ -394,10 +455,10 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         if shown.peer_secret.is_some() {
-            shown.peer_secret = Some("(set)".to_owned());
+            shown.peer_secret = Some(HIDDEN.to_owned());
         }
         if shown.admin_token.is_some() {
-            shown.admin_token = Some("(set)".to_owned());
+            shown.admin_token = Some(HIDDEN.to_owned());
         }
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
@@ -464,10 +525,49 @@ mod tests {
         assert!(
             Config::load(
                 None,
-                table("admin-listen = \"0.0.0.0:9090\"\nadmin-token = \"s3cret\"")
+                table("admin-listen = \"0.0.0.0:9090\"\nadmin-token = \"0123456789abcdef\"")
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn an_allow_list_that_allows_everything_is_an_open_proxy_too() {
+        for allow in ["[\"*\"]", "[\"0.0.0.0/0\"]", "[\"::/0\", \"example.com\"]"] {
+            let err = Config::load(
+                None,
+                table(&format!("listen = \"0.0.0.0:8080\"\nallow = {allow}")),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("open-proxy"), "{allow}: {err}");
+        }
+        assert!(
+            Config::load(
+                None,
+                table("listen = \"0.0.0.0:8080\"\nallow = [\"*\"]\nopen-proxy = true")
+            )
+            .is_ok(),
+            "said explicitly"
+        );
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let err = Config::load(None, table("admin-token = \"s3cret\"")).unwrap_err();
+        assert!(err.to_string().contains("16 bytes"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_and_via_are_checked() {
+        let c = Config::load(
+            None,
+            table("trusted-proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nvia = \"edge-1\""),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_networks().unwrap().len(), 2);
+        let err = Config::load(None, table("trusted-proxies = [\"lb.example\"]")).unwrap_err();
+        assert!(err.to_string().contains("lb.example"), "{err}");
+        assert!(Config::load(None, table("via = \"two words\"")).is_err());
     }
 
     #[test]
@@ -501,12 +601,12 @@ mod tests {
     fn the_effective_configuration_reads_back_and_hides_the_token() {
         let c = Config::load(
             None,
-            table("upstream = \"https://origin.example\"\nadmin-token = \"t\""),
+            table("upstream = \"https://origin.example\"\nadmin-token = \"0123456789abcdef\""),
         )
         .unwrap();
         let printed = c.to_toml();
         assert!(printed.contains("upstream = \"https://origin.example\""));
-        assert!(printed.contains("admin-token = \"(set)\""));
+        assert!(printed.contains("admin-token = \"(set, not shown)\""));
         assert!(printed.contains("connect-timeout = \"5s\""));
         let again = Config::load(None, printed.parse().unwrap()).unwrap();
         assert_eq!(again.upstream, c.upstream);

@@ -26,7 +26,11 @@ mod admin;
 pub mod allow;
 pub mod cli;
 pub mod config;
+mod dial;
 mod forwarded;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proxy;
 mod server;
 pub mod telemetry;
@@ -44,6 +48,7 @@ use tokio::net::TcpListener;
 pub use config::Config;
 
 use crate::allow::AllowList;
+use crate::dial::Listeners;
 use crate::proxy::Proxy;
 
 /// A proxy whose listeners are bound: ready to [`serve`](Bound::serve).
@@ -65,16 +70,27 @@ impl Bound {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin_listener = if config.admin {
+            Some(
+                TcpListener::bind(config.admin_listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?,
+            )
+        } else {
+            None
+        };
         let self_url = match &config.peer_self {
             Some(url) => url.clone(),
             None => format!("http://{}", server::bound(&listener)),
         };
-        let proxy = Arc::new(Proxy::new(&config, allow, &self_url)?);
+        let listeners = Listeners::new(
+            std::iter::once(&listener)
+                .chain(&admin_listener)
+                .map(server::bound),
+        );
+        let proxy = Arc::new(Proxy::new(&config, allow, listeners, &self_url)?);
         let ready = Arc::new(AtomicBool::new(true));
-        let admin = if config.admin {
-            let listener = TcpListener::bind(config.admin_listen)
-                .await
-                .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
+        let admin = if let Some(listener) = admin_listener {
             let router = admin::router(Arc::new(admin::Admin {
                 cache: proxy.cache(),
                 pool: proxy.pool().cloned(),

@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HeaderValue;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -23,12 +22,11 @@ use metrics::{Counter, Gauge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use corral_http::CacheStatus;
+use corral_http::{Body, CacheStatus};
 
 use crate::access_log::{Entry, Logged};
 use crate::config::Config;
-use crate::forwarded::client_ip;
-use crate::proxy::Proxy;
+use crate::proxy::{Client, Proxy};
 
 /// Counters of the server, by response status class.
 struct ServerMetrics {
@@ -49,7 +47,7 @@ impl ServerMetrics {
 /// What every request of one connection shares.
 struct Connection {
     proxy: Arc<Proxy>,
-    client_ip: HeaderValue,
+    client: Client,
     access_log: bool,
     metrics: Arc<ServerMetrics>,
 }
@@ -63,7 +61,13 @@ impl Connection {
                 Instant::now(),
             )
         });
-        let response = self.proxy.handle(request, &self.client_ip).await;
+        let head = request.method() == Method::HEAD;
+        let mut response = self.proxy.handle(request, &self.client).await;
+        if head {
+            // No response to a HEAD has a body, the proxy's own refusals included (an
+            // HTTP/2 connection would send it).
+            *response.body_mut() = Body::empty();
+        }
         let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
         self.metrics.responses[class].increment(1);
         let entry = entry.map(|(method, uri, started)| Entry {
@@ -129,7 +133,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let connection = Arc::new(Connection {
             proxy: proxy.clone(),
-            client_ip: client_ip(addr),
+            client: proxy.client(addr),
             access_log,
             metrics: metrics.clone(),
         });
@@ -175,14 +179,16 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// without consuming them.
 async fn protocol_known(stream: &TcpStream) -> std::io::Result<()> {
     let mut start = [0u8; H2_PREFACE.len()];
+    let mut pause = Duration::from_millis(5);
     loop {
         let n = stream.peek(&mut start).await?;
         if n == 0 || n == start.len() || start[..n] != H2_PREFACE[..n] {
             return Ok(());
         }
         // A part of the preface: wait for more (peek returns at once while the
-        // bytes it saw are unread).
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // bytes it saw are unread), less and less often for a client that stalls.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

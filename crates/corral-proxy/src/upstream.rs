@@ -1,7 +1,13 @@
 //! The origin client: pooled connections over HTTP/1.1 and HTTP/2 (by ALPN for HTTPS,
 //! or h2c when configured), TLS by rustls, a connect timeout, a response timeout, a
 //! bound on requests in flight (each holds its place until its response body is
-//! read or dropped), and resolution through the allow-list.
+//! read or dropped), resolution through the allow-list, and never a connection to
+//! the proxy's own listeners ([`Dialer`]).
+//!
+//! A bodiless GET or HEAD that fails on a reused connection before its response came
+//! (the origin closed the idle connection as the request went out, without saying so)
+//! is sent once more on a new connection, as nginx does; a request with a body never
+//! is, nor one that failed on a fresh connection.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -12,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use corral_http::{Body, BoxError};
 use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -26,9 +32,10 @@ use tower::{Service, ServiceExt};
 
 use crate::allow::{AllowList, AllowResolver};
 use crate::config::Config;
-use crate::forwarded::prepare_response;
+use crate::dial::{Delivered, Dialer, Listeners};
+use crate::forwarded::Forwarding;
 
-type OriginClient = Client<HttpsConnector<HttpConnector<AllowResolver>>, Body>;
+type OriginClient = Client<HttpsConnector<Dialer<HttpConnector<AllowResolver>>>, Body>;
 
 /// The origin client: cheap to clone (one reference count), so the cache can hold one
 /// per request without copying the connection pool's handles.
@@ -39,13 +46,21 @@ pub struct Upstream {
 
 struct Inner {
     client: OriginClient,
+    /// The same client without a pool: every request on a new connection (retries).
+    fresh: OriginClient,
     /// One permit per request in flight, from its sending to its body's end.
     in_flight: Arc<Semaphore>,
     response_timeout: Duration,
+    forwarding: Forwarding,
 }
 
 impl Upstream {
-    pub fn new(config: &Config, allow: Arc<AllowList>) -> Result<Upstream, BoxError> {
+    pub fn new(
+        config: &Config,
+        allow: Arc<AllowList>,
+        listeners: Arc<Listeners>,
+        forwarding: Forwarding,
+    ) -> Result<Upstream, BoxError> {
         let mut http = HttpConnector::new_with_resolver(AllowResolver::new(allow));
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
@@ -62,22 +77,55 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .http2_only(config.upstream_http2)
-            .build(connector);
+            .wrap_connector(Dialer::new(http, listeners));
+        let client = |max_idle| {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(max_idle)
+                .http2_only(config.upstream_http2)
+                .build(connector.clone())
+        };
         Ok(Upstream {
             inner: Arc::new(Inner {
-                client,
+                client: client(1024),
+                fresh: client(0),
                 in_flight: Arc::new(Semaphore::new(config.max_upstream_connections)),
                 response_timeout: config.response_timeout,
+                forwarding,
             }),
         })
     }
+}
+
+/// Whether a request failed on a reused connection before its response arrived: the
+/// connection was closed or reset under it, after delivering earlier responses.
+fn failed_on_reused(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let reused = error
+        .connect_info()
+        .and_then(Delivered::of)
+        .is_some_and(|delivered| delivered.any());
+    let closed = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<hyper::Error>())
+        .is_some_and(|hyper| {
+            hyper.is_incomplete_message()
+                || std::error::Error::source(hyper)
+                    .and_then(|io| io.downcast_ref::<std::io::Error>())
+                    .is_some_and(|io| {
+                        matches!(
+                            io.kind(),
+                            std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::BrokenPipe
+                                | std::io::ErrorKind::UnexpectedEof
+                        )
+                    })
+        });
+    reused && closed
 }
 
 /// The public roots, plus those of `ca_file`.
@@ -115,18 +163,38 @@ impl Service<Request<Body>> for Upstream {
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move {
+            // A copy to send again, for the requests that may be.
+            let (parts, body) = request.into_parts();
+            let again = (matches!(parts.method, Method::GET | Method::HEAD)
+                && http_body::Body::is_end_stream(&body))
+            .then(|| parts.clone());
+            let request = Request::from_parts(parts, body);
             // Waiting for a place counts against the response timeout.
             let sent = async {
                 let permit = inner.in_flight.clone().acquire_owned().await?;
-                let response = inner.client.clone().oneshot(request).await?;
+                let response = match inner.client.clone().oneshot(request).await {
+                    Err(error) if again.is_some() && failed_on_reused(&error) => {
+                        tracing::debug!(%error, "origin closed a reused connection; sending again");
+                        let parts = again.unwrap_or_else(|| unreachable!("guarded"));
+                        inner
+                            .fresh
+                            .clone()
+                            .oneshot(Request::from_parts(parts, Body::empty()))
+                            .await?
+                    }
+                    sent => sent?,
+                };
                 Ok::<_, BoxError>((permit, response))
             };
             let (permit, response) = tokio::time::timeout(inner.response_timeout, sent).await??;
+            if let Some(delivered) = response.extensions().get::<Delivered>() {
+                delivered.add();
+            }
             let mut response = response.map(|body| Permitted {
                 body,
                 _permit: permit,
             });
-            prepare_response(response.headers_mut());
+            inner.forwarding.prepare_response(response.headers_mut());
             Ok(response)
         })
     }

@@ -15,7 +15,7 @@ async fn admin(addr: std::net::SocketAddr, method: &str, path: &str, token: Opti
     let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "admin");
+        .header("host", addr.to_string());
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
@@ -96,11 +96,37 @@ async fn purge_by_url_and_by_prefix() {
 }
 
 #[tokio::test]
+async fn without_a_token_only_requests_to_an_address_or_localhost_are_answered() {
+    let proxy = start("").await;
+    let a = proxy.admin.unwrap();
+    let ask = |host: String| {
+        let request = Request::get("/stats").header("host", host);
+        send(a, request.body(Full::<Bytes>::default()).unwrap())
+    };
+    for direct in [
+        a.to_string(),
+        format!("localhost:{}", a.port()),
+        "[::1]:1".into(),
+    ] {
+        assert_eq!(ask(direct.clone()).await.status, 200, "{direct}");
+    }
+    // A page whose name was pointed at 127.0.0.1 (DNS rebinding).
+    let rebound = ask(format!("attacker.example:{}", a.port())).await;
+    assert_eq!(rebound.status, 403, "{}", rebound.text());
+    assert_eq!(admin(a, "GET", "/healthz", None).await.status, 200);
+}
+
+#[tokio::test]
 async fn with_a_token_the_admin_api_refuses_requests_without_it() {
-    let proxy = start("admin-token = \"s3cret\"").await;
+    let proxy = start("admin-token = \"s3cret-s3cret-s3cret\"").await;
     let a = proxy.admin.unwrap();
     assert_eq!(admin(a, "GET", "/metrics", None).await.status, 401);
-    for wrong in ["wrong", "s3creT", "s3cre", "s3cret2"] {
+    for wrong in [
+        "wrong",
+        "s3cret-s3cret-s3creT",
+        "s3cret-s3cret-s3cre",
+        "s3cret-s3cret-s3cret2",
+    ] {
         assert_eq!(admin(a, "GET", "/stats", Some(wrong)).await.status, 401);
     }
     assert_eq!(
@@ -109,7 +135,12 @@ async fn with_a_token_the_admin_api_refuses_requests_without_it() {
             .status,
         401
     );
-    assert_eq!(admin(a, "GET", "/stats", Some("s3cret")).await.status, 200);
+    assert_eq!(
+        admin(a, "GET", "/stats", Some("s3cret-s3cret-s3cret"))
+            .await
+            .status,
+        200
+    );
     assert_eq!(
         admin(a, "GET", "/healthz", None).await.status,
         200,

@@ -43,6 +43,40 @@ fn bad_configurations_are_refused_with_exit_code_2_and_a_reason() {
         .unwrap();
     assert_eq!(open.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&open.stderr).contains("refusing to run an open proxy"));
+    for everything in ["*", "0.0.0.0/0"] {
+        let open = Command::new(CORRAL)
+            .args([
+                "check-config",
+                "--listen",
+                "0.0.0.0:0",
+                "--allow",
+                everything,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(open.status.code(), Some(2), "--allow {everything}");
+        let meant = Command::new(CORRAL)
+            .args([
+                "check-config",
+                "--listen",
+                "0.0.0.0:0",
+                "--allow",
+                everything,
+            ])
+            .args(["--open-proxy", "true"])
+            .output()
+            .unwrap();
+        assert!(
+            meant.status.success(),
+            "--allow {everything} --open-proxy true"
+        );
+    }
+    let short = Command::new(CORRAL)
+        .args(["check-config", "--admin-token", "s3cret"])
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("16 bytes"));
     let typo = Command::new(CORRAL)
         .args(["check-config", "--memory", "lots"])
         .output()

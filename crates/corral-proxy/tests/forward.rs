@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn absolute_form_requests_are_proxied_and_cached() {
     let origin = Origin::start().await;
     origin.route("/page", |req, _| {
-        assert_eq!(req.headers.get("via").unwrap(), "1.1 corral");
+        assert_eq!(req.headers.get("via").unwrap(), "1.1 edge-7");
         assert!(req.headers.get("x-forwarded-for").is_some());
         assert!(
             req.headers.get("proxy-connection").is_none(),
@@ -24,14 +24,14 @@ async fn absolute_form_requests_are_proxied_and_cached() {
         );
         Reply::ok("the page").header("cache-control", "max-age=60")
     });
-    let proxy = start("").await;
+    let proxy = start("via = \"edge-7\"").await;
     let url = origin.url("/page");
     let first = get(proxy.addr, &url, &[("proxy-connection", "keep-alive")]).await;
     assert_eq!(
         (first.status.as_u16(), first.text(), first.header("x-cache")),
         (200, "the page", "MISS")
     );
-    assert_eq!(first.header("via"), "1.1 corral");
+    assert_eq!(first.header("via"), "1.1 edge-7");
     let second = get(proxy.addr, &url, &[]).await;
     assert_eq!(
         (second.text(), second.header("x-cache")),
@@ -80,9 +80,15 @@ async fn the_allow_list_refuses_other_hosts_with_a_403() {
         via_name.status, 200,
         "a name resolving into an allowed CIDR"
     );
+    // A name rule never leads to loopback by itself (any name can resolve there)...
     let glob = start("allow = [\"*.test\", \"localhost\"]").await;
+    let by_glob = get(glob.addr, &format!("http://localhost:{port}/x"), &[]).await;
+    assert_eq!(by_glob.status, 403, "{}", by_glob.text());
+    assert!(by_glob.text().contains("allow-list"));
+    // ...only with a CIDR rule that allows the address too.
+    let with_cidr = start("allow = [\"localhost\", \"127.0.0.0/8\", \"::1/128\"]").await;
     assert_eq!(
-        get(glob.addr, &format!("http://localhost:{port}/x"), &[])
+        get(with_cidr.addr, &format!("http://localhost:{port}/x"), &[])
             .await
             .status,
         200

@@ -52,7 +52,7 @@ async fn two_proxies_sharing_redis_fetch_a_cold_url_once_and_share_purges() {
     let purge = support::send(
         a.admin.unwrap(),
         http::Request::post(format!("/purge?url=http://{}/shared", origin.addr))
-            .header("host", "admin")
+            .header("host", a.admin.unwrap().to_string())
             .body(http_body_util::Full::default())
             .unwrap(),
     )

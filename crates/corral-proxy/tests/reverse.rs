@@ -33,7 +33,12 @@ async fn requests_go_to_the_origin_with_its_host_and_forwarding_headers() {
             .to_owned();
         Reply::ok(&format!("host={host} xff={xff}"))
     });
-    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    // The client here is a trusted load balancer, whose chain is extended.
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\ntrusted-proxies = [\"127.0.0.1\"]\nvia = \"edge-1\"",
+        origin.addr
+    ))
+    .await;
     let got = get(
         proxy.addr,
         &format!("http://{}/api", proxy.addr),
@@ -44,7 +49,7 @@ async fn requests_go_to_the_origin_with_its_host_and_forwarding_headers() {
         got.text(),
         format!("host={} xff=10.9.8.7, 127.0.0.1", origin.addr)
     );
-    assert_eq!(got.header("via"), "1.1 corral");
+    assert_eq!(got.header("via"), "1.1 edge-1");
 
     let keeping = start(&format!(
         "upstream = \"http://{}\"\nhost = \"keep\"",

@@ -49,6 +49,9 @@ mod codec;
 mod entry;
 mod error;
 mod flight;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod loaded;
 #[cfg(feature = "redis")]
 mod remote;

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use http::header::HOST;
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use tower::ServiceExt;
 
 use super::{PEER_HEADER, PEER_PATH, Pool, SECRET_HEADER};
 use crate::body::Body;
+use crate::framing;
 use crate::hop::remove_hop_by_hop;
 
 /// A peer could not serve a request: unreachable, reset, or too slow. The request
@@ -26,14 +27,7 @@ pub struct PeerUnavailable {
 impl PeerUnavailable {
     /// The `PeerUnavailable` behind `error`, if any (looking through its sources).
     pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a PeerUnavailable> {
-        let mut current = Some(error);
-        while let Some(error) = current {
-            if let Some(found) = error.downcast_ref::<PeerUnavailable>() {
-                return Some(found);
-            }
-            current = error.source();
-        }
-        None
+        crate::body::find_cause(error)
     }
 }
 
@@ -57,6 +51,8 @@ impl Pool {
         // The client negotiates its own version with the peer and sets its Host.
         parts.version = Version::HTTP_11;
         remove_hop_by_hop(&mut parts.headers);
+        framing::frame_request(&parts.method, &mut parts.headers, &body);
+        let head = parts.method == Method::HEAD;
         parts.headers.remove(HOST);
         parts
             .headers
@@ -70,16 +66,17 @@ impl Pool {
         let result = match sent {
             // Only a pool member's answer counts; a refusal (another secret) or a
             // stranger's answer means this peer cannot serve the pool now.
-            Ok(Ok(mut response)) => match response.headers_mut().remove(PEER_HEADER) {
-                Some(_) => {
-                    remove_hop_by_hop(response.headers_mut());
-                    Ok(response)
-                }
-                None => Err(unavailable(format!(
-                    "answered {} without the pool's mark (a different secret, or not a corral peer)",
-                    response.status()
-                ))),
-            },
+            Ok(Ok(response)) if response.headers().contains_key(PEER_HEADER) => {
+                let (mut parts, body) = response.into_parts();
+                parts.headers.remove(PEER_HEADER);
+                remove_hop_by_hop(&mut parts.headers);
+                framing::frame_response(parts.status, &mut parts.headers, &body, head);
+                Ok(Response::from_parts(parts, body))
+            }
+            Ok(Ok(response)) => Err(unavailable(format!(
+                "answered {} without the pool's mark (a different secret, or not a corral peer)",
+                response.status()
+            ))),
             Ok(Err(error)) => Err(unavailable(describe(&*error))),
             Err(_) => Err(unavailable(format!(
                 "no response within {:?}",
@@ -111,9 +108,11 @@ pub(super) fn bad_gateway(error: &PeerUnavailable) -> Response<Body> {
     Body::text_response(http::StatusCode::BAD_GATEWAY, format!("{error}\n"))
 }
 
-/// Keeps what is needed to send a bodiless request again.
+/// Keeps what is needed to send a request again elsewhere: only a bodiless one of a
+/// safe method (GET, HEAD, OPTIONS, TRACE), which a peer that failed after receiving
+/// it may already have acted on without harm.
 pub(super) fn replayable(request: &Request<Body>) -> Option<http::request::Parts> {
-    if !http_body::Body::is_end_stream(request.body()) {
+    if !request.method().is_safe() || !http_body::Body::is_end_stream(request.body()) {
         return None;
     }
     let mut copy = Request::new(());
@@ -123,4 +122,29 @@ pub(super) fn replayable(request: &Request<Body>) -> Option<http::request::Parts
     *copy.headers_mut() = request.headers().clone();
     *copy.extensions_mut() = request.extensions().clone();
     Some(copy.into_parts().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, body: Body) -> Request<Body> {
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        request
+    }
+
+    #[test]
+    fn only_bodiless_requests_of_safe_methods_are_sent_again() {
+        assert!(replayable(&request(Method::GET, Body::empty())).is_some());
+        assert!(replayable(&request(Method::HEAD, Body::empty())).is_some());
+        for unsafe_method in [Method::POST, Method::DELETE, Method::PUT, Method::PATCH] {
+            assert!(
+                replayable(&request(unsafe_method.clone(), Body::empty())).is_none(),
+                "{unsafe_method}"
+            );
+        }
+        let with_body = request(Method::GET, Body::full(bytes::Bytes::from_static(b"q")));
+        assert!(replayable(&with_body).is_none());
+    }
 }

@@ -183,8 +183,11 @@ mod tests {
             }
             let share = moved as f64 / total as f64;
             let expected = 1.0 / (n + 1) as f64;
+            // A peer's share of 160 points varies by about 8% (1/sqrt(160)): within
+            // half of the expected share is past 6 deviations, never a fluke over the
+            // cases proptest draws; moving every key, or none, is far outside it.
             prop_assert!(
-                share > expected * 0.7 && share < expected * 1.3,
+                share > expected * 0.5 && share < expected * 1.5,
                 "{} of {} keys moved with {} peers (expected about {:.3})", moved, total, n + 1, expected
             );
         }

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod raw_client;
+pub mod raw_origin;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;

@@ -1,0 +1,213 @@
+//! Turning the proxy against its users or against itself: fields that poison a shared
+//! entry, userinfo in a URL, requests that loop back, and a forward proxy asked to
+//! fetch from its own listeners in every spelling of a loopback address.
+
+#[path = "../../corral-http/tests/support/mod.rs"]
+mod origin;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use origin::{Origin, Reply};
+use support::raw_client::RawClient;
+use support::{get, send, start};
+
+/// An origin that builds links from the forwarding fields it is given, as many
+/// frameworks do, in a response every user shares.
+fn reflecting_origin(origin: &Origin) {
+    origin.route("/home", |req, _| {
+        let field = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let page = format!(
+            "host={} proto={} url={} for={}",
+            field("x-forwarded-host"),
+            field("x-forwarded-proto"),
+            field("x-original-url"),
+            field("x-forwarded-for"),
+        );
+        Reply::ok(&page).header("cache-control", "max-age=60")
+    });
+}
+
+#[tokio::test]
+async fn a_client_cannot_poison_a_shared_entry_through_forwarding_fields() {
+    let origin = Origin::start().await;
+    reflecting_origin(&origin);
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    let url = format!("http://{}/home", proxy.addr);
+    let attack = get(
+        proxy.addr,
+        &url,
+        &[
+            ("x-forwarded-host", "evil.test"),
+            ("x_forwarded_host", "evil.test"),
+            ("x-forwarded-proto", "javascript"),
+            ("x-original-url", "/admin"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ],
+    )
+    .await;
+    assert_eq!(attack.text(), "host=- proto=- url=- for=127.0.0.1");
+    let victim = get(proxy.addr, &url, &[]).await;
+    assert_eq!(victim.header("x-cache"), "HIT");
+    assert!(!victim.text().contains("evil"), "{}", victim.text());
+}
+
+#[tokio::test]
+async fn a_trusted_load_balancer_s_forwarding_fields_pass() {
+    let origin = Origin::start().await;
+    reflecting_origin(&origin);
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\ntrusted-proxies = [\"127.0.0.0/8\"]",
+        origin.addr
+    ))
+    .await;
+    let page = get(
+        proxy.addr,
+        &format!("http://{}/home", proxy.addr),
+        &[
+            ("x-forwarded-host", "shop.example"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        page.text(),
+        "host=shop.example proto=https url=- for=203.0.113.9, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn userinfo_in_a_proxied_url_is_a_400_and_reaches_no_origin() {
+    let origin = Origin::start().await;
+    origin.route("/", |_, _| Reply::ok("home"));
+    let proxy = start("").await;
+    let url = format!("http://evil@{}/", origin.addr);
+    let request = Request::get(&url)
+        .header("host", origin.addr.to_string())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let got = send(proxy.addr, request).await;
+    assert_eq!(got.status, 400, "{}", got.text());
+    assert!(got.text().contains("userinfo"));
+    let mut tunnel = RawClient::connect(proxy.addr).await;
+    tunnel
+        .write(
+            format!(
+                "CONNECT evil@{0} HTTP/1.1\r\nhost: {0}\r\n\r\n",
+                origin.addr
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(tunnel.response(false).await.status, 400);
+    assert_eq!(origin.count("/"), 0);
+}
+
+#[tokio::test]
+async fn a_proxy_whose_upstream_is_itself_answers_508_at_the_second_pass() {
+    // Bind first to learn the port, then point the proxy at it.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let proxy = start(&format!(
+        "listen = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{port}\""
+    ))
+    .await;
+    let started = Instant::now();
+    let got = get(proxy.addr, &format!("http://127.0.0.1:{port}/loop"), &[]).await;
+    assert_eq!(got.status, 508, "{}", got.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let vias = got.header("via");
+    assert_eq!(vias.matches("corral-").count(), 1, "one pass: {vias}");
+}
+
+#[tokio::test]
+async fn a_forward_proxy_never_fetches_from_its_own_listeners_in_any_spelling() {
+    let proxy = start("").await;
+    let (port, admin) = (proxy.addr.port(), proxy.admin.unwrap().port());
+    for target in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://127.1:{port}/"),
+        format!("http://0x7f000001:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://0.0.0.0:{port}/"),
+        format!("http://127.0.0.1:{admin}/stats"),
+        format!("http://localhost:{admin}/metrics"),
+    ] {
+        let got = get(proxy.addr, &target, &[]).await;
+        assert_eq!(got.status, 403, "{target}: {}", got.text());
+        assert!(
+            got.text().contains("own listener"),
+            "{target}: {}",
+            got.text()
+        );
+    }
+    for target in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{admin}"),
+        format!("0.0.0.0:{admin}"),
+        format!("0:{admin}"),
+        format!("[::ffff:0.0.0.0]:{port}"),
+    ] {
+        let mut tunnel = RawClient::connect(proxy.addr).await;
+        tunnel
+            .write(format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n").as_bytes())
+            .await;
+        assert_eq!(tunnel.response(false).await.status, 403, "CONNECT {target}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_names_two_hosts_is_a_400() {
+    let origin = Origin::start().await;
+    origin.route("/dup", |_, _| {
+        Reply::ok("page").header("cache-control", "max-age=60")
+    });
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nhost = \"keep\"",
+        origin.addr
+    ))
+    .await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    client
+        .write(b"GET /dup HTTP/1.1\r\nhost: victim.test\r\nhost: attacker.test\r\n\r\n")
+        .await;
+    assert_eq!(client.response(false).await.status, 400);
+    // Over HTTP/2, `Host` and `:authority` must agree; `:authority` alone names the host.
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let two_names = Request::get("http://victim.test/dup")
+        .header("host", "attacker.test")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(h2.send_request(two_names).await.unwrap().status(), 400);
+    let by_authority = Request::get("http://victim.test/dup")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = h2.send_request(by_authority).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.into_body().collect().await;
+    assert_eq!(
+        origin.last_request("/dup").get("host").unwrap(),
+        "victim.test"
+    );
+    assert_eq!(origin.count("/dup"), 1);
+}
