@@ -71,12 +71,14 @@ impl Body {
         }
     }
 
-    /// A short plain-text response of this status, which the cache or the pool says
-    /// itself (a failure, a refusal).
-    pub(crate) fn text_response(
-        status: http::StatusCode,
-        text: impl Into<Bytes>,
-    ) -> http::Response<Body> {
+    /// A short plain-text response of this status: what a cache, a pool or a proxy
+    /// says itself (a failure, a refusal).
+    ///
+    /// ```
+    /// let refused = corral_http::Body::text_response(http::StatusCode::FORBIDDEN, "no\n");
+    /// assert_eq!(refused.headers()["content-type"], "text/plain; charset=utf-8");
+    /// ```
+    pub fn text_response(status: http::StatusCode, text: impl Into<Bytes>) -> http::Response<Body> {
         let mut response = http::Response::new(Body::full(text.into()));
         *response.status_mut() = status;
         response.headers_mut().insert(

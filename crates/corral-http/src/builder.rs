@@ -1,19 +1,16 @@
-//! Options for an [`HttpCache`], each with a documented default, and the state its
-//! services share.
+//! Options for an [`HttpCache`], each with a documented default.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use corral::{Cache, ConfigError};
-use metrics::Counter;
 use tower::Layer;
 
 use crate::key::{KeyFn, default_key};
-use crate::policy::Lifetime;
-use crate::status::CacheStatus;
-use crate::stored::Stored;
-use crate::{HttpCache, HttpCacheLayer, Policy};
+use crate::layer::HttpCacheLayer;
+use crate::policy::Policy;
+use crate::service::HttpCache;
+use crate::state::{Options, State};
 
 /// The default largest body stored: 8 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -66,7 +63,7 @@ pub struct HttpCacheBuilder {
     cache_status_headers: bool,
     name: String,
     #[cfg(feature = "redis")]
-    redis: Option<corral::RedisTier>,
+    redis: Option<corral::redis::RedisTier>,
 }
 
 impl Default for HttpCacheBuilder {
@@ -164,9 +161,9 @@ impl HttpCacheBuilder {
 
     /// Keeps responses in a Redis tier too, shared by every server using the same
     /// prefix: one upstream fetch per key across all of them, and purges that reach
-    /// every server. Redis failing never fails a request. See [`corral::RedisTier`].
+    /// every server. Redis failing never fails a request. See [`corral::redis::RedisTier`].
     #[cfg(feature = "redis")]
-    pub fn redis(mut self, tier: corral::RedisTier) -> Self {
+    pub fn redis(mut self, tier: corral::redis::RedisTier) -> Self {
         self.redis = Some(tier);
         self
     }
@@ -174,7 +171,7 @@ impl HttpCacheBuilder {
     /// Builds a layer; every service it makes shares one cache.
     pub fn layer(self) -> Result<HttpCacheLayer, ConfigError> {
         Ok(HttpCacheLayer {
-            shared: Arc::new(self.shared()?),
+            state: Arc::new(self.state()?),
         })
     }
 
@@ -183,7 +180,7 @@ impl HttpCacheBuilder {
         Ok(self.layer()?.layer(inner))
     }
 
-    fn shared(self) -> Result<Shared, ConfigError> {
+    fn state(self) -> Result<State, ConfigError> {
         let builder = Cache::builder()
             .name(self.name.clone())
             .max_bytes(self.max_bytes)
@@ -194,61 +191,25 @@ impl HttpCacheBuilder {
             None => builder,
         };
         let cache = builder.build()?;
-        Ok(Shared {
+        Ok(State::new(
             cache,
-            policy: self.policy,
-            key: self.key,
-            max_body: self.max_body_bytes,
-            keep_stale_for: self.keep_stale_for,
-            max_keep: self.max_keep,
-            hit_for_miss: self.hit_for_miss,
-            status_headers: self.cache_status_headers,
-            counts: Default::default(),
-            responses: CacheStatus::ALL.map(|status| {
-                metrics::counter!("corral_http_responses_total", "cache" => self.name.clone(), "status" => status.label())
-            }),
-            name: self.name,
-        })
+            Options {
+                policy: self.policy,
+                key: self.key,
+                max_body: self.max_body_bytes,
+                keep_stale_for: self.keep_stale_for,
+                max_keep: self.max_keep,
+                hit_for_miss: self.hit_for_miss,
+                status_headers: self.cache_status_headers,
+                name: self.name,
+            },
+        ))
     }
 }
 
-/// What all services of one [`HttpCacheLayer`] share.
-pub(crate) struct Shared {
-    pub cache: Cache<Stored>,
-    pub policy: Policy,
-    pub key: KeyFn,
-    pub max_body: usize,
-    pub keep_stale_for: Duration,
-    pub max_keep: Option<Duration>,
-    pub hit_for_miss: Duration,
-    pub status_headers: bool,
-    pub name: String,
-    counts: [AtomicU64; 5],
-    responses: [Counter; 5],
-}
-
-impl Shared {
-    pub(crate) fn count(&self, status: CacheStatus) {
-        self.counts[status as usize].fetch_add(1, Ordering::Relaxed);
-        self.responses[status as usize].increment(1);
-    }
-
-    /// Whether (and how long) the response to `req` may be stored: the policy's
-    /// answer, within `max_keep`.
-    pub(crate) fn lifetime(
-        &self,
-        req: &http::request::Parts,
-        res: &http::response::Parts,
-    ) -> Result<Lifetime, &'static str> {
-        let mut lifetime = self.policy.lifetime(req, res, self.keep_stale_for)?;
-        if let Some(max_keep) = self.max_keep {
-            lifetime.keep_for = lifetime.keep_for.min(max_keep);
-            lifetime.fresh_for = lifetime.fresh_for.min(lifetime.initial_age + max_keep);
-        }
-        Ok(lifetime)
-    }
-
-    pub(crate) fn counted(&self, status: CacheStatus) -> u64 {
-        self.counts[status as usize].load(Ordering::Relaxed)
+impl HttpCache<()> {
+    /// Starts building an HTTP cache; see [`HttpCacheBuilder`] for the options.
+    pub fn builder() -> HttpCacheBuilder {
+        HttpCacheBuilder::default()
     }
 }

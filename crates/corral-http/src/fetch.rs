@@ -2,79 +2,22 @@
 //! has validators), the response's fate (stored, shared with the fetch's waiters, or
 //! handed to its requester alone), and the engine entries it becomes.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use corral::Loaded;
-use futures_util::future::BoxFuture;
 use http::header::{
     IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 use http::{Method, Request, Response, StatusCode, request, response};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
 
 use crate::body::{Body, BoxError, Collected, collect};
-use crate::builder::Shared;
-use crate::framing;
+use crate::reason::NotStored;
+use crate::state::State;
 use crate::stored::{Provenance, Stored, StoredResponse, stored_headers};
+use crate::upstream::Upstream;
 use crate::vary::{Vary, VarySpec, new_generation, selecting_values, variant_key_for};
-
-/// The inner service, with its request and response body types erased: it takes the
-/// parts of a bodiless request (every cached request is a GET or HEAD without a body),
-/// and frames it as one.
-pub(crate) trait Upstream: Send + 'static {
-    fn send(&self, parts: request::Parts) -> BoxFuture<'static, Result<Response<Body>, BoxError>>;
-    fn clone_box(&self) -> Box<dyn Upstream>;
-}
-
-/// An inner service of any body types as an [`Upstream`].
-pub(crate) struct Erased<S, B> {
-    service: S,
-    body: PhantomData<fn() -> B>,
-}
-
-impl<S, B> Erased<S, B> {
-    pub(crate) fn new(service: S) -> Self {
-        Erased {
-            service,
-            body: PhantomData,
-        }
-    }
-}
-
-impl<S, B, RB> Upstream for Erased<S, B>
-where
-    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Default + Send + 'static,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
-{
-    fn send(
-        &self,
-        mut parts: request::Parts,
-    ) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
-        framing::frame_bodiless(&mut parts.headers);
-        let service = self.service.clone();
-        Box::pin(async move {
-            let mut response = service
-                .oneshot(Request::from_parts(parts, B::default()))
-                .await
-                .map_err(Into::into)?;
-            framing::check_switch(response.status(), false)?;
-            framing::drop_overridden_length(response.headers_mut());
-            Ok(response.map(Body::streaming))
-        })
-    }
-
-    fn clone_box(&self) -> Box<dyn Upstream> {
-        Box::new(Erased::<S, B>::new(self.service.clone()))
-    }
-}
 
 /// Where a fetch is for: the key it runs under, the URL's key, and the variant index
 /// that led to it (if the URL's responses vary).
@@ -89,14 +32,19 @@ pub(crate) struct Target {
 pub(crate) enum Fetched {
     /// A response that may be stored for `keep_for` and shared (zero: shared only).
     Shareable(Arc<StoredResponse>),
-    /// A response only its requester may have: uncacheable, too large to store, or a
-    /// server error.
-    Private {
-        response: Response<Body>,
-        reason: &'static str,
-        server_error: bool,
-    },
+    /// A response only its requester may have.
+    Private(Private),
 }
+
+/// A response only the request that fetched it may have, and why it is not stored.
+pub(crate) struct Private {
+    pub response: Response<Body>,
+    pub reason: NotStored,
+}
+
+/// Where a fetch that runs for waiters hands its requester's own response when it
+/// cannot be shared (pingora's lock `GiveUp`: the waiters then go their own way).
+pub(crate) type Handoff = oneshot::Sender<Private>;
 
 /// The request a fetch sends: the client's, as a GET (a HEAD is answered from the
 /// GET's response), without its own conditions or range; conditional on `stale`'s
@@ -138,7 +86,7 @@ pub(crate) fn upstream_request(
 /// Decides what the response to a fetch's `request` is for (reading its body if it
 /// may be stored).
 pub(crate) async fn classify(
-    shared: &Shared,
+    state: &State,
     request: &request::Parts,
     response: Response<Body>,
     stale: Option<Arc<StoredResponse>>,
@@ -147,24 +95,19 @@ pub(crate) async fn classify(
     if parts.status == StatusCode::NOT_MODIFIED
         && let Some(stale) = stale
     {
-        return Ok(revalidated(shared, request, &parts, &stale));
+        return Ok(revalidated(state, request, &parts, &stale));
     }
     if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
-        return Ok(private(parts, body, "server error", true));
+        return Ok(private(parts, body, NotStored::ServerError));
     }
-    let lifetime = match shared.lifetime(request, &parts) {
+    let lifetime = match state.lifetime(request, &parts) {
         Ok(lifetime) => lifetime,
-        Err(reason) => return Ok(private(parts, body, reason, false)),
+        Err(reason) => return Ok(private(parts, body, reason)),
     };
-    let body = match collect(body, shared.max_body).await {
+    let body = match collect(body, state.max_body).await {
         Collected::Whole(bytes) => bytes,
         Collected::Oversized(body) => {
-            return Ok(private(
-                parts,
-                body,
-                "body larger than max_body_bytes",
-                false,
-            ));
+            return Ok(private(parts, body, NotStored::TooLarge));
         }
         Collected::Failed(error) => return Err(error),
     };
@@ -181,7 +124,7 @@ pub(crate) async fn classify(
             parts.status,
             &parts.headers,
             body.len(),
-            shared.status_headers,
+            state.status_headers,
         ),
         body,
         stored_at: Instant::now(),
@@ -192,22 +135,16 @@ pub(crate) async fn classify(
     })))
 }
 
-fn private(
-    parts: response::Parts,
-    body: Body,
-    reason: &'static str,
-    server_error: bool,
-) -> Fetched {
-    Fetched::Private {
+fn private(parts: response::Parts, body: Body, reason: NotStored) -> Fetched {
+    Fetched::Private(Private {
         response: Response::from_parts(parts, body),
         reason,
-        server_error,
-    }
+    })
 }
 
 /// A `304` for a stored response: the stored body under the updated headers.
 fn revalidated(
-    shared: &Shared,
+    state: &State,
     request: &request::Parts,
     not_modified: &response::Parts,
     stale: &StoredResponse,
@@ -217,7 +154,7 @@ fn revalidated(
     *merged.status_mut() = stale.status;
     *merged.headers_mut() = headers.clone();
     let (merged, ()) = merged.into_parts();
-    match shared.lifetime(request, &merged) {
+    match state.lifetime(request, &merged) {
         Ok(lifetime) => Fetched::Shareable(Arc::new(StoredResponse {
             status: stale.status,
             headers,
@@ -228,41 +165,38 @@ fn revalidated(
             provenance: Provenance::Revalidated,
             hit_headers: Default::default(),
         })),
-        Err(reason) => private(merged, Body::full(stale.body.clone()), reason, false),
+        Err(reason) => private(merged, Body::full(stale.body.clone()), reason),
     }
 }
 
 /// Runs one fetch as an engine load: the response becomes the entries to store and
 /// the value the fetch's waiters get. A response only the requester may have goes to
-/// `requester` (when the requester waits for it; a background revalidation has none).
+/// it through `handoff` (when the requester waits for it; a background revalidation
+/// has none).
 pub(crate) async fn load(
-    shared: Arc<Shared>,
+    state: Arc<State>,
     upstream: Box<dyn Upstream>,
     request: request::Parts,
     stale: Option<Arc<StoredResponse>>,
     target: Target,
-    requester: Option<oneshot::Sender<Response<Body>>>,
+    handoff: Option<Handoff>,
 ) -> Result<Loaded<Stored>, BoxError> {
     let response = upstream.send(request.clone()).await?;
-    let fetched = classify(&shared, &request, response, stale).await?;
+    let fetched = classify(&state, &request, response, stale).await?;
     Ok(match fetched {
-        Fetched::Shareable(response) => placement(&shared, response, &target),
-        Fetched::Private {
-            response,
-            reason,
-            server_error,
-        } => {
-            tracing::debug!(key = %target.key, reason, "response not shared");
-            let status = response.status();
-            if let Some(requester) = requester {
-                let _ = requester.send(response);
+        Fetched::Shareable(response) => placement(&state, response, &target),
+        Fetched::Private(private) => {
+            let (reason, status) = (private.reason, private.response.status());
+            tracing::debug!(key = %target.key, reason = reason.as_str(), "response not shared");
+            if let Some(handoff) = handoff {
+                let _ = handoff.send(private);
             }
-            if server_error {
+            if reason == NotStored::ServerError {
                 Loaded::uncached(Stored::ServerError(status))
             } else {
                 Loaded::new(Stored::Uncacheable)
-                    .fresh_for(shared.hit_for_miss)
-                    .ttl(shared.hit_for_miss)
+                    .fresh_for(state.hit_for_miss)
+                    .ttl(state.hit_for_miss)
             }
         }
     })
@@ -272,7 +206,7 @@ pub(crate) async fn load(
 /// its waiters get: the response itself, or (when it varies and belongs under a new
 /// variant key) the variant index that tells them where to look it up.
 pub(crate) fn placement(
-    shared: &Shared,
+    state: &State,
     response: Arc<StoredResponse>,
     target: &Target,
 ) -> Loaded<Stored> {
@@ -310,8 +244,8 @@ pub(crate) fn placement(
     }
     let variant = variant_key_for(&target.primary, &spec, &selecting);
     let index = Loaded::new(Stored::Variants(spec.clone()))
-        .fresh_for(keep.max(shared.keep_stale_for))
-        .ttl(keep.max(shared.keep_stale_for));
+        .fresh_for(keep.max(state.keep_stale_for))
+        .ttl(keep.max(state.keep_stale_for));
     let stored_variant = entry(Stored::Response(response));
     if target.key == target.primary {
         index.also_store(variant, stored_variant)

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::builder::Shared;
+use crate::layer::HttpCacheLayer;
+use crate::service::HttpCache;
+use crate::state::State;
 use crate::status::CacheStatus;
 
 /// A handle on an HTTP cache's stored responses, from
@@ -11,7 +13,7 @@ use crate::status::CacheStatus;
 /// [`HttpCache::handle`](crate::HttpCache::handle).
 #[derive(Clone)]
 pub struct CacheHandle {
-    pub(crate) shared: Arc<Shared>,
+    state: Arc<State>,
 }
 
 /// Responses by how the cache answered them, and the engine's own counters.
@@ -42,33 +44,51 @@ impl CacheHandle {
     /// # }
     /// ```
     pub async fn invalidate(&self, key: &str) {
-        self.shared.cache.invalidate(key).await;
+        self.state.cache.invalidate(key).await;
     }
 
     /// Removes every stored response whose key starts with `prefix` (for the default
     /// key, a URL prefix such as `http://example.com/docs/`); returns how many this
     /// server held. With a Redis tier, other servers drop theirs too.
     pub async fn invalidate_prefix(&self, prefix: &str) -> usize {
-        self.shared.cache.invalidate_prefix(prefix).await
+        self.state.cache.invalidate_prefix(prefix).await
     }
 
     /// Removes every stored response.
     pub async fn clear(&self) {
-        self.shared.cache.clear().await;
+        self.state.cache.clear().await;
     }
 
     /// The cache's counters since it was built (running the memory tier's pending
     /// maintenance first, so entry and byte counts are exact).
     pub fn stats(&self) -> HttpStats {
-        self.shared.cache.run_pending_tasks();
-        let count = |status| self.shared.counted(status);
+        self.state.cache.run_pending_tasks();
+        let count = |status| self.state.counted(status);
         HttpStats {
             hits: count(CacheStatus::Hit),
             misses: count(CacheStatus::Miss),
             stale: count(CacheStatus::Stale),
             revalidated: count(CacheStatus::Revalidated),
             bypassed: count(CacheStatus::Bypass),
-            engine: self.shared.cache.stats(),
+            engine: self.state.cache.stats(),
+        }
+    }
+}
+
+impl<S> HttpCache<S> {
+    /// A handle on the stored responses (for purging, and statistics).
+    pub fn handle(&self) -> CacheHandle {
+        CacheHandle {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl HttpCacheLayer {
+    /// A handle on the stored responses (for purging, and statistics).
+    pub fn handle(&self) -> CacheHandle {
+        CacheHandle {
+            state: self.state.clone(),
         }
     }
 }

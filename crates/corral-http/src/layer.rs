@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use tower::Layer;
 
-use crate::HttpCache;
-use crate::builder::Shared;
+use crate::service::HttpCache;
+use crate::state::State;
 
 /// A tower layer making [`HttpCache`]s. All services it makes share one cache, so
 /// it can wrap a service that is cloned per connection. Build it with
 /// [`HttpCacheBuilder::layer`](crate::HttpCacheBuilder::layer).
 #[derive(Clone)]
 pub struct HttpCacheLayer {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<State>,
 }
 
 impl<S> Layer<S> for HttpCacheLayer {
@@ -21,16 +21,7 @@ impl<S> Layer<S> for HttpCacheLayer {
     fn layer(&self, inner: S) -> HttpCache<S> {
         HttpCache {
             inner,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl HttpCacheLayer {
-    /// A handle on the stored responses (for purging, and statistics).
-    pub fn handle(&self) -> crate::CacheHandle {
-        crate::CacheHandle {
-            shared: self.shared.clone(),
+            state: self.state.clone(),
         }
     }
 }

@@ -64,14 +64,19 @@ mod handle;
 mod hop;
 mod key;
 mod layer;
+mod lookup;
 mod policy;
 #[cfg(feature = "pool")]
 pub mod pool;
+mod reason;
 #[cfg(feature = "refresh")]
 pub mod refresh;
+mod respond;
 mod service;
+mod state;
 mod status;
 mod stored;
+mod upstream;
 mod vary;
 #[cfg(feature = "redis")]
 mod wire;
@@ -84,8 +89,9 @@ pub use builder::{
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, HttpStats};
 pub use hop::remove_hop_by_hop;
-pub use key::{KeyFn, default_key};
+pub use key::{KeyFn, default_key, is_host, url_key};
 pub use layer::HttpCacheLayer;
 pub use policy::{Credentials, DEFAULT_FIXED_STATUSES, Policy};
-pub use service::{HttpCache, UpstreamError};
+pub use respond::UpstreamError;
+pub use service::HttpCache;
 pub use status::{CACHE_STATUS, CacheStatus, X_CACHE};

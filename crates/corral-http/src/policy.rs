@@ -19,6 +19,7 @@ use http_cache_semantics::{CacheOptions, CachePolicy};
 use tokio::time::Instant;
 
 use crate::directives::{MAX_DELTA, MaxStale, RequestDirectives, ResponseDirectives, normalized};
+use crate::reason::NotStored;
 use crate::vary::Vary;
 
 /// The statuses [`Policy::fixed`] stores by default: those RFC 9110 makes cacheable by
@@ -162,27 +163,26 @@ impl Policy {
         }
     }
 
-    /// Whether (and how long) the response to `req` may be stored. `Err` carries the
-    /// reason it may not. A zero `keep_for` means: share with the waiters of this load,
+    /// Whether (and how long) the response to `req` may be stored, or why not. A zero `keep_for` means: share with the waiters of this load,
     /// but do not store.
     pub(crate) fn lifetime(
         &self,
         req: &request::Parts,
         res: &response::Parts,
         keep_stale_for: Duration,
-    ) -> Result<Lifetime, &'static str> {
+    ) -> Result<Lifetime, NotStored> {
         if req.method != Method::GET {
-            return Err("only GET responses are stored");
+            return Err(NotStored::Method);
         }
         if req.headers.contains_key(RANGE) || res.status == StatusCode::PARTIAL_CONTENT {
-            return Err("partial content is not stored");
+            return Err(NotStored::Partial);
         }
         if Vary::parse(&res.headers) == Vary::Any {
-            return Err("Vary: * is never served from a cache");
+            return Err(NotStored::VaryAny);
         }
         let directives = ResponseDirectives::parse(&res.headers);
         if self.is_shared() && res.headers.contains_key(SET_COOKIE) {
-            return Err("a shared cache never replays Set-Cookie");
+            return Err(NotStored::SetsCookie);
         }
         match self {
             Policy::Rfc9111 { shared } => {
@@ -195,13 +195,17 @@ impl Policy {
                 ..
             } => {
                 if !statuses.contains(&res.status) {
-                    return Err("status not listed for storing");
+                    return Err(NotStored::StatusNotListed);
                 }
                 if directives.no_store || directives.private {
-                    return Err("no-store or private");
+                    return Err(if directives.no_store {
+                        NotStored::NoStore
+                    } else {
+                        NotStored::Private
+                    });
                 }
                 if self.passes_credentials(req) {
-                    return Err("request carries Cookie or Authorization");
+                    return Err(NotStored::Credentials);
                 }
                 let stale = ttl.saturating_sub(*fresh_for);
                 Ok(Lifetime {
@@ -224,12 +228,12 @@ fn rfc9111_lifetime(
     res: &response::Parts,
     directives: &ResponseDirectives,
     keep_stale_for: Duration,
-) -> Result<Lifetime, &'static str> {
+) -> Result<Lifetime, NotStored> {
     if directives.no_store || RequestDirectives::parse(&req.headers).no_store {
-        return Err("no-store");
+        return Err(NotStored::NoStore);
     }
     if shared && directives.private {
-        return Err("private response in a shared cache");
+        return Err(NotStored::Private);
     }
     // http-cache-semantics treats proxy-revalidate as "never fresh"; it means "revalidate
     // once stale", which `revalidate_when_stale` below enforces. It drops delta values
@@ -253,9 +257,9 @@ fn rfc9111_lifetime(
     let policy = CachePolicy::new_options(req, &for_crate, now, options);
     if !policy.is_storable() {
         return Err(if shared && req.headers.contains_key(AUTHORIZATION) {
-            "request carries Authorization and the response is not public"
+            NotStored::Authorization
         } else {
-            "not storable under RFC 9111"
+            NotStored::NotStorable
         });
     }
     // RFC 9111 §1.2.2: a delta that overflows counts as 2^31 seconds.
@@ -266,7 +270,7 @@ fn rfc9111_lifetime(
     let always_revalidate = directives.no_cache;
     let has_validators = res.headers.contains_key(ETAG) || res.headers.contains_key(LAST_MODIFIED);
     if fresh_for.is_zero() && !has_validators {
-        return Err("neither fresh nor revalidatable");
+        return Err(NotStored::NotFresh);
     }
     let stale_while_revalidate = directives.stale_while_revalidate.unwrap_or_default();
     let stale_if_error = directives.stale_if_error.unwrap_or_default();
@@ -433,7 +437,7 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
-    fn shared(req_h: &[(&str, &str)], res_h: &[(&str, &str)]) -> Result<Lifetime, &'static str> {
+    fn shared(req_h: &[(&str, &str)], res_h: &[(&str, &str)]) -> Result<Lifetime, NotStored> {
         Policy::Rfc9111 { shared: true }.lifetime(&req(req_h), &res(200, res_h), KEEP)
     }
 

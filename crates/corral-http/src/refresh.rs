@@ -68,9 +68,9 @@ pub use resource::ResourceStatus;
 pub use transform::{BytesBody, Json, Transform};
 
 use crate::body::BoxError;
-use crate::fetch::{Erased, Upstream};
+use crate::upstream::{Erased, Upstream};
 use fetch::Fetch;
-use resource::{Resource, Validators};
+use resource::Resource;
 use schedule::Intervals;
 
 /// How many background refreshes run at once, by default.

@@ -5,6 +5,8 @@ use bytes::Bytes;
 use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::reason::Detail;
+
 /// The `X-Cache` header.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// The `Cache-Status` header (RFC 9211).
@@ -100,8 +102,8 @@ pub(crate) struct Report {
     pub stored: bool,
     /// Whether this request waited on another request's fetch.
     pub collapsed: bool,
-    /// A short free-form reason.
-    pub detail: Option<&'static str>,
+    /// Why the cache answered so.
+    pub detail: Option<Detail>,
 }
 
 impl Report {
@@ -122,7 +124,7 @@ impl Report {
         self
     }
 
-    pub(crate) fn detail(mut self, detail: &'static str) -> Self {
+    pub(crate) fn detail(mut self, detail: Detail) -> Self {
         self.detail = Some(detail);
         self
     }
@@ -161,7 +163,7 @@ impl Report {
         }
         if let Some(detail) = self.detail {
             out.push_str("; detail=\"");
-            out.push_str(detail);
+            out.push_str(detail.as_str());
             out.push('"');
         }
         out
@@ -226,7 +228,7 @@ mod tests {
         );
         let stale = Report {
             ttl: Some(-5),
-            ..Report::new(CacheStatus::Stale).detail("stale-while-revalidate")
+            ..Report::new(CacheStatus::Stale).detail(Detail::StaleWhileRevalidate)
         };
         assert_eq!(
             stale.cache_status("edge"),

@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for VarySpec {
 mod tests {
     use std::sync::Arc;
 
-    use corral::{Codec, MessagePack};
+    use corral::codec::{Codec, MessagePack};
 
     use super::*;
     use crate::stored::Stored;

@@ -31,8 +31,6 @@ use corral_http::pool::Pool;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::proxy::key_for_url;
-
 /// What the admin API reads and acts on.
 pub struct Admin {
     pub cache: CacheHandle,
@@ -155,7 +153,7 @@ struct Purge {
 
 async fn purge(State(admin): State<Arc<Admin>>, Query(purge): Query<Purge>) -> Response {
     match (purge.url, purge.prefix) {
-        (Some(url), None) => match key_for_url(&url) {
+        (Some(url), None) => match corral_http::url_key(&url) {
             Some(key) => {
                 admin.cache.invalidate(&key).await;
                 tracing::info!(%url, "purged");
@@ -167,7 +165,7 @@ async fn purge(State(admin): State<Arc<Admin>>, Query(purge): Query<Purge>) -> R
             )
                 .into_response(),
         },
-        (None, Some(prefix)) => match key_for_url(&prefix) {
+        (None, Some(prefix)) => match corral_http::url_key(&prefix) {
             Some(key) => {
                 let purged = admin.cache.invalidate_prefix(&key).await;
                 tracing::info!(%prefix, purged, "purged by prefix");

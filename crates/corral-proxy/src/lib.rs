@@ -32,8 +32,11 @@ mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod proxy;
+mod refusal;
 mod server;
+mod target;
 pub mod telemetry;
+mod tunnel;
 mod upstream;
 
 use std::future::Future;

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use corral::{Cache, RedisTier};
+use corral::Cache;
+use corral::redis::RedisTier;
 use redis_server::RedisServer;
 
 const KEYS: usize = 20_000;

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use corral::{Cache, RedisTier};
+use corral::Cache;
+use corral::redis::RedisTier;
 
 /// A `redis-server` started for this example, killed on drop.
 struct Throwaway(Child);

@@ -1,9 +1,16 @@
 //! Options for a [`Cache`], each with a documented default.
 
+use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Cache, ConfigError, Weigh};
+use crate::cache::Cache;
+use crate::error::ConfigError;
+use crate::state::{Config, State};
+use crate::stats::Metrics;
+use crate::tier::TierSpec;
+use crate::weigh::{ByWeigh, Weigher};
 
 /// The default memory bound: 64 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -21,6 +28,8 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`fresh_for`](Self::fresh_for) | 60 s, or `ttl` if that is shorter | how long an entry is served without a refresh |
 /// | [`ttl`](Self::ttl) | `fresh_for` (nothing stale is served) | how long an entry is kept; from `fresh_for` to `ttl` it is served stale while one background refresh runs |
 /// | [`load_timeout`](Self::load_timeout) | 30 s | how long one load may run before its waiters get [`Error::Timeout`](crate::Error::Timeout) |
+/// | [`weigher`](Self::weigher) | the values' [`Weigh`](crate::Weigh) impl | how many bytes a value holds, for `max_bytes` (or `weigh_serialized`, `serde` feature) |
+/// | `redis` | none | a tier below memory shared by many servers (`redis` feature) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,41 +49,17 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 ///     .build();
 /// assert!(matches!(invalid, Err(corral::ConfigError::FreshForExceedsTtl { .. })));
 /// ```
-#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct CacheBuilder<V> {
-    pub(crate) name: String,
-    pub(crate) max_bytes: u64,
-    pub(crate) fresh_for: Option<Duration>,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) load_timeout: Duration,
-    #[cfg(feature = "redis")]
-    remote: Option<RemoteSpec<V>>,
+pub struct CacheBuilder<V, W = ByWeigh> {
+    name: String,
+    max_bytes: u64,
+    fresh_for: Option<Duration>,
+    ttl: Option<Duration>,
+    load_timeout: Duration,
+    /// The tiers below memory, in the order loads look in them.
+    lower: Vec<Arc<dyn TierSpec<V>>>,
+    weigher: W,
     value: PhantomData<fn() -> V>,
-}
-
-/// A Redis tier, its codec erased, waiting for the cache to be built.
-#[cfg(feature = "redis")]
-pub(crate) struct RemoteSpec<V> {
-    pub(crate) config: crate::tier::redis::Config,
-    pub(crate) codec: std::sync::Arc<dyn crate::Codec<V>>,
-}
-
-#[cfg(feature = "redis")]
-impl<V> Clone for RemoteSpec<V> {
-    fn clone(&self) -> Self {
-        RemoteSpec {
-            config: self.config.clone(),
-            codec: self.codec.clone(),
-        }
-    }
-}
-
-#[cfg(feature = "redis")]
-impl<V> std::fmt::Debug for RemoteSpec<V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisTier").finish_non_exhaustive()
-    }
 }
 
 impl<V> Default for CacheBuilder<V> {
@@ -85,32 +70,50 @@ impl<V> Default for CacheBuilder<V> {
             fresh_for: None,
             ttl: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
-            #[cfg(feature = "redis")]
-            remote: None,
+            lower: Vec::new(),
+            weigher: ByWeigh,
             value: PhantomData,
         }
     }
 }
 
-/// The options after defaults are applied and checked.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) name: String,
-    pub(crate) max_bytes: u64,
-    pub(crate) fresh_for: Duration,
-    pub(crate) ttl: Duration,
-    pub(crate) load_timeout: Duration,
+impl<V, W: Clone> Clone for CacheBuilder<V, W> {
+    fn clone(&self) -> Self {
+        self.with_weigher(self.weigher.clone())
+    }
 }
 
-impl<V> CacheBuilder<V> {
+impl<V, W> fmt::Debug for CacheBuilder<V, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("name", &self.name)
+            .field("max_bytes", &self.max_bytes)
+            .field("fresh_for", &self.fresh_for)
+            .field("ttl", &self.ttl)
+            .field("load_timeout", &self.load_timeout)
+            .field("tiers", &self.lower)
+            .field("weigher", &std::any::type_name::<W>())
+            .finish()
+    }
+}
+
+impl<V> Cache<V> {
+    /// Starts building a cache; see [`CacheBuilder`] for the options and defaults.
+    pub fn builder() -> CacheBuilder<V> {
+        CacheBuilder::default()
+    }
+}
+
+impl<V, W> CacheBuilder<V, W> {
     /// Names the cache in metrics (`cache` label) and logs. Default `"default"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// Bounds the memory tier's weighted size: keys, values (by [`Weigh`]) and a
-    /// per-entry overhead. Default 64 MiB.
+    /// Bounds the memory tier's weighted size: keys, values (by their
+    /// [`Weigh`](crate::Weigh) impl, or the [`weigher`](Self::weigher)) and a per-entry
+    /// overhead. Default 64 MiB.
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
         self
@@ -138,16 +141,107 @@ impl<V> CacheBuilder<V> {
         self
     }
 
+    /// Weighs values with `weigher` instead of their [`Weigh`](crate::Weigh) impl, so
+    /// that a type without one can be cached. It returns the bytes a value keeps alive
+    /// beyond its inline size (what [`Weigh::weigh`](crate::Weigh::weigh) returns); the
+    /// cache adds the key's length, the value's inline size and
+    /// [`ENTRY_OVERHEAD`](crate::ENTRY_OVERHEAD) itself. It runs once per stored entry.
+    ///
+    /// ```
+    /// #[derive(Clone)]
+    /// struct Profile {
+    ///     name: String,
+    ///     tags: Vec<String>,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache: corral::Cache<Profile> = corral::Cache::builder()
+    ///     .max_bytes(16 * 1024 * 1024)
+    ///     .weigher(|_key, profile: &Profile| {
+    ///         profile.name.len() + profile.tags.iter().map(String::len).sum::<usize>()
+    ///     })
+    ///     .build()?;
+    /// cache.insert("user:42", Profile { name: "Ada".into(), tags: vec!["math".into()] }).await;
+    /// assert_eq!(cache.get("user:42").map(|p| p.name).as_deref(), Some("Ada"));
+    /// # Ok(()) }
+    /// ```
+    pub fn weigher<F>(self, weigher: F) -> CacheBuilder<V, F>
+    where
+        F: Fn(&str, &V) -> usize + Send + Sync + 'static,
+    {
+        self.with_weigher(weigher)
+    }
+
+    /// Weighs values by the size of their serialized form, so that a type that derives
+    /// `Serialize` needs no [`Weigh`](crate::Weigh) impl. An estimate, at the cost of
+    /// one serialization per stored entry: see
+    /// [`SerializedSize`](crate::weigh::SerializedSize). With the `serde` feature.
+    ///
+    /// ```
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Profile {
+    ///     name: String,
+    ///     tags: Vec<String>,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache: corral::Cache<Profile> = corral::Cache::builder().weigh_serialized().build()?;
+    /// let ada = cache
+    ///     .get_or_load("user:42", || async {
+    ///         Ok::<_, std::io::Error>(Profile { name: "Ada".into(), tags: vec!["math".into()] })
+    ///     })
+    ///     .await?;
+    /// assert_eq!(ada.name, "Ada");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn weigh_serialized(self) -> CacheBuilder<V, crate::weigh::SerializedSize> {
+        self.with_weigher(crate::weigh::SerializedSize)
+    }
+
     /// Adds a Redis tier shared by every server that uses the same prefix: loads look
     /// there first, and one load runs per key across all of them. See
-    /// [`RedisTier`](crate::RedisTier).
+    /// [`RedisTier`](crate::redis::RedisTier).
     #[cfg(feature = "redis")]
-    pub fn redis<C: crate::Codec<V>>(mut self, tier: crate::RedisTier<C>) -> Self {
-        self.remote = Some(RemoteSpec {
-            config: tier.config,
-            codec: std::sync::Arc::new(tier.codec),
-        });
+    pub fn redis<C>(mut self, tier: crate::redis::RedisTier<C>) -> Self
+    where
+        V: Send + Sync + 'static,
+        C: crate::codec::Codec<V>,
+    {
+        let spec = crate::tier::redis::RemoteSpec::new(tier);
+        self.lower.push(Arc::new(spec));
         self
+    }
+
+    /// Checks the options and builds the cache. Nothing connects yet: a Redis tier
+    /// connects on first use, so the cache works whether or not Redis is up.
+    ///
+    /// The values must be weighable: of a type that implements [`Weigh`](crate::Weigh),
+    /// or of any type once the builder has a [`weigher`](Self::weigher).
+    pub fn build(self) -> Result<Cache<V>, ConfigError>
+    where
+        V: Clone + Send + Sync + 'static,
+        W: Weigher<V>,
+    {
+        let config = self.config()?;
+        let metrics = Arc::new(Metrics::new(&config.name));
+        let tiers = self.lower.iter().map(|spec| spec.build(&metrics)).collect();
+        let state = State::new(config, Arc::new(self.weigher), metrics, tiers);
+        Ok(Cache::from_state(state))
+    }
+
+    /// The same options with another weigher.
+    fn with_weigher<X>(&self, weigher: X) -> CacheBuilder<V, X> {
+        CacheBuilder {
+            name: self.name.clone(),
+            max_bytes: self.max_bytes,
+            fresh_for: self.fresh_for,
+            ttl: self.ttl,
+            load_timeout: self.load_timeout,
+            lower: self.lower.clone(),
+            weigher,
+            value: PhantomData,
+        }
     }
 
     pub(crate) fn config(&self) -> Result<Config, ConfigError> {
@@ -176,25 +270,6 @@ impl<V> CacheBuilder<V> {
             ttl,
             load_timeout: self.load_timeout,
         })
-    }
-}
-
-impl<V: Weigh + Clone + Send + Sync + 'static> CacheBuilder<V> {
-    /// Checks the options and builds the cache. Nothing connects yet: a Redis tier
-    /// connects on first use, so the cache works whether or not Redis is up.
-    pub fn build(self) -> Result<Cache<V>, ConfigError> {
-        let config = self.config()?;
-        let metrics = std::sync::Arc::new(crate::stats::Metrics::new(&config.name));
-        #[cfg(feature = "redis")]
-        let remote = self.remote.map(|spec| {
-            std::sync::Arc::new(crate::tier::redis::RedisRemote::new(spec, metrics.clone()))
-        });
-        Ok(Cache::from_config(
-            config,
-            metrics,
-            #[cfg(feature = "redis")]
-            remote,
-        ))
     }
 }
 

@@ -1,25 +1,21 @@
-//! [`Cache`]: the read path (memory tier, then the Redis tier if there is one, then the
-//! flight, then the loader) and the rules that decide when a loader runs.
+//! [`Cache`]: the read path and the rules that decide when a loader runs. A call looks
+//! in the memory tier; without a usable entry it joins the key's flight, whose one load
+//! (in [`load`](crate::load)) looks in each tier below memory in order, then runs the
+//! loader. Writes and invalidations go to memory, then to every tier below it.
 
-use std::any::Any;
 use std::error::Error as StdError;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use tokio::time::Instant;
-use tracing::Instrument;
 
-use crate::builder::Config;
 use crate::entry::{Entry, Freshness};
-use crate::flight::{Flights, Join, Leader};
-use crate::stats::{LoadResult, Lookup, Metrics};
-use crate::tier::memory::MemoryTier;
-use crate::{CacheBuilder, Error, Loaded, Stats, Weigh};
-
-#[cfg(feature = "redis")]
-use crate::tier::redis::{Event, RedisRemote};
+use crate::error::Error;
+use crate::flight::Join;
+use crate::load;
+use crate::loaded::Loaded;
+use crate::state::State;
+use crate::stats::{Lookup, Stats};
 
 /// How [`Cache::load`] came by its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +56,7 @@ pub enum Source {
 /// [`Error::Panicked`] for every waiter, and a load that outlives `load_timeout` is
 /// cancelled and an [`Error::Timeout`]; either way the key is free for the next load.
 ///
-/// With a [Redis tier](crate::RedisTier), a load first looks in Redis (a value there is
+/// With a Redis tier (`corral::redis`), a load first looks in Redis (a value there is
 /// copied into memory with its remaining lifetime), then takes a lock shared by every
 /// server, so that one load runs per cluster; the other servers wait for it and read
 /// its value. Redis failing never fails a call: the load then runs here.
@@ -91,13 +87,13 @@ pub enum Source {
 /// # Ok(()) }
 /// ```
 pub struct Cache<V> {
-    inner: Arc<Inner<V>>,
+    state: Arc<State<V>>,
 }
 
 impl<V> Clone for Cache<V> {
     fn clone(&self) -> Self {
         Cache {
-            inner: Arc::clone(&self.inner),
+            state: Arc::clone(&self.state),
         }
     }
 }
@@ -105,63 +101,21 @@ impl<V> Clone for Cache<V> {
 impl<V> std::fmt::Debug for Cache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("name", &self.inner.config.name)
+            .field("name", &self.state.config.name)
             .finish_non_exhaustive()
     }
 }
 
-pub(crate) struct Inner<V> {
-    config: Config,
-    memory: MemoryTier<V>,
-    flights: Flights<V>,
-    metrics: Arc<Metrics>,
-    #[cfg(feature = "redis")]
-    remote: Option<Arc<RedisRemote<V>>>,
-    /// Whether the Redis events listener was started (on the first load).
-    #[cfg(feature = "redis")]
-    listening: std::sync::atomic::AtomicBool,
-}
-
-/// How a load came by its value.
-pub(crate) enum Obtained<V> {
-    /// The loader ran (here).
-    Loaded(Loaded<V>),
-    /// Another server's load, read from the Redis tier.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Remote(Entry<V>),
-}
-
-impl<V> Cache<V> {
-    /// Starts building a cache; see [`CacheBuilder`] for the options and defaults.
-    pub fn builder() -> CacheBuilder<V> {
-        CacheBuilder::default()
-    }
-}
-
-impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
-    pub(crate) fn from_config(
-        config: Config,
-        metrics: Arc<Metrics>,
-        #[cfg(feature = "redis")] remote: Option<Arc<RedisRemote<V>>>,
-    ) -> Self {
-        let memory = MemoryTier::new(&config.name, config.max_bytes, Arc::clone(&metrics));
+impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    pub(crate) fn from_state(state: State<V>) -> Self {
         Cache {
-            inner: Arc::new(Inner {
-                config,
-                memory,
-                flights: Flights::new(),
-                metrics,
-                #[cfg(feature = "redis")]
-                remote,
-                #[cfg(feature = "redis")]
-                listening: Default::default(),
-            }),
+            state: Arc::new(state),
         }
     }
 
-    /// The cache's name, as given to [`CacheBuilder::name`].
+    /// The cache's name, as given to [`CacheBuilder::name`](crate::CacheBuilder::name).
     pub fn name(&self) -> &str {
-        &self.inner.config.name
+        &self.state.config.name
     }
 
     /// Returns the value for `key`, loading it with `loader` if there is no usable
@@ -191,9 +145,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
         T: Into<Loaded<V>> + Send + 'static,
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
-        let inner = &*self.inner;
+        let state = &*self.state;
         let now = Instant::now();
-        let Some(found) = inner
+        let Some(found) = state
             .memory
             .get(key)
             .filter(|e| e.freshness(now) != Freshness::Expired)
@@ -203,9 +157,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
             return Ok(value);
         };
         if found.freshness(now) == Freshness::Fresh {
-            inner.metrics.lookup(Lookup::Hit);
+            state.metrics.lookup(Lookup::Hit);
         } else {
-            inner.metrics.lookup(Lookup::Stale);
+            state.metrics.lookup(Lookup::Stale);
             self.refresh(
                 key,
                 |e| e.freshness(Instant::now()) == Freshness::Fresh,
@@ -252,22 +206,22 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
         T: Into<Loaded<V>> + Send + 'static,
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
-        let inner = &*self.inner;
-        let recheck = || inner.memory.get(key).filter(&usable);
-        match inner.flights.join(key, recheck) {
+        let state = &*self.state;
+        let recheck = || state.memory.get(key).filter(&usable);
+        match state.flights.join(key, recheck) {
             Join::Found(entry) => {
-                inner.metrics.lookup(Lookup::Hit);
+                state.metrics.lookup(Lookup::Hit);
                 Ok((entry.value, Source::Stored))
             }
             Join::Follow(wait) => {
                 drop(loader);
-                inner.metrics.lookup(Lookup::Coalesced);
+                state.metrics.lookup(Lookup::Coalesced);
                 Ok((wait.await?, Source::Joined))
             }
             Join::Lead(leader) => {
-                inner.metrics.lookup(Lookup::Miss);
+                state.metrics.lookup(Lookup::Miss);
                 let wait = leader.wait();
-                self.spawn_load(leader, loader, usable, false);
+                load::spawn(&self.state, leader, loader, usable, false);
                 Ok((wait.await?, Source::Loaded))
             }
         }
@@ -288,11 +242,11 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
         T: Into<Loaded<V>> + Send + 'static,
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
-        let inner = &*self.inner;
-        let recheck = || inner.memory.get(key).filter(&usable);
-        match inner.flights.join(key, recheck) {
+        let state = &*self.state;
+        let recheck = || state.memory.get(key).filter(&usable);
+        match state.flights.join(key, recheck) {
             Join::Lead(leader) => {
-                self.spawn_load(leader, loader, usable, true);
+                load::spawn(&self.state, leader, loader, usable, true);
                 true
             }
             Join::Follow(_) | Join::Found(_) => false,
@@ -302,37 +256,10 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// The stored entry for `key`, fresh or stale (not expired), without loading and
     /// without counting a lookup.
     pub fn peek(&self, key: &str) -> Option<Entry<V>> {
-        self.inner
+        self.state
             .memory
             .get(key)
             .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
-    }
-
-    /// Runs a load in its own task on behalf of `leader`'s flight.
-    fn spawn_load<U, F, Fut, T, E>(&self, leader: Leader<V>, loader: F, accept: U, background: bool)
-    where
-        U: Fn(&Entry<V>) -> bool + Send + Sync + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Into<Loaded<V>> + Send + 'static,
-        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
-    {
-        let inner = Arc::clone(&self.inner);
-        let span = tracing::debug_span!(
-            "corral.load",
-            cache = %inner.config.name,
-            key = %leader.key(),
-            background,
-        );
-        let load = async move {
-            let timeout = inner.config.load_timeout;
-            let started = Instant::now();
-            let obtained =
-                tokio::time::timeout(timeout, inner.obtain(leader.key(), loader, &accept)).await;
-            let outcome = obtained.unwrap_or(Err(Error::Timeout(timeout)));
-            inner.finish_load(leader, outcome, started, background);
-        };
-        tokio::spawn(load.instrument(span));
     }
 
     /// Returns the value for `key` if it is fresh or stale, without loading.
@@ -346,16 +273,16 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// # }
     /// ```
     pub fn get(&self, key: &str) -> Option<V> {
-        let inner = &*self.inner;
-        let entry = inner.memory.get(key);
+        let state = &*self.state;
+        let entry = state.memory.get(key);
         let freshness = entry
             .as_ref()
             .map_or(Freshness::Expired, |e| e.freshness(Instant::now()));
         match freshness {
-            Freshness::Fresh => inner.metrics.lookup(Lookup::Hit),
-            Freshness::Stale => inner.metrics.lookup(Lookup::Stale),
+            Freshness::Fresh => state.metrics.lookup(Lookup::Hit),
+            Freshness::Stale => state.metrics.lookup(Lookup::Stale),
             Freshness::Expired => {
-                inner.metrics.lookup(Lookup::Miss);
+                state.metrics.lookup(Lookup::Miss);
                 return None;
             }
         }
@@ -384,37 +311,37 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     }
 
     async fn insert_one(&self, key: &str, loaded: Loaded<V>) {
-        let inner = &*self.inner;
-        let Some(entry) = inner.entry_for(&loaded) else {
+        let state = &*self.state;
+        let Some(entry) = state.entry_for(&loaded) else {
             return;
         };
-        #[cfg(feature = "redis")]
-        let copy = inner.remote.as_ref().map(|_| entry.clone());
-        inner
+        let copy = (!state.tiers.is_empty()).then(|| entry.clone());
+        state
             .flights
-            .detach_with(key, || inner.memory.insert(key, entry));
-        inner.publish_size();
-        #[cfg(feature = "redis")]
-        if let (Some(remote), Some(entry)) = (&inner.remote, copy) {
-            remote.store(key, &entry).await;
+            .detach_with(key, || state.memory.insert(key, entry));
+        state.publish_size();
+        if let Some(entry) = copy {
+            for tier in &state.tiers {
+                tier.store(key, &entry).await;
+            }
         }
     }
 
-    /// Removes `key`'s entry: from memory here, from Redis, and from the memory of every
-    /// other server sharing the Redis tier. A load running for `key` still answers its
-    /// waiters but no longer stores its value, so nothing loaded before this call
-    /// survives it.
+    /// Removes `key`'s entry: from memory here, from the tiers below memory, and (with
+    /// a Redis tier) from the memory of every other server sharing it. A load running
+    /// for `key` still answers its waiters but no longer stores its value, so nothing
+    /// loaded before this call survives it.
     pub async fn invalidate(&self, key: &str) {
-        self.inner.invalidate_locally(key);
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote {
-            remote.invalidate(key).await;
+        self.state.invalidate_locally(key);
+        for tier in &self.state.tiers {
+            tier.invalidate(key).await;
         }
     }
 
     /// Removes every entry whose key starts with `prefix` (a URL prefix, for an HTTP
-    /// cache), here, in Redis, and in every other server's memory; returns how many
-    /// entries this server's memory held. Loads running for such keys no longer store.
+    /// cache), here, in the tiers below memory, and in every other server's memory;
+    /// returns how many entries this server's memory held. Loads running for such keys
+    /// no longer store.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -427,10 +354,9 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// # }
     /// ```
     pub async fn invalidate_prefix(&self, prefix: &str) -> usize {
-        let removed = self.inner.invalidate_prefix_locally(prefix);
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote {
-            remote.invalidate_prefix(prefix).await;
+        let removed = self.state.invalidate_prefix_locally(prefix);
+        for tier in &self.state.tiers {
+            tier.invalidate_prefix(prefix).await;
         }
         removed
     }
@@ -440,207 +366,264 @@ impl<V: Weigh + Clone + Send + Sync + 'static> Cache<V> {
     /// Redis (those under its prefix, and no others) are deleted too, and every server
     /// clears its memory.
     pub async fn clear(&self) {
-        self.inner.clear_locally();
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote {
-            remote.clear().await;
+        self.state.clear_locally();
+        for tier in &self.state.tiers {
+            tier.clear().await;
         }
     }
 
     /// The cache's counters since it was built.
     pub fn stats(&self) -> Stats {
-        let inner = &*self.inner;
-        let (entries, bytes) = inner.memory.size();
-        inner
+        let state = &*self.state;
+        let (entries, bytes) = state.memory.size();
+        state
             .metrics
-            .snapshot(entries, bytes, inner.flights.len() as u64)
+            .snapshot(entries, bytes, state.flights.len() as u64)
     }
 
     /// Runs the memory tier's pending maintenance now (evictions and expirations), so
     /// that [`stats`](Self::stats) counts are exact. Never needed for correctness.
     pub fn run_pending_tasks(&self) {
-        self.inner.memory.run_pending_tasks();
-        self.inner.publish_size();
+        self.state.memory.run_pending_tasks();
+        self.state.publish_size();
     }
 }
 
-/// Runs a loader, catching its panic.
-pub(crate) async fn run_loader<V, F, Fut, T, E>(loader: F) -> Result<Loaded<V>, Error>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-    T: Into<Loaded<V>> + Send + 'static,
-    E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
-{
-    match AssertUnwindSafe(async move { loader().await })
-        .catch_unwind()
-        .await
-    {
-        Ok(Ok(loaded)) => Ok(loaded.into()),
-        Ok(Err(error)) => Err(Error::load(error)),
-        Err(panic) => Err(Error::Panicked(panic_message(panic))),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::convert::Infallible;
+    use std::future::{pending, ready};
+    use std::sync::Mutex;
+    use std::time::Duration;
 
-impl<V: Weigh + Clone + Send + Sync + 'static> Inner<V> {
-    /// Gets a value for a load: from the Redis tier's protocol if there is one, else by
-    /// running the loader.
-    async fn obtain<F, Fut, T, E>(
-        self: &Arc<Self>,
-        key: &str,
-        loader: F,
-        accept: &(dyn Fn(&Entry<V>) -> bool + Send + Sync),
-    ) -> Result<Obtained<V>, Error>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Into<Loaded<V>> + Send + 'static,
-        E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
-    {
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.remote {
-            self.listen(remote);
-            let entry_for = |loaded: &Loaded<V>| self.entry_for(loaded);
-            return crate::remote::obtain(remote, &self.metrics, key, loader, accept, &entry_for)
-                .await;
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::state::Config;
+    use crate::stats::Metrics;
+    use crate::tier::{Invalidation, Lock, Lookup, Permit, Release, Sink, Tier, Usable};
+    use crate::weigh::ByWeigh;
+
+    /// A tier below memory that no other server writes, as a disk tier would be: a map
+    /// whose lock is always granted, and whose permit stores unless the map was
+    /// invalidated since it was granted.
+    #[derive(Default)]
+    struct MapTier {
+        entries: Mutex<HashMap<String, Entry<String>>>,
+        generation: Mutex<u64>,
+        sink: Mutex<Option<Sink>>,
+    }
+
+    impl MapTier {
+        fn with(key: &str, entry: Entry<String>) -> Arc<Self> {
+            let tier = MapTier::default();
+            tier.entries.lock().unwrap().insert(key.to_owned(), entry);
+            Arc::new(tier)
         }
-        let _ = (key, accept);
-        run_loader(loader).await.map(Obtained::Loaded)
+
+        fn get(&self, key: &str) -> Option<Entry<String>> {
+            self.entries.lock().unwrap().get(key).cloned()
+        }
+
+        fn change(&self, change: impl FnOnce(&mut HashMap<String, Entry<String>>)) {
+            *self.generation.lock().unwrap() += 1;
+            change(&mut self.entries.lock().unwrap());
+        }
     }
 
-    /// Records a finished load and hands its outcome to the flight.
-    fn finish_load(
-        &self,
-        leader: Leader<V>,
-        outcome: Result<Obtained<V>, Error>,
-        started: Instant,
-        background: bool,
-    ) {
-        let took = started.elapsed();
-        match outcome {
-            Ok(Obtained::Remote(entry)) => {
-                self.metrics.remote_hit();
-                let value = entry.value.clone();
-                leader.finish(Ok(value), |key, _| {
-                    self.memory.insert(key, entry);
-                    self.publish_size();
-                });
+    impl Tier<String> for MapTier {
+        fn lookup<'a>(
+            &'a self,
+            key: &'a str,
+            usable: &'a Usable<String>,
+        ) -> BoxFuture<'a, Lookup<'a, String>> {
+            let found = self.get(key).filter(|e| usable(e));
+            ready(found.map_or(Lookup::Missing, Lookup::Found)).boxed()
+        }
+
+        fn lock<'a>(self: Arc<Self>, key: &'a str) -> BoxFuture<'a, Lock<'a, String>> {
+            let generation = *self.generation.lock().unwrap();
+            let key = key.to_owned();
+            let permit = MapPermit {
+                tier: self,
+                key,
+                generation,
+            };
+            ready(Lock::Won(Box::new(permit))).boxed()
+        }
+
+        fn store<'a>(&'a self, key: &'a str, entry: &'a Entry<String>) -> BoxFuture<'a, ()> {
+            let mut entries = self.entries.lock().unwrap();
+            entries.insert(key.to_owned(), entry.clone());
+            ready(()).boxed()
+        }
+
+        fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+            self.change(|entries| drop(entries.remove(key)));
+            ready(()).boxed()
+        }
+
+        fn invalidate_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()> {
+            self.change(|entries| entries.retain(|key, _| !key.starts_with(prefix)));
+            ready(()).boxed()
+        }
+
+        fn clear(&self) -> BoxFuture<'_, ()> {
+            self.change(HashMap::clear);
+            ready(()).boxed()
+        }
+
+        fn listen(self: Arc<Self>, sink: Sink) {
+            *self.sink.lock().unwrap() = Some(sink);
+        }
+    }
+
+    struct MapPermit {
+        tier: Arc<MapTier>,
+        key: String,
+        generation: u64,
+    }
+
+    impl Permit<String> for MapPermit {
+        fn keep(&self) -> BoxFuture<'_, Infallible> {
+            pending().boxed()
+        }
+
+        fn release<'a>(self: Box<Self>, outcome: Release<'a, String>) -> BoxFuture<'a, ()> {
+            let current = *self.tier.generation.lock().unwrap() == self.generation;
+            if let (Release::Value(entry), true) = (outcome, current) {
+                let mut entries = self.tier.entries.lock().unwrap();
+                entries.insert(self.key.clone(), entry.clone());
             }
-            Ok(Obtained::Loaded(loaded)) => {
-                self.metrics.load(LoadResult::Ok, took);
-                let entry = self.entry_for(&loaded);
-                let related: Vec<_> = loaded
-                    .also
-                    .iter()
-                    .filter_map(|(key, l)| Some((key.clone(), self.entry_for(l)?)))
-                    .collect();
-                leader.finish(Ok(loaded.value), |key, _| {
-                    if let Some(entry) = entry {
-                        self.memory.insert(key, entry);
-                    }
-                    for (key, entry) in related {
-                        self.memory.insert(&key, entry);
-                    }
-                    self.publish_size();
-                });
-            }
-            Err(error) => {
-                let result = match error {
-                    Error::Panicked(_) => LoadResult::Panic,
-                    Error::Timeout(_) => LoadResult::Timeout,
-                    _ => LoadResult::Error,
+            ready(()).boxed()
+        }
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    /// A cache over these tiers, in this order.
+    fn cache_over(tiers: &[&Arc<MapTier>]) -> Cache<String> {
+        let config = Config {
+            name: "tiers".to_owned(),
+            max_bytes: 1 << 20,
+            fresh_for: MINUTE,
+            ttl: MINUTE,
+            load_timeout: MINUTE,
+        };
+        let tiers = tiers
+            .iter()
+            .map(|&tier| Arc::clone(tier) as Arc<dyn Tier<String>>)
+            .collect();
+        let metrics = Arc::new(Metrics::new("tiers"));
+        Cache::from_state(State::new(config, Arc::new(ByWeigh), metrics, tiers))
+    }
+
+    fn loader(value: &str) -> impl FnOnce() -> BoxFuture<'static, Result<String, std::io::Error>> {
+        let value = value.to_owned();
+        move || ready(Ok(value)).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_hit_in_a_lower_tier_answers_the_load_and_is_copied_up_with_its_lifetime() {
+        let stored = Entry::new("lower".to_owned(), Instant::now(), MINUTE / 2, MINUTE);
+        let (upper, lower) = (Arc::new(MapTier::default()), MapTier::with("k", stored));
+        let cache = cache_over(&[&upper, &lower]);
+        let never = || async { Err::<String, _>(std::io::Error::other("not called")) };
+        assert_eq!(cache.get_or_load("k", never).await.unwrap(), "lower");
+        let in_memory = cache.peek("k").expect("copied into memory");
+        let in_upper = upper.get("k").expect("copied into the tier above");
+        let original = lower.get("k").unwrap();
+        for copy in [&in_memory, &in_upper] {
+            assert_eq!(copy.fresh_until(), original.fresh_until());
+            assert_eq!(copy.stale_until(), original.stale_until());
+        }
+        assert_eq!(cache.stats().loads_ok, 0);
+    }
+
+    #[tokio::test]
+    async fn a_loaded_value_is_stored_in_every_tier_that_granted_its_lock() {
+        let (upper, lower) = (Arc::new(MapTier::default()), Arc::new(MapTier::default()));
+        let cache = cache_over(&[&upper, &lower]);
+        let loaded = Loaded::new("v".to_owned()).also_store("other", Loaded::new("o".to_owned()));
+        let value = cache
+            .get_or_load("k", || async { Ok::<_, std::io::Error>(loaded) })
+            .await;
+        assert_eq!(value.unwrap(), "v");
+        for tier in [&upper, &lower] {
+            assert_eq!(tier.get("k").map(Entry::into_value).as_deref(), Some("v"));
+            assert_eq!(
+                tier.get("other").map(Entry::into_value).as_deref(),
+                Some("o")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_load_invalidated_while_it_runs_stores_in_no_tier() {
+        let tier = Arc::new(MapTier::default());
+        let cache = cache_over(&[&tier]);
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let load = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                let loader = || async move {
+                    let _ = started.send(());
+                    let _ = gate.await;
+                    Ok::<_, std::io::Error>("old".to_owned())
                 };
-                self.metrics.load(result, took);
-                if background {
-                    tracing::warn!(%error, kind = error.kind(), "background refresh failed; serving the stale value until its ttl ends");
-                } else {
-                    tracing::warn!(%error, kind = error.kind(), "load failed");
-                }
-                leader.finish(Err(error), |_, _| {});
+                cache.get_or_load("k", loader).await
             }
+        });
+        // The loader runs once the load holds the tier's lock.
+        running.await.unwrap();
+        cache.invalidate("k").await;
+        go.send(()).unwrap();
+        assert_eq!(
+            load.await.unwrap().unwrap(),
+            "old",
+            "its callers still get it"
+        );
+        assert!(cache.peek("k").is_none());
+        assert!(tier.get("k").is_none());
+    }
+
+    #[tokio::test]
+    async fn inserts_and_invalidations_reach_every_tier() {
+        let (upper, lower) = (Arc::new(MapTier::default()), Arc::new(MapTier::default()));
+        let cache = cache_over(&[&upper, &lower]);
+        for key in ["/a/1", "/a/2", "/b/1"] {
+            cache.insert(key, key.to_owned()).await;
         }
-    }
-
-    /// The entry a loaded value becomes, with its lifetime (the cache's defaults where
-    /// it sets none); `None` if it is not to be stored (`uncached`, or a zero `ttl`).
-    pub(crate) fn entry_for(&self, loaded: &Loaded<V>) -> Option<Entry<V>> {
-        let ttl = loaded.ttl.unwrap_or(self.config.ttl);
-        if !loaded.store || ttl.is_zero() {
-            return None;
+        cache.invalidate("/b/1").await;
+        assert_eq!(cache.invalidate_prefix("/a/").await, 2);
+        for tier in [&upper, &lower] {
+            assert!(tier.entries.lock().unwrap().is_empty());
         }
-        let fresh_for = loaded.fresh_for.unwrap_or(self.config.fresh_for);
-        Some(Entry::new(
-            loaded.value.clone(),
-            Instant::now(),
-            fresh_for,
-            ttl,
-        ))
+        cache.insert("c", "c".to_owned()).await;
+        cache.clear().await;
+        assert!(upper.get("c").is_none() && lower.get("c").is_none());
     }
 
-    fn invalidate_locally(&self, key: &str) {
-        self.flights
-            .detach_with(key, || self.memory.invalidate(key));
-        self.publish_size();
-    }
-
-    fn invalidate_prefix_locally(&self, prefix: &str) -> usize {
-        self.flights.detach_prefix(prefix);
-        let keys = self.memory.keys_with_prefix(prefix);
-        for key in &keys {
-            self.invalidate_locally(key);
-        }
-        keys.len()
-    }
-
-    fn clear_locally(&self) {
-        self.flights.detach_all_with(|| self.memory.clear());
-        self.memory.run_pending_tasks();
-        self.publish_size();
-    }
-
-    fn publish_size(&self) {
-        let (entries, bytes) = self.memory.size();
-        self.metrics.size(entries, bytes);
-    }
-
-    /// Starts listening to the other servers' events, once.
-    #[cfg(feature = "redis")]
-    fn listen(self: &Arc<Self>, remote: &Arc<RedisRemote<V>>) {
-        use std::sync::atomic::Ordering;
-        if self.listening.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        tokio::spawn(crate::remote::listen(
-            Arc::downgrade(remote),
-            move |event| {
-                let Some(inner) = weak.upgrade() else {
-                    return false;
-                };
-                match event {
-                    Event::Done(key) => {
-                        if let Some(remote) = &inner.remote {
-                            remote.waiters.wake(key);
-                        }
-                    }
-                    Event::Invalidated(key) => inner.invalidate_locally(key),
-                    Event::Purged(prefix) => {
-                        inner.invalidate_prefix_locally(prefix);
-                    }
-                    Event::Cleared => inner.clear_locally(),
-                }
-                true
-            },
-        ));
-    }
-}
-
-fn panic_message(panic: Box<dyn Any + Send>) -> Arc<str> {
-    if let Some(s) = panic.downcast_ref::<&'static str>() {
-        Arc::from(*s)
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        Arc::from(s.as_str())
-    } else {
-        Arc::from("a non-string panic payload")
+    #[tokio::test]
+    async fn another_servers_invalidation_reaches_memory_and_the_tiers_above_the_reporter() {
+        let (upper, lower) = (Arc::new(MapTier::default()), Arc::new(MapTier::default()));
+        let cache = cache_over(&[&upper, &lower]);
+        cache.get_or_load("k", loader("v")).await.unwrap();
+        let sink = lower
+            .sink
+            .lock()
+            .unwrap()
+            .take()
+            .expect("listening since the load");
+        assert!(upper.sink.lock().unwrap().is_some());
+        assert!(sink(Invalidation::Key("k")).await, "the cache is alive");
+        assert!(cache.peek("k").is_none());
+        assert!(upper.get("k").is_none());
+        assert!(lower.get("k").is_some(), "the reporter deleted its own");
+        drop(cache);
+        assert!(!sink(Invalidation::All).await, "the cache is gone");
     }
 }

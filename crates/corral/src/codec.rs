@@ -1,4 +1,6 @@
-//! Codecs: how values cross a process boundary (the Redis tier).
+//! Codecs: how values cross a process boundary, into a tier that other processes read
+//! or that outlives this one (the Redis tier). With the `serde` feature (which the
+//! `redis` feature turns on).
 
 use bytes::Bytes;
 use serde::Serialize;

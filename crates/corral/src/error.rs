@@ -107,10 +107,3 @@ pub enum ConfigError {
     #[error("redis timeouts and the lock lease must be greater than zero")]
     ZeroRedisTimeout,
 }
-
-/// A load that failed on another server sharing the Redis tier, as that server
-/// reported it.
-#[cfg(feature = "redis")]
-#[derive(Debug, thiserror::Error)]
-#[error("load failed on another server: {0}")]
-pub struct RemoteLoadError(pub String);

@@ -90,7 +90,7 @@ mod redis_tier {
     use tokio::time::Instant;
 
     use crate::entry::Entry;
-    use crate::tier::redis::Event;
+    use crate::tier::redis::events::Event;
     use crate::tier::redis::record::{self, VERSION};
 
     /// The longest age a round-tripped record is given: a day, so that its instants

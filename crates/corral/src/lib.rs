@@ -12,14 +12,32 @@
 //! - [`CacheBuilder`] holds the options, each with a documented default.
 //! - [`Loaded`] lets a loader set one entry's lifetime, or not store it at all.
 //! - [`Weigh`] tells the memory tier how many bytes a value holds, so the tier stays
-//!   within `max_bytes`.
+//!   within `max_bytes`; for a type without it, give the builder a
+//!   [`weigher`](CacheBuilder::weigher) closure (or, with the `serde` feature, weigh
+//!   values by their serialized size). The [`weigh`] module has the details.
 //! - [`Error`] says why a load gave no value: the loader's error, a panic, or a timeout.
 //! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
 //!   (see the [`stats`] module for the metric names).
-//! - With the `redis` feature, `RedisTier` adds a tier shared by many servers: one load
-//!   per key per cluster (a lock in Redis, waiters woken by pub/sub), values encoded by
-//!   a `Codec` (`MessagePack` by default, `Json`, `Raw`), and a circuit breaker so a
-//!   server keeps working from memory when Redis is down.
+//! - With the `redis` feature, `corral::redis` adds a tier shared by many servers
+//!   (`RedisTier`): one load per key per cluster (a lock in Redis, waiters woken by
+//!   pub/sub), values encoded by a codec from `corral::codec` (`MessagePack` by
+//!   default, `Json`, `Raw`; the `serde` feature alone brings the codecs), and a circuit
+//!   breaker so a server keeps working from memory when Redis is down.
+//!
+//! # Inside
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `cache.rs` | [`Cache`]: the read path, inserts and invalidations |
+//! | `builder.rs` | [`CacheBuilder`] and the defaults |
+//! | `state.rs` | what every clone of a cache shares, and what it does to itself alone |
+//! | `flight.rs` | one load per key; every waiter gets its outcome (a loom model checks it) |
+//! | `load.rs` | one load: its task and timeout, the tiers below memory, the loader, a panic turned into an error |
+//! | `tier.rs` | the `Tier` trait every tier below memory implements |
+//! | `tier/memory.rs` | the memory tier (moka, bounded by weighted bytes) |
+//! | `tier/redis.rs`, `tier/redis/` | the Redis tier; its cross-server lock in `tier/redis/lock.rs` |
+//! | `entry.rs`, `loaded.rs`, `error.rs` | an entry and its lifetime; what a loader returns; errors |
+//! | `weigh.rs`, `codec.rs`, `stats.rs` | weighing values; encoding them; counting |
 //!
 //! # Example
 //!
@@ -44,36 +62,29 @@
 
 mod builder;
 mod cache;
-#[cfg(feature = "redis")]
-mod codec;
+#[cfg(feature = "serde")]
+pub mod codec;
 mod entry;
 mod error;
 mod flight;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod load;
 mod loaded;
-#[cfg(feature = "redis")]
-mod remote;
+mod state;
 pub mod stats;
 mod tier;
-mod weigh;
+pub mod weigh;
 
 pub use builder::{CacheBuilder, DEFAULT_FRESH_FOR, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES};
 pub use cache::{Cache, Source};
 pub use entry::{Entry, Freshness};
 pub use error::{ConfigError, Error, SharedError};
+pub use load::panic_message;
 pub use loaded::Loaded;
 pub use stats::Stats;
 pub use tier::memory::ENTRY_OVERHEAD;
+#[cfg(feature = "redis")]
+pub use tier::redis;
 pub use weigh::Weigh;
-
-#[cfg(feature = "redis")]
-pub use codec::{Codec, CodecError, Json, MessagePack, Raw};
-#[cfg(feature = "redis")]
-pub use error::RemoteLoadError;
-#[cfg(feature = "redis")]
-pub use tier::redis::{
-    DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_TTL, DEFAULT_LOCK_LEASE, RedisTier, RedisTierBuilder,
-};

@@ -14,18 +14,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use corral::{Cache, Error, Loaded, Raw, RedisTier};
+use corral::codec::Raw;
+use corral::redis::{RedisTier, RedisTierBuilder, RemoteLoadError};
+use corral::{Cache, Error, Loaded};
 use redis::AsyncCommands;
 use redis_server::{RedisCluster, RedisServer};
 
-fn tier(url: &str, prefix: &str) -> corral::RedisTierBuilder {
+fn tier(url: &str, prefix: &str) -> RedisTierBuilder {
     RedisTier::builder(url)
         .prefix(prefix)
         .lock_lease(Duration::from_secs(2))
         .command_timeout(Duration::from_millis(500))
 }
 
-fn cache(tier: corral::RedisTierBuilder) -> Cache<String> {
+fn cache(tier: RedisTierBuilder) -> Cache<String> {
     Cache::builder()
         .fresh_for(Duration::from_secs(60))
         .redis(tier.build().expect("valid tier"))
@@ -304,7 +306,7 @@ async fn a_loader_error_reaches_other_servers_waiters_for_a_short_time_only() {
         panic!("{err:?}")
     };
     assert!(source.to_string().contains("origin exploded"), "{source}");
-    assert!(source.downcast_ref::<corral::RemoteLoadError>().is_some());
+    assert!(source.downcast_ref::<RemoteLoadError>().is_some());
     assert_eq!(
         runs.load(Ordering::SeqCst),
         0,

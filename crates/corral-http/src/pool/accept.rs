@@ -3,31 +3,75 @@
 //! can forge) so that it is served here.
 
 use http::header::{HOST, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, request};
 
 use subtle::ConstantTimeEq;
 
-use super::SECRET_HEADER;
+use super::members::{Pool, normalize_peer};
+use super::protocol::{PEER_PATH, SECRET_HEADER};
 use crate::body::Body;
 
 /// Why a peer request was refused; [`response`](Self::response) says it to the
 /// sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
-pub struct PeerRefusal {
+pub(crate) struct PeerRefusal {
     status: StatusCode,
     reason: &'static str,
 }
 
 impl PeerRefusal {
-    /// 403 (no or wrong secret) or 400 (no valid URL).
-    pub fn status(&self) -> StatusCode {
-        self.status
+    /// The refusal as a short plain-text response.
+    pub(crate) fn response(&self) -> Response<Body> {
+        Body::text_response(self.status, self.reason)
+    }
+}
+
+impl Pool {
+    /// Whether `request` is for this member's peer endpoint: its path is the peer
+    /// path, and it is addressed here (no authority, or this member's own) or
+    /// carries the secret. (A forward proxy's client may ask for a URL with that
+    /// path on any other site.)
+    pub(crate) fn is_peer_request<B>(&self, request: &Request<B>) -> bool {
+        let uri = request.uri();
+        if uri.path() != PEER_PATH {
+            return false;
+        }
+        if request.headers().contains_key(SECRET_HEADER) {
+            return true;
+        }
+        match (&self.inner.this, uri.authority()) {
+            (Some(this), Some(authority)) => {
+                let scheme = uri.scheme_str().unwrap_or("http");
+                normalize_peer(&format!("{scheme}://{authority}")).is_ok_and(|u| *u == **this)
+            }
+            _ => true,
+        }
     }
 
-    /// The refusal as a short plain-text response.
-    pub fn response(&self) -> Response<Body> {
-        Body::text_response(self.status, self.reason)
+    /// The local request a peer request stands for (its URL, method, headers and
+    /// body, marked as forwarded), or why it is refused: 403 without the shared
+    /// secret, 400 without a valid `url`.
+    pub(crate) fn accept<B>(&self, request: Request<B>) -> Result<Request<B>, PeerRefusal> {
+        accept(&self.inner.secret, request)
+    }
+
+    /// Whether a request (in front of this pool's [`Route`]) is a peer's: addressed
+    /// to this member's peer endpoint and carrying the pool's secret. A server that
+    /// adds forwarding fields (`X-Forwarded-For`) before the route trusts a peer's
+    /// as it trusts a proxy's in front of it.
+    ///
+    /// ```
+    /// # fn demo(pool: &corral_http::pool::Pool, request: &http::request::Parts) {
+    /// let trusted = pool.authenticates(request);
+    /// # let _ = trusted; }
+    /// ```
+    pub fn authenticates(&self, request: &request::Parts) -> bool {
+        request.uri.path() == PEER_PATH
+            && request
+                .headers
+                .get(SECRET_HEADER)
+                .is_some_and(|presented| is_secret(&self.inner.secret, presented))
     }
 }
 
@@ -41,7 +85,7 @@ pub(super) fn accept<B>(
 ) -> Result<Request<B>, PeerRefusal> {
     let (mut parts, body) = request.into_parts();
     let presented = parts.headers.remove(SECRET_HEADER);
-    if !presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(secret.as_bytes()))) {
+    if !presented.is_some_and(|p| is_secret(secret, &p)) {
         metrics::counter!("corral_pool_requests_total", "route" => "refused").increment(1);
         return Err(refusal(
             StatusCode::FORBIDDEN,
@@ -71,6 +115,11 @@ pub(super) fn accept<B>(
     parts.extensions.insert(Accepted);
     metrics::counter!("corral_pool_requests_total", "route" => "accepted").increment(1);
     Ok(Request::from_parts(parts, body))
+}
+
+/// Whether `presented` is the pool's secret (compared in constant time).
+pub(super) fn is_secret(secret: &HeaderValue, presented: &HeaderValue) -> bool {
+    bool::from(presented.as_bytes().ct_eq(secret.as_bytes()))
 }
 
 fn refusal(status: StatusCode, reason: &'static str) -> PeerRefusal {
@@ -114,7 +163,7 @@ mod tests {
 
     #[test]
     fn without_the_secret_or_a_url_it_is_refused() {
-        let status = |r: Result<Request<()>, PeerRefusal>| r.unwrap_err().status();
+        let status = |r: Result<Request<()>, PeerRefusal>| r.unwrap_err().status;
         let url = "url=http%3A%2F%2Fo%2F";
         assert_eq!(status(accept(&secret(), peer_request(None, url))), 403);
         assert_eq!(

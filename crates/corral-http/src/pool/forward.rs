@@ -8,7 +8,8 @@ use http::header::HOST;
 use http::{Method, Request, Response, Uri, Version};
 use tower::ServiceExt;
 
-use super::{PEER_HEADER, PEER_PATH, Pool, SECRET_HEADER};
+use super::members::Pool;
+use super::protocol::{PEER_HEADER, PEER_PATH, SECRET_HEADER};
 use crate::body::Body;
 use crate::framing;
 use crate::hop::remove_hop_by_hop;

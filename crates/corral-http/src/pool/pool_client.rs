@@ -8,9 +8,17 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::Service;
 
+use super::error::PoolError;
 use super::forward::replayable;
-use super::{Pool, PoolError};
+use super::members::Pool;
 use crate::body::{Body, BoxError};
+
+impl Pool {
+    /// A client that sends each request to its owner; see [`PoolClient`].
+    pub fn client(&self) -> PoolClient {
+        PoolClient::new(self.clone())
+    }
+}
 
 /// A tower HTTP client that sends each request (with an absolute `http(s)` URL) to
 /// the peer that owns it; from [`Pool::client`]. Put an

@@ -12,17 +12,43 @@ use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
 use super::accept::Accepted;
+use super::error::PoolError;
+use super::forward::PeerUnavailable;
 use super::forward::{bad_gateway, replayable};
-use super::{PeerUnavailable, Pool, PoolError, mark_peer_answer, request_url, ring_key};
+use super::members::Pool;
+use super::protocol::{SECRET_HEADER, mark_peer_answer};
 use crate::body::{Body, BoxError};
+use crate::key::{KeyFn, default_key};
 use crate::{HttpCache, UpstreamError};
+
+impl Pool {
+    /// A layer that routes requests to their owners; see [`Route`].
+    pub fn route_layer(&self) -> Result<RouteLayer, PoolError> {
+        RouteLayer::new(self.clone())
+    }
+}
 
 /// Makes [`Route`]s; from [`Pool::route_layer`].
 #[derive(Clone)]
 pub struct RouteLayer {
     pool: Pool,
+    key: KeyFn,
     hot: Option<HttpCache<ToOwner>>,
 }
+
+impl std::fmt::Debug for RouteLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLayer")
+            .field("pool", &self.pool)
+            .field("hot_cache", &self.hot.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL a request was routed by (its ring key), for the hot cache and its
+/// upstream.
+#[derive(Debug, Clone)]
+struct RoutedUrl(String);
 
 impl RouteLayer {
     pub(super) fn new(pool: Pool) -> Result<RouteLayer, PoolError> {
@@ -35,16 +61,42 @@ impl RouteLayer {
                     .max_bytes(max_bytes)
                     .max_keep(max_keep)
                     .keep_stale_for(Duration::ZERO)
-                    // Keyed by the URL the request is routed by (its Host first), so
-                    // names served by one origin never share copies.
-                    .key(|parts| request_url(parts).map(|url| ring_key(&url)))
+                    // Keyed by the URL the request is routed by, so names served
+                    // by one origin never share copies.
+                    .key(|parts| Some(parts.extensions.get::<RoutedUrl>()?.0.clone()))
                     // Longer than the peer timeout: a slow owner is a peer failure
                     // (and a local fallback), not the hot cache's own 504.
                     .fetch_timeout(pool.inner.peer_timeout + Duration::from_secs(1))
                     .service(ToOwner { pool: pool.clone() })
             })
             .transpose()?;
-        Ok(RouteLayer { pool, hot })
+        Ok(RouteLayer {
+            pool,
+            key: Arc::new(default_key),
+            hot,
+        })
+    }
+
+    /// How a request's URL (its key on the ring, and the URL its owner is asked
+    /// for) is found [default: [`default_key`], the URL it names]. A server that
+    /// rewrites requests after the route (a reverse proxy pointing them at its
+    /// origin) routes by the URL the request will have, so that every member
+    /// routes one resource to one owner whatever name a client used.
+    ///
+    /// ```
+    /// # fn demo(pool: corral_http::pool::Pool) -> Result<(), corral_http::pool::PoolError> {
+    /// // Every request is for the one origin, whatever `Host` it came with.
+    /// let layer = pool
+    ///     .route_layer()?
+    ///     .key(|parts| corral_http::url_key(&format!("http://origin.internal{}", parts.uri.path())));
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn key(
+        mut self,
+        key: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Arc::new(key);
+        self
     }
 }
 
@@ -55,6 +107,7 @@ impl<S> Layer<S> for RouteLayer {
         Route {
             inner,
             pool: self.pool.clone(),
+            key: self.key.clone(),
             hot: self.hot.clone(),
         }
     }
@@ -66,7 +119,35 @@ impl<S> Layer<S> for RouteLayer {
 pub struct Route<S> {
     inner: S,
     pool: Pool,
+    key: KeyFn,
     hot: Option<HttpCache<ToOwner>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Route<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("inner", &self.inner)
+            .field("pool", &self.pool)
+            .field("hot_cache", &self.hot.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Route<S> {
+    /// The service behind the route.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service behind the route, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The service behind the route, the route dropped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S> Service<Request<Body>> for Route<S>
@@ -109,15 +190,18 @@ where
                 Err(refusal) => Box::pin(std::future::ready(Ok(refusal.response()))),
             };
         }
-        let (parts, body) = request.into_parts();
-        let url = request_url(&parts);
-        let request = Request::from_parts(parts, body);
+        let (mut parts, body) = request.into_parts();
+        // The pool's secret is only ever sent by the pool (a client's goes no further).
+        parts.headers.remove(SECRET_HEADER);
+        let url = (self.key)(&parts);
         let Some((url, owner)) = url.and_then(|url| {
             let owner = self.pool.owner_elsewhere(&url)?;
             Some((url, owner))
         }) else {
-            return Box::pin(local(inner, request));
+            return Box::pin(local(inner, Request::from_parts(parts, body)));
         };
+        parts.extensions.insert(RoutedUrl(url.clone()));
+        let request = Request::from_parts(parts, body);
         let (pool, hot) = (self.pool.clone(), self.hot.clone());
         Box::pin(async move {
             let replay = replayable(&request);
@@ -182,7 +266,11 @@ impl Service<Request<Body>> for ToOwner {
         let pool = self.pool.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let url = request_url(&parts).unwrap_or_default();
+            let url = parts
+                .extensions
+                .get::<RoutedUrl>()
+                .map(|routed| routed.0.clone())
+                .unwrap_or_default();
             // The ring may have changed since the request was routed here.
             let Some(owner) = pool.owner_elsewhere(&url) else {
                 return Err(BoxError::from(PeerUnavailable {

@@ -9,20 +9,36 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::header::{
-    AUTHORIZATION, COOKIE, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION, PROXY_AUTHORIZATION,
-    USER_AGENT,
+    AUTHORIZATION, COOKIE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
+    PROXY_AUTHORIZATION, USER_AGENT,
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use url::Url;
 
+use super::RefreshError;
 use super::allow::{self, AllowList};
 use super::transform::Transform;
-use super::{RefreshError, Validators};
 use crate::body::{Collected, collect};
-use crate::fetch::Upstream;
+use crate::upstream::Upstream;
 
 const DEFAULT_USER_AGENT: HeaderValue =
     HeaderValue::from_static(concat!("corral-refresh/", env!("CARGO_PKG_VERSION")));
+
+/// A kept value's validators, for conditional refreshes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Validators {
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<HeaderValue>,
+}
+
+impl Validators {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        Validators {
+            etag: headers.get(ETAG).cloned(),
+            last_modified: headers.get(LAST_MODIFIED).cloned(),
+        }
+    }
+}
 
 /// What a fetch needs.
 pub(crate) struct Fetch<'a, T> {

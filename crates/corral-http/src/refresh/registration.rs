@@ -13,7 +13,7 @@ use super::RefreshError;
 use super::schedule::Intervals;
 use super::transform::{BytesBody, Json, Transform};
 use crate::body::BoxError;
-use crate::fetch::{Erased, Upstream};
+use crate::upstream::{Erased, Upstream};
 
 /// The options of one registered URL, given to
 /// [`RefreshCache::register`](super::RefreshCache::register). Unset intervals take the

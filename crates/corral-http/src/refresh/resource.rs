@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use http::header::{ETAG, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -12,26 +11,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::RefreshError;
-use super::fetch::Fetched;
+use super::fetch::{Fetched, Validators};
 use super::schedule::Intervals;
 use super::transform::Transform;
-use crate::fetch::Upstream;
-
-/// A kept value's validators, for conditional refreshes.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Validators {
-    pub etag: Option<HeaderValue>,
-    pub last_modified: Option<HeaderValue>,
-}
-
-impl Validators {
-    fn of(headers: &HeaderMap) -> Self {
-        Validators {
-            etag: headers.get(ETAG).cloned(),
-            last_modified: headers.get(LAST_MODIFIED).cloned(),
-        }
-    }
-}
+use crate::upstream::Upstream;
 
 /// A registered URL.
 pub(crate) struct Resource<T> {

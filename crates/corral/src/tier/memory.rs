@@ -24,7 +24,7 @@ use moka::sync::Cache as Moka;
 
 use crate::entry::Entry;
 use crate::stats::Metrics;
-use crate::weigh::Weigh;
+use crate::weigh::Weigher;
 
 /// Bytes every entry costs beyond its key, its value's heap bytes and its value's
 /// inline size: moka's node, hash-table slot and queue links, our [`Entry`]'s
@@ -39,29 +39,34 @@ const MAX_MAINTENANCE_ROUNDS: usize = 16;
 
 pub(crate) struct MemoryTier<V> {
     cache: Moka<Box<str>, Entry<V>, ahash::RandomState>,
+    weigher: Arc<dyn Weigher<V>>,
     max_bytes: u64,
     /// Weight inserted since the last maintenance run (an upper bound of the growth
     /// moka has not accounted for yet).
     unaccounted: AtomicU64,
 }
 
-/// The weight of one entry, as the bound counts it.
-pub(crate) fn weight_of<V: Weigh>(key: &str, value: &V) -> u64 {
-    (key.len() + value.weigh() + std::mem::size_of::<V>() + ENTRY_OVERHEAD) as u64
+/// The weight of one entry, as the bound counts it: the key, what the value owns (by
+/// the cache's weigher), the value's inline size and the overhead.
+fn weight_of<V: 'static>(weigher: &dyn Weigher<V>, key: &str, value: &V) -> u64 {
+    (key.len() + weigher.weigh(key, value) + std::mem::size_of::<V>() + ENTRY_OVERHEAD) as u64
 }
 
-/// [`weight_of`] as moka's weigher, which is handed keys as stored and counts in `u32`.
-#[allow(clippy::borrowed_box)]
-fn moka_weight<V: Weigh>(key: &Box<str>, entry: &Entry<V>) -> u32 {
-    u32::try_from(weight_of(key, &entry.value)).unwrap_or(u32::MAX)
-}
-
-impl<V: Weigh + Clone + Send + Sync + 'static> MemoryTier<V> {
-    pub(crate) fn new(name: &str, max_bytes: u64, metrics: Arc<Metrics>) -> Self {
-        let cache = Moka::builder()
+impl<V: Clone + Send + Sync + 'static> MemoryTier<V> {
+    pub(crate) fn new(
+        name: &str,
+        max_bytes: u64,
+        weigher: Arc<dyn Weigher<V>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        // moka hands its weigher keys as stored, and counts in `u32`.
+        let weigh = Arc::clone(&weigher);
+        let cache = Moka::<Box<str>, Entry<V>>::builder()
             .name(name)
             .max_capacity(max_bytes)
-            .weigher(moka_weight)
+            .weigher(move |key, entry| {
+                u32::try_from(weight_of(&*weigh, key, &entry.value)).unwrap_or(u32::MAX)
+            })
             .eviction_listener(move |_key, _entry, cause| {
                 if cause == RemovalCause::Size {
                     metrics.evicted();
@@ -70,6 +75,7 @@ impl<V: Weigh + Clone + Send + Sync + 'static> MemoryTier<V> {
             .build_with_hasher(ahash::RandomState::new());
         MemoryTier {
             cache,
+            weigher,
             max_bytes,
             unaccounted: AtomicU64::new(0),
         }
@@ -84,7 +90,7 @@ impl<V: Weigh + Clone + Send + Sync + 'static> MemoryTier<V> {
     /// evict everything else and then itself), and the older entry it was to replace
     /// is removed; returns whether it was stored.
     pub(crate) fn insert(&self, key: &str, entry: Entry<V>) -> bool {
-        let weight = weight_of(key, &entry.value);
+        let weight = weight_of(&*self.weigher, key, &entry.value);
         if weight > self.max_bytes {
             tracing::debug!(
                 key,

@@ -13,36 +13,36 @@ use tokio::sync::watch;
 /// A loader factory: counts how many loaders actually ran, and holds each one at a gate
 /// until [`Origin::open`] (or not at all, if built open).
 #[derive(Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     calls: Arc<AtomicUsize>,
     gate: watch::Sender<bool>,
 }
 
 impl Origin {
-    pub fn open() -> Self {
+    pub(crate) fn open() -> Self {
         Origin {
             calls: Arc::default(),
             gate: watch::Sender::new(true),
         }
     }
 
-    pub fn closed() -> Self {
+    pub(crate) fn closed() -> Self {
         Origin {
             calls: Arc::default(),
             gate: watch::Sender::new(false),
         }
     }
 
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         self.gate.send_replace(true);
     }
 
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 
     /// A loader returning `value` once the gate is open.
-    pub fn value(
+    pub(crate) fn value(
         &self,
         value: &str,
     ) -> impl FnOnce() -> std::pin::Pin<
@@ -61,7 +61,7 @@ impl Origin {
     }
 
     /// A loader failing with `message` once the gate is open.
-    pub fn failure(
+    pub(crate) fn failure(
         &self,
         message: &str,
     ) -> impl FnOnce() -> std::pin::Pin<
@@ -84,7 +84,7 @@ impl Origin {
 }
 
 /// Yields until `done` holds, failing the test after 10 s of (possibly paused) time.
-pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done() {
         assert!(
@@ -95,7 +95,7 @@ pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-pub fn cache(fresh_for: u64, ttl: u64) -> Cache<String> {
+pub(crate) fn cache(fresh_for: u64, ttl: u64) -> Cache<String> {
     Cache::builder()
         .fresh_for(Duration::from_secs(fresh_for))
         .ttl(Duration::from_secs(ttl))

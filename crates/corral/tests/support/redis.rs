@@ -8,14 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
     args: Vec<String>,
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("address").port()
 }
@@ -32,7 +32,7 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// Sends one command in RESP and returns the raw reply.
-pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
+pub(crate) fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut request = format!("*{}\r\n", args.len());
@@ -47,17 +47,17 @@ pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
 
 impl RedisServer {
     /// Starts a server on a free port.
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         Self::start_with(free_port(), &[] as &[&str])
     }
 
     /// Starts a server on a free port with extra arguments.
-    pub fn start_with_args(extra: &[impl AsRef<str>]) -> RedisServer {
+    pub(crate) fn start_with_args(extra: &[impl AsRef<str>]) -> RedisServer {
         Self::start_with(free_port(), extra)
     }
 
     /// Starts a server on `port` with extra arguments.
-    pub fn start_with(port: u16, extra: &[impl AsRef<str>]) -> RedisServer {
+    pub(crate) fn start_with(port: u16, extra: &[impl AsRef<str>]) -> RedisServer {
         let dir = scratch_dir();
         let mut args: Vec<String> = [
             "--port",
@@ -109,12 +109,12 @@ impl RedisServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -122,13 +122,13 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port, empty.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
 
     /// A client for the test's own checks.
-    pub fn client(&self) -> redis::Client {
+    pub(crate) fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).expect("a client")
     }
 }
@@ -142,12 +142,12 @@ impl Drop for RedisServer {
 
 /// A private certificate authority and a certificate it signed for `localhost` and
 /// 127.0.0.1, made with `openssl` in a scratch directory, for TLS servers.
-pub struct PrivateCa {
+pub(crate) struct PrivateCa {
     dir: PathBuf,
 }
 
 impl PrivateCa {
-    pub fn new() -> PrivateCa {
+    pub(crate) fn new() -> PrivateCa {
         let ca = PrivateCa { dir: scratch_dir() };
         let openssl = |args: &[&str]| {
             let status = Command::new("openssl")
@@ -211,7 +211,7 @@ impl PrivateCa {
     }
 
     /// A file of this CA's directory.
-    pub fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir
             .join(name)
             .to_str()
@@ -220,13 +220,13 @@ impl PrivateCa {
     }
 
     /// The CA's certificate (PEM), for clients to trust.
-    pub fn pem(&self) -> Vec<u8> {
+    pub(crate) fn pem(&self) -> Vec<u8> {
         std::fs::read(self.path("ca.crt")).expect("the CA certificate")
     }
 
     /// The arguments that make `redis-server` speak TLS on `tls_port` too, with the
     /// signed certificate (its clients need none of their own).
-    pub fn server_args(&self, tls_port: u16) -> Vec<String> {
+    pub(crate) fn server_args(&self, tls_port: u16) -> Vec<String> {
         vec![
             "--tls-port".into(),
             tls_port.to_string(),
@@ -249,20 +249,20 @@ impl Drop for PrivateCa {
 }
 
 /// A Redis Cluster of three masters on loopback, created with `redis-cli --cluster create`.
-pub struct RedisCluster {
+pub(crate) struct RedisCluster {
     pub nodes: Vec<RedisServer>,
     /// Each node's TLS port, in a cluster from [`start_tls`](Self::start_tls).
     pub tls_ports: Vec<u16>,
 }
 
 impl RedisCluster {
-    pub fn start() -> RedisCluster {
+    pub(crate) fn start() -> RedisCluster {
         Self::create(None)
     }
 
     /// A cluster whose nodes speak TLS with `ca`'s certificate (to clients on their
     /// TLS ports, and to each other), and plain TCP on their ports for the tests' checks.
-    pub fn start_tls(ca: &PrivateCa) -> RedisCluster {
+    pub(crate) fn start_tls(ca: &PrivateCa) -> RedisCluster {
         Self::create(Some(ca))
     }
 
@@ -326,7 +326,7 @@ impl RedisCluster {
         RedisCluster { nodes, tls_ports }
     }
 
-    pub fn urls(&self) -> Vec<String> {
+    pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }

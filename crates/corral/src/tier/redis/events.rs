@@ -1,13 +1,17 @@
 //! Events between the servers sharing a Redis tier: a load finished (wake the waiters
 //! here), a key was invalidated, the cache was cleared. Servers publish them on the
-//! prefix's channel; each server's subscriber hands them to its cache.
+//! prefix's channel; each server's [subscriber](super::subscriber) hands them on. And
+//! the waiters a `done` event wakes.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 /// A random number naming a cache instance (or a lock token's owner).
 pub(crate) fn instance_id() -> u64 {
@@ -54,17 +58,22 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
-    /// A signal for `key`, woken when a `done` event for it arrives. Enable the
-    /// `notified()` future before looking at Redis, so no event slips between the look
-    /// and the wait.
-    pub(crate) fn register(&self, key: &str) -> Arc<Notify> {
-        self.lock().entry(key.to_owned()).or_default().clone()
+    /// Arms a waiter for `key`, woken when a `done` event for it arrives. Arm before
+    /// looking at Redis, so that no event slips between the look and the wait.
+    pub(crate) fn arm(self: &Arc<Self>, key: &str) -> Armed {
+        let signal = self.lock().entry(key.to_owned()).or_default().clone();
+        let mut notified = Box::pin(signal.notified_owned());
+        notified.as_mut().enable();
+        Armed {
+            waiters: Arc::clone(self),
+            key: key.to_owned(),
+            notified: Some(notified),
+        }
     }
 
-    /// Forgets `key`'s signal once its last waiter is done.
-    pub(crate) fn release(&self, key: &str, signal: Arc<Notify>) {
+    /// Forgets `key`'s signal once its last waiter is gone.
+    fn release(&self, key: &str) {
         let mut by_key = self.lock();
-        drop(signal);
         if by_key.get(key).is_some_and(|s| Arc::strong_count(s) == 1) {
             by_key.remove(key);
         }
@@ -85,6 +94,31 @@ impl Waiters {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
         self.by_key.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One armed waiter. Dropped (woken or not, or its load cancelled), it forgets its
+/// key's signal if it was the last waiter of that key.
+pub(crate) struct Armed {
+    waiters: Arc<Waiters>,
+    key: String,
+    notified: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl Armed {
+    /// Waits for a `done` event for the key, for at most `limit`.
+    pub(crate) async fn wait(mut self, limit: Duration) {
+        if let Some(notified) = self.notified.as_mut() {
+            let _ = tokio::time::timeout(limit, notified.as_mut()).await;
+        }
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        // Its own reference to the signal goes first, so the count can reach one.
+        self.notified = None;
+        self.waiters.release(&self.key);
     }
 }
 
@@ -111,17 +145,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_registered_waiter_is_woken_and_released() {
-        let waiters = Waiters::default();
-        let signal = waiters.register("k");
-        {
-            let notified = signal.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            waiters.wake("k");
-            notified.await;
-        }
-        waiters.release("k", signal);
+    async fn an_armed_waiter_is_woken_and_released() {
+        let waiters = Arc::new(Waiters::default());
+        let armed = waiters.arm("k");
+        let other = waiters.arm("k");
+        waiters.wake("k");
+        let started = std::time::Instant::now();
+        armed.wait(Duration::from_secs(60)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woken, not timed out"
+        );
+        assert_eq!(
+            waiters.lock().len(),
+            1,
+            "kept while another waiter is armed"
+        );
+        drop(other);
         assert!(waiters.lock().is_empty());
     }
 

@@ -1,0 +1,161 @@
+//! The lookup of a GET or HEAD: its key, whether it may use the cache at all, and
+//! what is stored for it (following the URL's variant index when its responses vary):
+//! an answer, a stale answer to revalidate, or a reason to go upstream.
+
+use std::sync::Arc;
+
+use corral::{Entry, Source};
+use http::header::RANGE;
+use http::{Method, Response, request};
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::directives::RequestDirectives;
+use crate::fetch::Target;
+use crate::policy::Serve;
+use crate::reason::Detail;
+use crate::state::State;
+use crate::status::{CacheStatus, Forward, Report};
+use crate::stored::{Stored, StoredResponse};
+use crate::vary::{VarySpec, variant_key};
+
+/// A GET or HEAD on its way through the cache.
+pub(crate) struct Lookup {
+    pub parts: request::Parts,
+    pub head: bool,
+    pub directives: RequestDirectives,
+    /// The URL's key.
+    pub primary: String,
+    /// The variant's key, once the URL's variant index was followed.
+    pub variant: Option<String>,
+    /// The URL's variant index, once followed.
+    pub index: Option<Arc<VarySpec>>,
+    /// A stored response that needs revalidating.
+    pub stale: Option<Arc<StoredResponse>>,
+    /// Set when this request's fetch stored a new variant and sent it to look it up.
+    pub fetched: Option<Source>,
+}
+
+/// How a GET or HEAD starts: looked up, or sent past the cache (no key, `no-store`,
+/// `Range`, credentials the policy does not share).
+pub(crate) enum Start {
+    Look(Lookup),
+    Bypass(request::Parts, Report),
+}
+
+/// What a lookup found.
+pub(crate) enum Found {
+    /// The answer, from storage.
+    Answer(Response<Body>),
+    /// A stale answer; the stored response wants revalidating in the background.
+    Stale(Response<Body>, Arc<StoredResponse>),
+    /// Go upstream alone (the key is marked hit-for-miss).
+    Alone(Detail),
+    /// Nothing usable: go upstream through the flight.
+    Forward,
+}
+
+impl Lookup {
+    /// A lookup for a cacheable request, or the request back with the reason it must
+    /// bypass the cache.
+    pub(crate) fn start(state: &State, parts: request::Parts) -> Start {
+        let bypass = |parts, forward| {
+            Start::Bypass(parts, Report::new(CacheStatus::Bypass).forward(forward))
+        };
+        let Some(primary) = (state.key)(&parts) else {
+            return bypass(parts, Forward::Bypass);
+        };
+        let directives = state.policy.request_directives(&parts);
+        if directives.no_store
+            || parts.headers.contains_key(RANGE)
+            || state.policy.passes_credentials(&parts)
+        {
+            return bypass(parts, Forward::Request);
+        }
+        Start::Look(Lookup {
+            head: parts.method == Method::HEAD,
+            parts,
+            directives,
+            primary,
+            variant: None,
+            index: None,
+            stale: None,
+            fetched: None,
+        })
+    }
+
+    /// Looks the request up (following the URL's variant index, if it has one).
+    pub(crate) fn look(&mut self, state: &State) -> Found {
+        loop {
+            match state.cache.peek(self.key()).map(Entry::into_value) {
+                Some(Stored::Variants(spec)) if self.index.is_none() => {
+                    self.follow(spec);
+                    continue;
+                }
+                Some(Stored::Uncacheable) => return Found::Alone(Detail::HitForMiss),
+                Some(Stored::Response(stored)) if stored.matches(&self.parts.headers) => {
+                    let now = Instant::now();
+                    match stored
+                        .lifetime
+                        .serve(&self.directives, stored.stored_at, now)
+                    {
+                        Serve::Fresh => {
+                            let report = match self.fetched {
+                                None => Report::new(CacheStatus::Hit),
+                                Some(source) => Report {
+                                    forward_status: Some(stored.status),
+                                    stored: true,
+                                    collapsed: source == Source::Joined,
+                                    ..Report::new(CacheStatus::Miss).forward(Forward::Miss)
+                                },
+                            };
+                            return Found::Answer(state.serve(
+                                &stored,
+                                &self.parts,
+                                self.head,
+                                report,
+                                now,
+                            ));
+                        }
+                        Serve::Stale => {
+                            let report = Report::new(CacheStatus::Stale)
+                                .detail(Detail::StaleWhileRevalidate);
+                            let response =
+                                state.serve(&stored, &self.parts, self.head, report, now);
+                            return Found::Stale(response, stored);
+                        }
+                        Serve::Forward => self.stale = Some(stored),
+                    }
+                }
+                _ => {}
+            }
+            return Found::Forward;
+        }
+    }
+
+    /// The key looked up: the URL's, or its variant's.
+    pub(crate) fn key(&self) -> &str {
+        self.variant.as_deref().unwrap_or(&self.primary)
+    }
+
+    /// Switches to the variant of the URL that `spec` selects for this request.
+    pub(crate) fn follow(&mut self, spec: Arc<VarySpec>) {
+        self.variant = Some(variant_key(&self.primary, &spec, &self.parts.headers));
+        self.index = Some(spec);
+    }
+
+    pub(crate) fn target(&self) -> Target {
+        Target {
+            key: self.key().to_owned(),
+            primary: self.primary.clone(),
+            index: self.index.clone(),
+        }
+    }
+
+    pub(crate) fn stale_serves_on_error(&self) -> Option<&Arc<StoredResponse>> {
+        self.stale.as_ref().filter(|s| {
+            s.lifetime
+                .serves_on_error(&self.directives, s.stored_at, Instant::now())
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! Responses the cache builds: a stored response as the answer to a request (a 304 if
+//! the request's own conditions match it), the last touches every response gets
+//! (framing, the cache-status headers, the counters), and the short responses the
+//! cache says itself (upstream failures, a waiter's share of an origin's server
+//! error, `only-if-cached` misses).
+
+use std::sync::Arc;
+
+use http::header::{AGE, CONTENT_LOCATION};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
+use tokio::time::Instant;
+
+use crate::body::{Body, BoxError, RequestBodyError};
+use crate::framing;
+use crate::reason::Detail;
+use crate::state::State;
+use crate::status::{self, CacheStatus, Forward, Report};
+use crate::stored::StoredResponse;
+
+/// The error behind a `502`/`504` the cache made up, in the response's extensions.
+#[derive(Debug, Clone)]
+pub struct UpstreamError(pub Arc<dyn std::error::Error + Send + Sync>);
+
+/// Headers a `304` answering a client's conditional request carries from the stored
+/// response (RFC 9110 §15.4.5).
+const NOT_MODIFIED_HEADERS: [http::HeaderName; 7] = [
+    http::header::CACHE_CONTROL,
+    CONTENT_LOCATION,
+    http::header::DATE,
+    http::header::ETAG,
+    http::header::EXPIRES,
+    http::header::LAST_MODIFIED,
+    http::header::VARY,
+];
+
+impl State {
+    /// A stored response as the answer to `request` (a 304 if the request's own
+    /// conditions match it; no body for a HEAD).
+    pub(crate) fn serve(
+        &self,
+        stored: &StoredResponse,
+        request: &request::Parts,
+        head: bool,
+        mut report: Report,
+        now: Instant,
+    ) -> Response<Body> {
+        let conditional = stored.satisfies_conditional(&request.headers);
+        if report.is_plain_hit() && self.status_headers && !conditional {
+            // The hot path: every header value is ready-made.
+            let (age, cache_status) = stored.hit_headers(now, &self.name);
+            let body = if head {
+                Body::empty()
+            } else {
+                Body::full(stored.body.clone())
+            };
+            let mut response = Response::new(body);
+            *response.status_mut() = stored.status;
+            *response.headers_mut() = stored.headers.clone();
+            let headers = response.headers_mut();
+            headers.insert(AGE, age);
+            status::write(headers, CacheStatus::Hit, cache_status);
+            self.count(CacheStatus::Hit);
+            return response;
+        }
+        report.ttl = Some(stored.lifetime.ttl_seconds(stored.stored_at, now));
+        let mut response = if conditional {
+            let mut headers = HeaderMap::new();
+            for name in &NOT_MODIFIED_HEADERS {
+                for value in stored.headers.get_all(name) {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            *response.headers_mut() = headers;
+            response
+        } else {
+            let body = if head {
+                Body::empty()
+            } else {
+                Body::full(stored.body.clone())
+            };
+            let mut response = Response::new(body);
+            *response.status_mut() = stored.status;
+            // The stored headers already hold slots for Age and the cache-status
+            // headers, so filling them in never grows the map.
+            *response.headers_mut() = stored.headers.clone();
+            response
+        };
+        response
+            .headers_mut()
+            .insert(AGE, HeaderValue::from(stored.age(now).as_secs()));
+        self.finish(response, report, head)
+    }
+
+    /// Frames the response by its body (none when it answers a HEAD, whatever it
+    /// carried: an HTTP/2 server would send it), adds the cache-status headers and
+    /// counts it.
+    pub(crate) fn finish(
+        &self,
+        response: Response<Body>,
+        report: Report,
+        head: bool,
+    ) -> Response<Body> {
+        let (mut parts, mut body) = response.into_parts();
+        if head {
+            body = Body::empty();
+        }
+        framing::frame_response(parts.status, &mut parts.headers, &body, head);
+        let mut response = Response::from_parts(parts, body);
+        if self.status_headers {
+            report.write(&self.name, response.headers_mut());
+        } else {
+            // Without the headers, the status still reaches the server's own logs.
+            response.extensions_mut().insert(report.status);
+        }
+        self.count(report.status);
+        response
+    }
+
+    /// A `502` or `504` for a failed upstream request (a `400` when it failed because
+    /// the client's own request body could not be read).
+    pub(crate) fn error_response(
+        &self,
+        error: BoxError,
+        report: Report,
+        head: bool,
+    ) -> Response<Body> {
+        let (status, reason) = if is_timeout(&*error) {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+        } else if RequestBodyError::find(&*error).is_some() {
+            (
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read\n",
+            )
+        } else {
+            (StatusCode::BAD_GATEWAY, "upstream request failed\n")
+        };
+        if status == StatusCode::BAD_REQUEST {
+            tracing::debug!(%error, "bad request body");
+        } else {
+            tracing::warn!(%error, status = status.as_u16(), "upstream request failed");
+        }
+        let mut response = Body::text_response(status, reason);
+        response
+            .extensions_mut()
+            .insert(UpstreamError(Arc::from(error)));
+        self.finish(response, report, head)
+    }
+
+    /// A waiter's answer when the fetch it waited on got a server error: that status,
+    /// with a short reason of its own.
+    pub(crate) fn origin_failed(
+        &self,
+        status: StatusCode,
+        head: bool,
+        report: Report,
+    ) -> Response<Body> {
+        let reason = format!("the origin answered {status} to the request this one waited on\n");
+        let response = Body::text_response(status, reason);
+        self.finish(response, report, head)
+    }
+
+    /// `only-if-cached` with nothing suitable stored: a 504 (RFC 9111 §5.2.1.7).
+    pub(crate) fn only_if_cached_miss(&self, head: bool) -> Response<Body> {
+        let response = Body::text_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "not in cache (only-if-cached)\n",
+        );
+        let report = Report::new(CacheStatus::Miss)
+            .forward(Forward::Request)
+            .detail(Detail::OnlyIfCached);
+        self.finish(response, report, head)
+    }
+}
+
+/// Whether an error (or one of its sources) is a timeout.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(engine) = error.downcast_ref::<corral::Error>() {
+        return match engine {
+            corral::Error::Timeout(_) => true,
+            corral::Error::Load(source) => is_timeout(&**source),
+            _ => false,
+        };
+    }
+    error.is::<tokio::time::error::Elapsed>()
+        || error.is::<tower::timeout::error::Elapsed>()
+        || error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        || error.source().is_some_and(is_timeout)
+}

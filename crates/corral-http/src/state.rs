@@ -1,0 +1,122 @@
+//! [`State`]: what every service of one [`HttpCacheLayer`](crate::HttpCacheLayer)
+//! shares: the engine under the cache, the options it was built with, and the
+//! response counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use corral::Cache;
+use http::header::{CONTENT_LOCATION, LOCATION};
+use http::{HeaderMap, request};
+use metrics::Counter;
+
+use crate::key::{KeyFn, same_origin_get};
+use crate::policy::{Lifetime, Policy};
+use crate::reason::NotStored;
+use crate::status::CacheStatus;
+use crate::stored::Stored;
+
+/// The options an [`HttpCacheBuilder`](crate::HttpCacheBuilder) resolved.
+pub(crate) struct Options {
+    pub policy: Policy,
+    pub key: KeyFn,
+    pub max_body: usize,
+    pub keep_stale_for: Duration,
+    pub max_keep: Option<Duration>,
+    pub hit_for_miss: Duration,
+    pub status_headers: bool,
+    pub name: String,
+}
+
+/// What all services of one layer share.
+pub(crate) struct State {
+    pub cache: Cache<Stored>,
+    pub policy: Policy,
+    pub key: KeyFn,
+    /// The largest body stored.
+    pub max_body: usize,
+    pub keep_stale_for: Duration,
+    pub max_keep: Option<Duration>,
+    pub hit_for_miss: Duration,
+    /// Whether responses carry `X-Cache` and `Cache-Status`.
+    pub status_headers: bool,
+    /// The cache's name in `Cache-Status` and in metrics.
+    pub name: String,
+    counts: [AtomicU64; 5],
+    responses: [Counter; 5],
+}
+
+impl State {
+    pub(crate) fn new(cache: Cache<Stored>, options: Options) -> State {
+        let Options {
+            policy,
+            key,
+            max_body,
+            keep_stale_for,
+            max_keep,
+            hit_for_miss,
+            status_headers,
+            name,
+        } = options;
+        State {
+            cache,
+            policy,
+            key,
+            max_body,
+            keep_stale_for,
+            max_keep,
+            hit_for_miss,
+            status_headers,
+            counts: Default::default(),
+            responses: CacheStatus::ALL.map(|status| {
+                metrics::counter!("corral_http_responses_total", "cache" => name.clone(), "status" => status.label())
+            }),
+            name,
+        }
+    }
+
+    /// Counts a response by how it was answered.
+    pub(crate) fn count(&self, status: CacheStatus) {
+        self.counts[status as usize].fetch_add(1, Ordering::Relaxed);
+        self.responses[status as usize].increment(1);
+    }
+
+    /// How many responses were answered so.
+    pub(crate) fn counted(&self, status: CacheStatus) -> u64 {
+        self.counts[status as usize].load(Ordering::Relaxed)
+    }
+
+    /// Whether (and how long) the response to `req` may be stored: the policy's
+    /// answer, within `max_keep`.
+    pub(crate) fn lifetime(
+        &self,
+        req: &request::Parts,
+        res: &http::response::Parts,
+    ) -> Result<Lifetime, NotStored> {
+        let mut lifetime = self.policy.lifetime(req, res, self.keep_stale_for)?;
+        if let Some(max_keep) = self.max_keep {
+            lifetime.keep_for = lifetime.keep_for.min(max_keep);
+            lifetime.fresh_for = lifetime.fresh_for.min(lifetime.initial_age + max_keep);
+        }
+        Ok(lifetime)
+    }
+
+    /// Invalidates what a successful unsafe request changed: its URL and its
+    /// same-origin `Location` and `Content-Location` (RFC 9111 §4.4).
+    pub(crate) async fn invalidate_for(&self, request: &request::Parts, response: &HeaderMap) {
+        let mut targets = vec![request.uri.to_string()];
+        for name in [LOCATION, CONTENT_LOCATION] {
+            if let Some(value) = response.get(name).and_then(|v| v.to_str().ok()) {
+                targets.push(value.to_owned());
+            }
+        }
+        for target in targets {
+            if let Some(get) = same_origin_get(request, &target)
+                && let Some(key) = (self.key)(&get)
+            {
+                tracing::debug!(%key, "invalidated by an unsafe request");
+                self.cache.invalidate(&key).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! What every clone of a [`Cache`](crate::Cache) shares: its checked options, its memory
+//! tier, its flights, the tiers below memory and its metrics; and the changes a cache
+//! makes to itself alone (turning a loaded value into an entry, dropping keys here).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use crate::entry::Entry;
+use crate::flight::Flights;
+use crate::loaded::Loaded;
+use crate::stats::Metrics;
+use crate::tier::memory::MemoryTier;
+use crate::tier::{Invalidation, Sink, Tier};
+use crate::weigh::Weigher;
+
+/// A cache's options after defaults are applied and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) max_bytes: u64,
+    pub(crate) fresh_for: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) load_timeout: Duration,
+}
+
+/// The state of one cache.
+pub(crate) struct State<V> {
+    pub(crate) config: Config,
+    pub(crate) memory: MemoryTier<V>,
+    pub(crate) flights: Flights<V>,
+    /// The tiers below memory, in the order loads look in them.
+    pub(crate) tiers: Vec<Arc<dyn Tier<V>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Whether the tiers' listeners were started (on the first load).
+    listening: AtomicBool,
+}
+
+impl<V: Clone + Send + Sync + 'static> State<V> {
+    pub(crate) fn new(
+        config: Config,
+        weigher: Arc<dyn Weigher<V>>,
+        metrics: Arc<Metrics>,
+        tiers: Vec<Arc<dyn Tier<V>>>,
+    ) -> Self {
+        let memory = MemoryTier::new(
+            &config.name,
+            config.max_bytes,
+            weigher,
+            Arc::clone(&metrics),
+        );
+        State {
+            config,
+            memory,
+            flights: Flights::new(),
+            tiers,
+            metrics,
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// The entry a loaded value becomes, with its lifetime (the cache's defaults where
+    /// it sets none); `None` if it is not to be stored (`uncached`, or a zero `ttl`).
+    pub(crate) fn entry_for(&self, loaded: &Loaded<V>) -> Option<Entry<V>> {
+        let ttl = loaded.ttl.unwrap_or(self.config.ttl);
+        if !loaded.store || ttl.is_zero() {
+            return None;
+        }
+        let fresh_for = loaded.fresh_for.unwrap_or(self.config.fresh_for);
+        Some(Entry::new(
+            loaded.value.clone(),
+            Instant::now(),
+            fresh_for,
+            ttl,
+        ))
+    }
+
+    /// Drops `key` from memory, and detaches its running load so it stores nothing.
+    pub(crate) fn invalidate_locally(&self, key: &str) {
+        self.flights
+            .detach_with(key, || self.memory.invalidate(key));
+        self.publish_size();
+    }
+
+    /// [`invalidate_locally`](Self::invalidate_locally) for every key starting with
+    /// `prefix`; returns how many entries memory held.
+    pub(crate) fn invalidate_prefix_locally(&self, prefix: &str) -> usize {
+        self.flights.detach_prefix(prefix);
+        let keys = self.memory.keys_with_prefix(prefix);
+        for key in &keys {
+            self.invalidate_locally(key);
+        }
+        keys.len()
+    }
+
+    /// Empties memory and detaches every running load.
+    pub(crate) fn clear_locally(&self) {
+        self.flights.detach_all_with(|| self.memory.clear());
+        self.memory.run_pending_tasks();
+        self.publish_size();
+    }
+
+    pub(crate) fn publish_size(&self) {
+        let (entries, bytes) = self.memory.size();
+        self.metrics.size(entries, bytes);
+    }
+
+    /// Starts listening to the other servers' invalidations in every tier, once.
+    pub(crate) fn listen(self: &Arc<Self>) {
+        if self.tiers.is_empty() || self.listening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for (index, tier) in self.tiers.iter().enumerate() {
+            Arc::clone(tier).listen(self.sink(index));
+        }
+    }
+
+    /// Where tier `index` hands on an invalidation: memory and the flights at once, then
+    /// the tiers above it (each server has its own copies there).
+    fn sink(self: &Arc<Self>, index: usize) -> Sink {
+        let state = Arc::downgrade(self);
+        Box::new(move |invalidation| {
+            let Some(state) = state.upgrade() else {
+                return std::future::ready(false).boxed();
+            };
+            match invalidation {
+                Invalidation::Key(key) => state.invalidate_locally(key),
+                Invalidation::Prefix(prefix) => {
+                    state.invalidate_prefix_locally(prefix);
+                }
+                Invalidation::All => state.clear_locally(),
+            }
+            let above = state.tiers[..index].to_vec();
+            if above.is_empty() {
+                return std::future::ready(true).boxed();
+            }
+            let invalidation = Owned::from(invalidation);
+            async move {
+                for tier in above {
+                    match &invalidation {
+                        Owned::Key(key) => tier.invalidate(key).await,
+                        Owned::Prefix(prefix) => tier.invalidate_prefix(prefix).await,
+                        Owned::All => tier.clear().await,
+                    }
+                }
+                true
+            }
+            .boxed()
+        })
+    }
+}
+
+/// An [`Invalidation`] that outlives its message.
+enum Owned {
+    Key(String),
+    Prefix(String),
+    All,
+}
+
+impl From<Invalidation<'_>> for Owned {
+    fn from(invalidation: Invalidation<'_>) -> Self {
+        match invalidation {
+            Invalidation::Key(key) => Owned::Key(key.to_owned()),
+            Invalidation::Prefix(prefix) => Owned::Prefix(prefix.to_owned()),
+            Invalidation::All => Owned::All,
+        }
+    }
+}
