@@ -48,7 +48,7 @@ start_corral
 if [ "$MEM" = 1 ]; then
     # A fresh process (RSS growth starts from an empty cache) with room for all
     # MEM_N objects (the default 256MiB holds about 70k of them).
-    start_corral --memory 1GiB
+    start_corral --max-bytes 1GiB
     (cd "$HARNESS" && ./peers.sh start origin >/dev/null && ./peers.sh mem "corral=http://127.0.0.1:$PORT@$pid")
     (cd "$HARNESS" && ./peers.sh mem)
 fi

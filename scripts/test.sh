@@ -4,8 +4,8 @@
 #
 #     ./scripts/test.sh
 #
-# Needs the Rust toolchain (cargo with rustfmt and clippy), redis-server, redis-cli
-# and openssl (the Redis tier's tests start their own servers on loopback; run as
+# Needs the Rust toolchain (cargo with rustfmt and clippy), redis-server, redis-cli,
+# openssl and python3 (the Redis tier's tests start their own servers on loopback; run as
 # root, this script installs them with apt-get).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,15 +34,22 @@ need() { # command package purpose
 need redis-server redis-server "the Redis tier's tests start their own servers"
 need redis-cli redis-tools "the Redis Cluster test creates a cluster with it"
 need openssl openssl "the rediss:// test makes its own certificates"
+need python3 python3 "the import-cycle check is a Python script"
 
 say "formatting"
 cargo fmt --all -- --check
+
+say "import cycles between files"
+python3 scripts/module-cycles.py
 
 say "lints"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 say "tests (unit, integration, examples, benchmarks in test mode)"
 cargo test --workspace --all-targets --all-features --locked
+
+say "docs (every intra-doc link resolves)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --lib --no-deps --all-features --locked
 
 say "doc tests"
 cargo test --workspace --doc --all-features --locked

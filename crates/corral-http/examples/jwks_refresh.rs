@@ -2,6 +2,7 @@
 //! keys are read from memory, refreshed in the background when their `max-age` ends
 //! (conditionally: an unchanged set is a 304), rotated keys show up on their own,
 //! and an origin outage keeps the last good set while the error reaches the sink.
+//! A second cache keeps only the key ids, with a transform of its own.
 //!
 //! Run it with `cargo run -p corral-http --features refresh --example jwks_refresh`.
 
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use corral_http::refresh::{AllowList, RefreshCache, Registration};
+use corral_http::refresh::{RefreshCache, Registration, UrlAllowList};
 
 #[derive(Debug, serde::Deserialize)]
 struct Jwks {
@@ -74,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys: RefreshCache<Jwks> = RefreshCache::builder()
         // Only the identity provider's keys: a `jku` from a token cannot send the
         // cache anywhere else, not even by a redirect.
-        .allow(AllowList::new().prefix(&base)?)
+        .allow(UrlAllowList::new().prefix(&base)?)
         .error_sink(|error| println!("  sink: {error}"))
         .build()?;
     // Short intervals for the demonstration (the defaults are 15 minutes to 30 days).
@@ -113,5 +114,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fresh = keys.refresh(&url).await?;
     println!("back up, refreshed now: {:?}", kids(&fresh));
     keys.shutdown().await;
+
+    // A transform of one's own: the closure's argument (the response, its body read
+    // whole) needs no type annotation, so neither `http` nor `bytes` is imported.
+    let ids: RefreshCache<Vec<String>> = RefreshCache::builder().build()?;
+    let only_ids = Registration::with_transform(|response| async move {
+        let jwks: Jwks = serde_json::from_slice(response.body())?;
+        Ok::<_, serde_json::Error>(jwks.keys.into_iter().map(|k| k.kid).collect())
+    });
+    ids.register(&url, only_ids.wait_for_first_fetch(true))
+        .await?;
+    println!("key ids alone: {:?}", ids.get(&url).await?);
+    ids.shutdown().await;
     Ok(())
 }

@@ -66,6 +66,18 @@ pub struct HttpCacheBuilder {
     redis: Option<corral::redis::RedisTier>,
 }
 
+impl std::fmt::Debug for HttpCacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCacheBuilder")
+            .field("policy", &self.policy)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("fetch_timeout", &self.fetch_timeout)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for HttpCacheBuilder {
     fn default() -> Self {
         HttpCacheBuilder {

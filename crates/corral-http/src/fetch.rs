@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use corral::Loaded;
+use corral::{Loaded, Unshared};
 use http::header::{
     IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
@@ -45,6 +45,26 @@ pub(crate) struct Private {
 /// Where a fetch that runs for waiters hands its requester's own response when it
 /// cannot be shared (pingora's lock `GiveUp`: the waiters then go their own way).
 pub(crate) type Handoff = oneshot::Sender<Private>;
+
+/// What a fetch's waiters get when the origin answered it with a server error: its
+/// status. (The response itself went to the fetch's requester through its [`Handoff`].)
+/// A waiter serves a stale response if it may, or a short one of this status (not the
+/// origin's, which may be meant for the requester alone), rather than sending a
+/// failing origin one more request each.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the origin answered {status}")]
+pub(crate) struct OriginFailed {
+    pub status: StatusCode,
+}
+
+impl OriginFailed {
+    /// The `OriginFailed` behind `error`, if any (looking through its sources).
+    pub(crate) fn find<'a>(
+        error: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a OriginFailed> {
+        crate::body::find_cause(error)
+    }
+}
 
 /// The request a fetch sends: the client's, as a GET (a HEAD is answered from the
 /// GET's response), without its own conditions or range; conditional on `stale`'s
@@ -192,12 +212,13 @@ pub(crate) async fn load(
                 let _ = handoff.send(private);
             }
             if reason == NotStored::ServerError {
-                Loaded::uncached(Stored::ServerError(status))
-            } else {
-                Loaded::new(Stored::Uncacheable)
-                    .fresh_for(state.hit_for_miss)
-                    .ttl(state.hit_for_miss)
+                // A failure for the waiters, which this server keeps to itself: other
+                // servers' waiters fetch for themselves, as they would have.
+                return Err(Unshared::new(OriginFailed { status }).into());
             }
+            Loaded::new(Stored::Uncacheable)
+                .fresh_for(state.hit_for_miss)
+                .ttl(state.hit_for_miss)
         }
     })
 }

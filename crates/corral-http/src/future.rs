@@ -18,6 +18,14 @@ pub struct ResponseFuture {
     kind: Kind,
 }
 
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("ready", &matches!(self.kind, Kind::Ready(_)))
+            .finish_non_exhaustive()
+    }
+}
+
 enum Kind {
     Ready(Option<Response<Body>>),
     Upstream(BoxFuture<'static, Response<Body>>),

@@ -16,6 +16,14 @@ pub struct CacheHandle {
     state: Arc<State>,
 }
 
+impl std::fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("name", &self.state.cache.name())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Responses by how the cache answered them, and the engine's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

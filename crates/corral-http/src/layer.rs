@@ -15,6 +15,14 @@ pub struct HttpCacheLayer {
     pub(crate) state: Arc<State>,
 }
 
+impl std::fmt::Debug for HttpCacheLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCacheLayer")
+            .field("name", &self.state.cache.name())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S> Layer<S> for HttpCacheLayer {
     type Service = HttpCache<S>;
 

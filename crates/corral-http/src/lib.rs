@@ -43,11 +43,35 @@
 //! stored response said. A GET or HEAD that arrives with a body (or asks to upgrade)
 //! passes through with it, uncached and uncollapsed.
 //!
+//! # Inside
+//!
+//! A request flows down this table: the service looks it up, fetches (one fetch per
+//! key, through the engine's flight) or serves what is stored, and responds.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `builder.rs`, `layer.rs` | [`HttpCacheBuilder`] and the defaults; [`HttpCacheLayer`] |
+//! | `service.rs`, `future.rs` | [`HttpCache`]'s `call`: the paths of a request (hit, collapsed fetch, alone, passed through) |
+//! | `state.rs` | what every clone of a cache shares: options, the engine, counting |
+//! | `lookup.rs` | one request's look at what is stored (variants followed, freshness judged) |
+//! | `fetch.rs` | one fetch: the upstream request, what its response is for, the entries it stores |
+//! | `respond.rs` | responses built: served from storage, finished, errors |
+//! | `upstream.rs` | the inner service, type-erased (the refresh cache and the pool use it too) |
+//! | `policy.rs`, `directives.rs`, `reason.rs` | storability and freshness; `Cache-Control`; why a response is not stored |
+//! | `key.rs`, `vary.rs` | keys from URLs; variants |
+//! | `stored.rs`, `wire.rs` | a stored response; its encoding in Redis |
+//! | `framing.rs`, `hop.rs`, `body.rs` | message framing; hop-by-hop fields; bodies |
+//! | `status.rs`, `handle.rs` | `Cache-Status` and `X-Cache`; purging and counters from outside |
+//! | `refresh.rs`, `refresh/` | the refresh cache |
+//! | `pool.rs`, `pool/` | the pool of peers (`members.rs`, `builder.rs`, `ring.rs`, `route.rs`, `forward.rs`, `accept.rs`, `pool_client.rs`) |
+//!
 //! # Metrics
 //!
 //! `corral_http_responses_total{cache, status}` with `status` = `hit` | `miss` |
 //! `stale` | `revalidated` | `bypass`, plus the engine's metrics (`corral_*`), whose
 //! loads are upstream fetches.
+
+#![forbid(unsafe_code)]
 
 mod body;
 mod builder;

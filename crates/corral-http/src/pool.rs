@@ -76,8 +76,11 @@ pub use builder::{
 pub use error::PoolError;
 pub use forward::PeerUnavailable;
 pub use members::{PeerClientService, PeerStatus, Pool};
+// For the fuzzing targets.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use members::{normalize_peer, ring_key};
 pub use pool_client::PoolClient;
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use protocol::{PEER_PATH, SECRET_HEADER};
 pub use ring::{DEFAULT_VNODES, Ring};
 pub use route::{Route, RouteLayer};

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use corral_http::refresh::{AllowList, RefreshCache, Registration};
+//! use corral_http::refresh::{UrlAllowList, RefreshCache, Registration};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Jwks { keys: Vec<serde_json::Value> }
@@ -16,7 +16,7 @@
 //! # async fn run() -> Result<(), corral_http::refresh::RefreshError> {
 //! const URL: &str = "https://auth.example.com/.well-known/jwks.json";
 //! let keys: RefreshCache<Jwks> = RefreshCache::builder()
-//!     .allow(AllowList::new().prefix("https://auth.example.com/")?)
+//!     .allow(UrlAllowList::new().prefix("https://auth.example.com/")?)
 //!     .error_sink(|error| eprintln!("JWKS refresh failed: {error}"))
 //!     .build()?;
 //! keys.register(URL, Registration::json().min_interval(Duration::from_secs(300))).await?;
@@ -25,11 +25,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # What a URL's value is
+//!
+//! What its [`Registration`] makes of each successful response:
+//! [`bytes`](Registration::bytes) (the body as it came), [`text`](Registration::text)
+//! (UTF-8), [`json`](Registration::json) (any `Deserialize` type), or any async
+//! function of the response ([`with_transform`](Registration::with_transform)), whose
+//! argument is inferred; [`Response`] and [`Bytes`] are re-exported here for a
+//! function that names them. The URLs the cache may fetch are a [`UrlAllowList`].
+//!
 //! # When a URL is fetched
 //!
 //! At `register` (in the background, unless the registration waits for it), then
 //! after each success when the response's freshness ends (`max-age`, or `Expires`
-//! minus `Date`, less `Age`), clamped to the URL's [min, max] interval (15 minutes
+//! minus `Date`, less `Age`, read as the HTTP cache reads them; no lifetime is
+//! guessed from `Last-Modified`), clamped to the URL's [min, max] interval (15 minutes
 //! and 30 days by default), or every fixed interval if one is set. After a failure,
 //! sooner: 1 s, doubling, with jitter, up to the min interval. `get` fetches only a
 //! URL that has no value yet; `refresh` always fetches. Concurrent fetches of one URL
@@ -54,18 +64,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{Request, Response};
+use http::Request;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::Service;
 
-pub use allow::AllowList;
+pub use allow::UrlAllowList;
+/// The body a transform gets, read whole (re-exported from `bytes`).
+pub use bytes::Bytes;
 pub use error::{RefreshError, SharedError};
+/// The response a transform gets (re-exported from `http`).
+pub use http::Response;
 pub use registration::Registration;
 pub use resource::ResourceStatus;
-pub use transform::{BytesBody, Json, Transform};
+pub use transform::NotUtf8;
 
 use crate::body::BoxError;
 use crate::upstream::{Erased, Upstream};
@@ -113,7 +126,7 @@ struct Inner<T> {
     flights: corral::Cache<Value<T>>,
     client: Mutex<Box<dyn Upstream>>,
     workers: Arc<Semaphore>,
-    allow: AllowList,
+    allow: UrlAllowList,
     defaults: Intervals,
     body_limit: usize,
     timeout: Duration,
@@ -339,7 +352,10 @@ impl<T: Send + Sync + 'static> Inner<T> {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(panic)) => Err(transport(
                     resource,
-                    format!("the HTTP client panicked: {}", fetch::panic_message(panic)),
+                    format!(
+                        "the HTTP client panicked: {}",
+                        corral::panic_message(&*panic)
+                    ),
                 )),
                 Err(_) => Err(RefreshError::Timeout {
                     url: resource.url.to_string(),
@@ -413,13 +429,23 @@ pub struct RefreshCacheBuilder<T> {
     connect_timeout: Duration,
     workers: usize,
     defaults: Intervals,
-    allow: AllowList,
+    allow: UrlAllowList,
     sink: Option<Sink>,
     body_limit: usize,
     timeout: Duration,
     retry_base: Duration,
     max_redirects: usize,
     _value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for RefreshCacheBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshCacheBuilder")
+            .field("workers", &self.workers)
+            .field("body_limit", &self.body_limit)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
@@ -433,7 +459,7 @@ impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
                 max: DEFAULT_MAX_INTERVAL,
                 fixed: None,
             },
-            allow: AllowList::new(),
+            allow: UrlAllowList::new(),
             sink: None,
             body_limit: DEFAULT_MAX_BODY_BYTES,
             timeout: DEFAULT_FETCH_TIMEOUT,
@@ -487,7 +513,7 @@ impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
 
     /// The URLs that may be registered and redirected to [default: any `http` or
     /// `https` URL].
-    pub fn allow(mut self, allow: AllowList) -> Self {
+    pub fn allow(mut self, allow: UrlAllowList) -> Self {
         self.allow = allow;
         self
     }

@@ -21,7 +21,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{Body, BoxError};
 use crate::directives::RequestDirectives;
-use crate::fetch::{self, Fetched, Private};
+use crate::fetch::{self, Fetched, OriginFailed, Private};
 use crate::framing;
 use crate::future::ResponseFuture;
 use crate::lookup::{Found, Lookup, Start};
@@ -45,7 +45,7 @@ use crate::upstream::{Erased, Upstream};
 /// `Content-Location`.
 ///
 /// Inner errors never escape: they become a `502 Bad Gateway` (or `504 Gateway
-/// Timeout`) with a short reason and an [`UpstreamError`] extension, or a stale
+/// Timeout`) with a short reason and an [`UpstreamError`](crate::UpstreamError) extension, or a stale
 /// response where stale-if-error allows one.
 ///
 /// [`CacheStatus::of`](crate::CacheStatus::of) tells how a response was answered,
@@ -66,6 +66,32 @@ use crate::upstream::{Erased, Upstream};
 pub struct HttpCache<S> {
     pub(crate) inner: S,
     pub(crate) state: Arc<State>,
+}
+
+impl<S> HttpCache<S> {
+    /// The service behind the cache (its upstream).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service behind the cache, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The service behind the cache; the cache itself lives on in its other clones.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for HttpCache<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCache")
+            .field("name", &self.state.cache.name())
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Clone> Clone for HttpCache<S> {
@@ -90,9 +116,14 @@ where
     type Error = Infallible;
     type Future = ResponseFuture;
 
+    /// Always ready, whatever the inner service says: most requests are answered
+    /// from the cache and never reach it, and each request that goes upstream drives
+    /// its own clone of the inner service to readiness (waiting there, not here). So
+    /// the inner service's backpressure holds back only the requests that need it; a
+    /// concurrency limit on fetches belongs in the inner service (a
+    /// `tower::limit::ConcurrencyLimit` around the client, say), and a limit on all
+    /// requests in front of the cache.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Every request that goes upstream drives its own clone of the inner service
-        // to readiness; hits never need it.
         Poll::Ready(Ok(()))
     }
 
@@ -187,7 +218,6 @@ async fn forward(
                 }
                 Stored::Variants(_) => following,
                 Stored::Uncacheable => true,
-                Stored::ServerError(_) => false,
             }
         };
         let outcome = state.cache.load(lookup.key(), usable, loader).await;
@@ -228,26 +258,17 @@ async fn forward(
                     Found::Forward => continue,
                 }
             }
-            Ok((Stored::ServerError(_), _)) | Err(_)
-                if lookup.stale_serves_on_error().is_some() =>
-            {
+            Err(_) if lookup.stale_serves_on_error().is_some() => {
                 let report = Report::new(CacheStatus::Stale).detail(Detail::StaleIfError);
                 let stale = lookup
                     .stale_serves_on_error()
                     .unwrap_or_else(|| unreachable!("guarded"));
                 return state.serve(stale, &lookup.parts, lookup.head, report, Instant::now());
             }
-            Err(error) => {
-                return state.error_response(
-                    error.into(),
-                    Report::new(CacheStatus::Miss).forward(forward),
-                    lookup.head,
-                );
-            }
             Ok((Stored::Uncacheable, Source::Stored)) => {
                 return alone(state, upstream, lookup, Detail::HitForMiss).await;
             }
-            Ok((outcome, _)) => {
+            outcome => {
                 if let Ok(Private { response, reason }) = handed.try_recv() {
                     // This request's own fetch, which only it may have.
                     let status = match reason {
@@ -262,7 +283,12 @@ async fn forward(
                     };
                     return state.finish(response, report, lookup.head);
                 }
-                if let Stored::ServerError(status) = outcome {
+                let Err(error) = outcome else {
+                    // Another request's response, which only it may have: go alone.
+                    break;
+                };
+                let error = BoxError::from(error);
+                if let Some(&OriginFailed { status }) = OriginFailed::find(&*error) {
                     let report = Report {
                         forward_status: Some(status),
                         collapsed: true,
@@ -272,7 +298,11 @@ async fn forward(
                     };
                     return state.origin_failed(status, lookup.head, report);
                 }
-                break;
+                return state.error_response(
+                    error,
+                    Report::new(CacheStatus::Miss).forward(forward),
+                    lookup.head,
+                );
             }
         }
     }

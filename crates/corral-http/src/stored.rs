@@ -27,13 +27,6 @@ pub(crate) enum Stored {
     /// Hit-for-miss: this URL's last response could not be shared, so requests go to
     /// the origin on their own instead of queueing behind one another.
     Uncacheable,
-    /// (A fetch's outcome, never stored.) The origin answered with this server error.
-    /// The fetch's own requester gets the origin's response; each waiter serves a
-    /// stale response if it may, or a short one of this status (not the origin's,
-    /// which may be meant for the requester alone), rather than sending a failing
-    /// origin one more request each.
-    #[cfg_attr(feature = "redis", serde(skip))]
-    ServerError(StatusCode),
 }
 
 impl Weigh for Stored {
@@ -41,7 +34,7 @@ impl Weigh for Stored {
         match self {
             Stored::Response(r) => r.weigh(),
             Stored::Variants(spec) => spec.names.iter().map(|n| n.as_str().len() + 32).sum(),
-            Stored::Uncacheable | Stored::ServerError(_) => 0,
+            Stored::Uncacheable => 0,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use corral_http::refresh::{
-    AllowList, RefreshCache, RefreshCacheBuilder, RefreshError, Registration,
+    RefreshCache, RefreshCacheBuilder, RefreshError, Registration, UrlAllowList,
 };
 use http_body_util::Full;
 use support::{Origin, Reply};
@@ -364,7 +364,7 @@ async fn the_allow_list_refuses_urls_and_redirects_outside_it() {
     origin.route("/escape", move |_, _| {
         Reply::default().status(302).header("location", &leak)
     });
-    let allow = AllowList::new().prefix(&origin.url("/")).unwrap();
+    let allow = UrlAllowList::new().prefix(&origin.url("/")).unwrap();
     let cache: RefreshCache<Bytes> = builder().allow(allow).build().unwrap();
 
     let refused = cache
@@ -781,4 +781,65 @@ async fn by_default_a_body_of_10_mib_is_fetched_and_one_byte_more_is_a_failed_fe
     );
     let s = status(&cache, &too_big);
     assert!(!s.has_value && s.consecutive_failures == 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_keeps_a_utf8_body_and_an_invalid_one_is_a_failed_refresh_that_says_so() {
+    let origin = Origin::start().await;
+    origin.route("/pem", |_, n| match n {
+        1 => Reply::ok("-----BEGIN PUBLIC KEY-----"),
+        _ => Reply {
+            body: Bytes::from_static(b"\xff\xfe not text"),
+            ..Reply::ok("")
+        },
+    });
+    let cache: RefreshCache<String> = builder().build().unwrap();
+    let url = origin.url("/pem");
+    cache
+        .register(&url, Registration::text().wait_for_first_fetch(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        *cache.get(&url).await.unwrap(),
+        "-----BEGIN PUBLIC KEY-----"
+    );
+
+    let err = cache.refresh(&url).await.unwrap_err();
+    let RefreshError::Transform { source, .. } = &err else {
+        panic!("not a transform error: {err}");
+    };
+    assert!(source.is::<corral_http::refresh::NotUtf8>(), "{source}");
+    assert!(
+        err.to_string().ends_with(
+            "the body is not UTF-8 text: invalid utf-8 sequence of 1 bytes from index 0"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        *cache.get(&url).await.unwrap(),
+        "-----BEGIN PUBLIC KEY-----",
+        "the last good text is kept"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transform_closure_needs_no_type_annotation() {
+    let origin = Origin::start().await;
+    origin.route("/version", |_, _| {
+        Reply::ok(" 42\n").header("x-release", "stable")
+    });
+    // The argument's type is inferred: the closure uses the response's methods
+    // without naming `http::Response` or `bytes::Bytes`.
+    let registration = Registration::with_transform(|response| async move {
+        let release = response.headers()["x-release"].to_str()?.to_owned();
+        let version: u32 = std::str::from_utf8(response.body())?.trim().parse()?;
+        Ok::<_, corral_http::BoxError>((release, version))
+    });
+    let cache: RefreshCache<(String, u32)> = builder().build().unwrap();
+    let url = origin.url("/version");
+    cache
+        .register(&url, registration.wait_for_first_fetch(true))
+        .await
+        .unwrap();
+    assert_eq!(*cache.get(&url).await.unwrap(), ("stable".to_owned(), 42));
 }

@@ -12,11 +12,17 @@ use http::{Method, Uri};
 use http_body::{Frame, SizeHint};
 
 /// What the line will say, gathered before the body is sent.
+#[derive(Debug)]
 pub struct Entry {
+    /// The request's method.
     pub method: Method,
+    /// The request's target.
     pub uri: Uri,
+    /// The response's status.
     pub status: u16,
+    /// How the cache answered, when it did.
     pub cache: Option<CacheStatus>,
+    /// When the request arrived (the line reports the time since).
     pub started: Instant,
 }
 
@@ -41,6 +47,15 @@ pub struct Logged {
     inner: Body,
     entry: Option<Entry>,
     bytes: u64,
+}
+
+impl std::fmt::Debug for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logged")
+            .field("entry", &self.entry)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Logged {

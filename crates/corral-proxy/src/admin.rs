@@ -32,7 +32,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 /// What the admin API reads and acts on.
-pub struct Admin {
+pub(crate) struct Admin {
     pub cache: CacheHandle,
     pub pool: Option<Pool>,
     pub token: Option<String>,
@@ -41,7 +41,7 @@ pub struct Admin {
     pub mode: String,
 }
 
-pub fn router(admin: Arc<Admin>) -> Router {
+pub(crate) fn router(admin: Arc<Admin>) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))

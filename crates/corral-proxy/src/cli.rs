@@ -1,20 +1,29 @@
 //! The command line: `corral serve` and `corral check-config`, with one flag per
-//! configuration option, named as in the TOML file.
+//! option, derived from [`Config`]'s fields (so named as in the file) with its default
+//! shown; a flag given is over the file and the environment.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use figment::value::Value;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{self, Config, ConfigError, Loaded, RENAMED, Warning};
 
 /// corral: a caching HTTP proxy that keeps the thundering herd in.
+///
+/// Parse it with [`Cli::parse_args`] or [`Cli::try_parse_args`], which fill in the
+/// flags' defaults and note which flags were given.
 #[derive(Debug, Parser)]
 #[command(name = "corral", version, about)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `corral`'s subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy (a forward proxy on 127.0.0.1:8080 unless told otherwise).
@@ -23,176 +32,138 @@ pub enum Command {
     CheckConfig(Options),
 }
 
-/// The options; each flag overrides the file's option of the same name.
+/// The options: a file, and a flag for each option of [`Config`] that is over the file
+/// and the `CORRAL_*` environment.
 #[derive(Debug, Args)]
 pub struct Options {
     /// A TOML configuration file (see corral.example.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where to listen [default: 127.0.0.1:8080].
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Run as a reverse proxy in front of this origin (http://host:port).
-    #[arg(long)]
-    pub upstream: Option<String>,
-    /// A reverse proxy's Host to the origin: upstream or keep [default: upstream].
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Memory for cached responses [default: 256MiB].
-    #[arg(long)]
-    pub memory: Option<String>,
-    /// Largest body stored [default: 8MiB].
-    #[arg(long)]
-    pub max_body: Option<String>,
-    /// A Redis tier shared with other proxies (redis://, rediss://, redis+unix://).
-    #[arg(long)]
-    pub redis_url: Option<String>,
-    /// Key prefix in Redis [default: corral:].
-    #[arg(long)]
-    pub redis_prefix: Option<String>,
-    /// Time to connect to an origin [default: 5s].
-    #[arg(long)]
-    pub connect_timeout: Option<String>,
-    /// Time for an origin to answer [default: 30s].
-    #[arg(long)]
-    pub response_timeout: Option<String>,
-    /// Requests in flight to origins at once [default: 1024].
-    #[arg(long)]
-    pub max_upstream_connections: Option<u64>,
-    /// h2c (HTTP/2 without TLS) to a plain-HTTP upstream [default: false].
-    #[arg(long, value_name = "BOOL")]
-    pub upstream_http2: Option<bool>,
-    /// Root certificates (PEM) trusted for https:// origins besides the public ones.
-    #[arg(long)]
-    pub upstream_ca_file: Option<String>,
-    /// Add X-Cache and Cache-Status headers [default: true].
-    #[arg(long, value_name = "BOOL")]
-    pub cache_status_header: Option<bool>,
-    /// Allow a host, glob (*.example.com) or CIDR (10.0.0.0/8); repeat for more.
-    #[arg(long)]
-    pub allow: Vec<String>,
-    /// Fetch from any host for anyone: allow an open forward proxy off loopback [default: false].
-    #[arg(long, value_name = "BOOL")]
-    pub open_proxy: Option<bool>,
-    /// Clients whose X-Forwarded-* fields are believed (CIDRs or addresses), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub trusted_proxies: Vec<String>,
-    /// This proxy's pseudonym in Via, to detect loops [default: corral-<random>].
-    #[arg(long)]
-    pub via: Option<String>,
-    /// Serve the admin API [default: true].
-    #[arg(long, value_name = "BOOL")]
-    pub admin: Option<bool>,
-    /// Where the admin API listens [default: 127.0.0.1:9090].
-    #[arg(long)]
-    pub admin_listen: Option<String>,
-    /// Bearer token for the admin API (required off loopback).
-    #[arg(long)]
-    pub admin_token: Option<String>,
-    /// text or json [default: text].
-    #[arg(long)]
-    pub log_format: Option<String>,
-    /// One log line per request [default: true].
-    #[arg(long, value_name = "BOOL")]
-    pub access_log: Option<bool>,
-    /// Time for requests in flight to finish after SIGTERM [default: 10s].
-    #[arg(long)]
-    pub shutdown_grace: Option<String>,
-    /// Largest request head; larger gets a 431 [default: 64KiB].
-    #[arg(long)]
-    pub max_header_bytes: Option<String>,
-    /// Time for a client to send its request head [default: 10s].
-    #[arg(long)]
-    pub header_read_timeout: Option<String>,
-    /// Client connections at once [default: 10000].
-    #[arg(long)]
-    pub max_connections: Option<u64>,
-    /// The pool's members (base URLs, this proxy's among them), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub peers: Vec<String>,
-    /// This proxy's base URL as the peers list it [default: http://<listen>].
-    #[arg(long)]
-    pub peer_self: Option<String>,
-    /// The secret the peers share (turns the pool on).
-    #[arg(long, env = "CORRAL_PEER_SECRET", hide_env_values = true)]
-    pub peer_secret: Option<String>,
-    /// Time for a peer to answer before it counts as down [default: 40s].
-    #[arg(long)]
-    pub peer_timeout: Option<String>,
-    /// Memory for hot copies of responses fetched through other peers [default: 0B, off].
-    #[arg(long)]
-    pub peer_hot_cache: Option<String>,
-    /// The longest a hot copy is kept [default: 10s].
-    #[arg(long)]
-    pub peer_hot_ttl: Option<String>,
+    /// The flags, defaults filled in.
+    #[command(flatten)]
+    flags: Config,
+    /// The names of the options given as flags.
+    #[arg(skip)]
+    given: Vec<String>,
+    /// Old names used as flags.
+    #[arg(skip)]
+    renamed: Vec<Warning>,
+}
+
+impl Cli {
+    /// The command line, each option's flag showing its default (from
+    /// [`Config::default`]) and accepting its old name (see [`RENAMED`]).
+    pub fn command() -> clap::Command {
+        let defaults = defaults();
+        <Cli as CommandFactory>::command().mut_subcommands(|sub| {
+            sub.mut_args(|arg| {
+                let Some(long) = arg.get_long().map(str::to_owned) else {
+                    return arg;
+                };
+                let arg = match defaults.iter().find(|(name, _)| *name == long) {
+                    Some((_, value)) => arg.default_value(value.clone()).required(false),
+                    None => arg,
+                };
+                match RENAMED.iter().find(|(_, new)| *new == long) {
+                    Some((old, _)) => arg.alias(*old),
+                    None => arg,
+                }
+            })
+        })
+    }
+
+    /// The process's command line; exits with a message (and code 2) if it does not
+    /// parse.
+    pub fn parse_args() -> Cli {
+        Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// `args` (the program's name first) as a command line.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Cli::command().try_get_matches_from(&args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let options = match &mut cli.command {
+            Command::Serve(options) | Command::CheckConfig(options) => options,
+        };
+        if let Some((_, sub)) = matches.subcommand() {
+            options.given = config::options()
+                .into_iter()
+                .map(|option| option.name)
+                .filter(|name| {
+                    let id = name.replace('-', "_");
+                    sub.value_source(&id) == Some(ValueSource::CommandLine)
+                })
+                .collect();
+        }
+        options.renamed = RENAMED
+            .iter()
+            .filter(|(old, _)| {
+                let flag = format!("--{old}");
+                args.iter().filter_map(|arg| arg.to_str()).any(|arg| {
+                    arg == flag || arg.strip_prefix(&flag).is_some_and(|v| v.starts_with('='))
+                })
+            })
+            .map(|&(old, new)| Warning::Renamed {
+                old,
+                new,
+                place: "the command line".to_owned(),
+            })
+            .collect();
+        Ok(cli)
+    }
 }
 
 impl Options {
-    /// The configuration: the file (if any), these flags on top, checked.
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        Config::load(self.config.as_deref(), self.overrides())
+    /// The configuration: the defaults, the file (if any), the `CORRAL_*` environment
+    /// and the flags given, each over the ones before; checked.
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        let mut loader = Config::loader();
+        if let Some(path) = &self.config {
+            loader = loader.file(path);
+        }
+        let mut flags = match Value::serialize(&self.flags) {
+            Ok(Value::Dict(_, dict)) => dict,
+            Ok(_) => unreachable!("a Config serializes as a dictionary"),
+            Err(error) => return Err(ConfigError::Value(Box::new(error))),
+        };
+        flags.retain(|name, _| self.given.contains(name));
+        loader.env().flags(flags, self.renamed.clone()).load()
     }
+}
 
-    /// The flags that were given, as TOML values under the file's names.
-    fn overrides(&self) -> toml::Table {
-        use toml::Value;
-        let mut table = toml::Table::new();
-        let mut put = |name: &str, value: Option<Value>| {
-            if let Some(value) = value {
-                table.insert(name.to_owned(), value);
-            }
-        };
-        let text = |v: &Option<String>| v.clone().map(Value::String);
-        let number =
-            |v: Option<u64>| v.map(|n| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
-        let list = |v: &[String]| {
-            (!v.is_empty()).then(|| Value::Array(v.iter().cloned().map(Value::String).collect()))
-        };
-        put("listen", text(&self.listen));
-        put("upstream", text(&self.upstream));
-        put("host", text(&self.host));
-        put("memory", text(&self.memory));
-        put("max-body", text(&self.max_body));
-        put("redis-url", text(&self.redis_url));
-        put("redis-prefix", text(&self.redis_prefix));
-        put("connect-timeout", text(&self.connect_timeout));
-        put("response-timeout", text(&self.response_timeout));
-        put(
-            "max-upstream-connections",
-            number(self.max_upstream_connections),
-        );
-        put("upstream-http2", self.upstream_http2.map(Value::Boolean));
-        put("upstream-ca-file", text(&self.upstream_ca_file));
-        put(
-            "cache-status-header",
-            self.cache_status_header.map(Value::Boolean),
-        );
-        put("allow", list(&self.allow));
-        put("open-proxy", self.open_proxy.map(Value::Boolean));
-        put("trusted-proxies", list(&self.trusted_proxies));
-        put("via", text(&self.via));
-        put("admin", self.admin.map(Value::Boolean));
-        put("admin-listen", text(&self.admin_listen));
-        put("admin-token", text(&self.admin_token));
-        put("log-format", text(&self.log_format));
-        put("access-log", self.access_log.map(Value::Boolean));
-        put("shutdown-grace", text(&self.shutdown_grace));
-        put("max-header-bytes", text(&self.max_header_bytes));
-        put("header-read-timeout", text(&self.header_read_timeout));
-        put("max-connections", number(self.max_connections));
-        put("peers", list(&self.peers));
-        put("peer-self", text(&self.peer_self));
-        put("peer-secret", text(&self.peer_secret));
-        put("peer-timeout", text(&self.peer_timeout));
-        put("peer-hot-cache", text(&self.peer_hot_cache));
-        put("peer-hot-ttl", text(&self.peer_hot_ttl));
-        table
-    }
+/// Each option's default as a flag's value; none for lists and unset options.
+fn defaults() -> Vec<(String, String)> {
+    let table = toml::Table::try_from(Config::default()).unwrap_or_default();
+    table
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((name, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        let cli = Cli::try_parse_args(["corral", "serve"].iter().chain(args)).unwrap();
+        let Command::Serve(options) = cli.command else {
+            panic!()
+        };
+        options
+    }
 
     #[test]
     fn flags_have_the_files_names_and_win_over_it() {
@@ -201,15 +172,13 @@ mod tests {
         let file = dir.join("corral.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:7000\"\nmemory = \"64MiB\"\naccess-log = true\n",
+            "listen = \"127.0.0.1:7000\"\nmax-bytes = \"64MiB\"\naccess-log = true\n",
         )
         .unwrap();
-        let cli = Cli::try_parse_from([
-            "corral",
-            "serve",
+        let config = options(&[
             "--config",
             file.to_str().unwrap(),
-            "--memory",
+            "--max-bytes",
             "1GiB",
             "--access-log",
             "false",
@@ -218,15 +187,59 @@ mod tests {
             "--allow",
             "10.0.0.0/8",
         ])
-        .unwrap();
-        let Command::Serve(options) = cli.command else {
-            panic!()
-        };
-        let config = options.load().unwrap();
+        .load()
+        .unwrap()
+        .config;
         assert_eq!(config.listen.to_string(), "127.0.0.1:7000", "from the file");
-        assert_eq!(config.memory.0, 1 << 30, "the flag wins");
+        assert_eq!(config.max_bytes.0, 1 << 30, "the flag wins");
         assert!(!config.access_log);
         assert_eq!(config.allow, ["a.example", "10.0.0.0/8"]);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_flag_left_out_leaves_the_file_alone() {
+        let options = options(&["--listen", "127.0.0.1:7001"]);
+        assert_eq!(options.given, ["listen"]);
+    }
+
+    #[test]
+    fn an_old_flag_still_works_and_warns_and_with_the_new_one_is_refused() {
+        let loaded = options(&["--memory", "1GiB", "--response-timeout=5s"])
+            .load()
+            .unwrap();
+        assert_eq!(loaded.config.max_bytes.0, 1 << 30);
+        assert_eq!(loaded.config.fetch_timeout.as_secs(), 5);
+        let renamed: Vec<_> = loaded
+            .warnings
+            .iter()
+            .filter_map(|w| match w {
+                Warning::Renamed { old, new, .. } => Some((*old, *new)),
+                Warning::UnknownVariable { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            renamed,
+            [
+                ("memory", "max-bytes"),
+                ("response-timeout", "fetch-timeout")
+            ]
+        );
+        let both =
+            Cli::try_parse_args(["corral", "serve", "--memory", "1GiB", "--max-bytes", "2GiB"])
+                .unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn the_help_shows_the_defaults_of_the_libraries() {
+        let help = Cli::command()
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(help.contains("[default: 256MiB]"), "{help}");
+        assert!(help.contains("--fetch-timeout"), "{help}");
+        assert!(!help.contains("--memory"), "{help}");
     }
 }

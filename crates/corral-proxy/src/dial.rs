@@ -70,21 +70,21 @@ fn is_local(ip: IpAddr) -> bool {
 /// How many responses a connection delivered (in the extensions of its responses and
 /// of its errors).
 #[derive(Debug, Clone, Default)]
-pub struct Delivered(Arc<AtomicU64>);
+pub(crate) struct Delivered(Arc<AtomicU64>);
 
 impl Delivered {
     /// Counts one more response.
-    pub fn add(&self) {
+    pub(crate) fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the connection delivered a response before.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.0.load(Ordering::Relaxed) > 0
     }
 
     /// The count of the connection an error or response came from.
-    pub fn of(connected: &Connected) -> Option<Delivered> {
+    pub(crate) fn of(connected: &Connected) -> Option<Delivered> {
         let mut extensions = http::Extensions::new();
         connected.get_extras(&mut extensions);
         extensions.remove::<Delivered>()
@@ -94,13 +94,13 @@ impl Delivered {
 /// The TCP connector, guarded: its connections are checked against the proxy's own
 /// listeners and carry a [`Delivered`] count.
 #[derive(Clone)]
-pub struct Dialer<C> {
+pub(crate) struct Dialer<C> {
     inner: C,
     listeners: Arc<Listeners>,
 }
 
 impl<C> Dialer<C> {
-    pub fn new(inner: C, listeners: Arc<Listeners>) -> Self {
+    pub(crate) fn new(inner: C, listeners: Arc<Listeners>) -> Self {
         Dialer { inner, listeners }
     }
 }
@@ -134,7 +134,7 @@ where
 }
 
 /// A connection made by a [`Dialer`].
-pub struct Dialled {
+pub(crate) struct Dialled {
     io: TokioIo<TcpStream>,
     delivered: Delivered,
 }

@@ -61,32 +61,39 @@ fn is_forwarding_field(name: &HeaderName) -> bool {
 
 /// How this proxy marks what it forwards.
 #[derive(Debug, Clone)]
-pub struct Forwarding {
+pub(crate) struct Forwarding {
     /// This proxy's name in `Via`.
     pseudonym: String,
     /// `1.1 <pseudonym>`.
     via: HeaderValue,
 }
 
+/// A `via` pseudonym that is not one token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`via = \"{pseudonym}\"`: a pseudonym is one token (letters, digits, `-`, `.`, `_`)")]
+pub struct InvalidPseudonym {
+    /// The value given.
+    pub pseudonym: String,
+}
+
 impl Forwarding {
     /// Marks forwarded messages with `pseudonym` (a fresh random one when `None`).
-    pub fn new(pseudonym: Option<&str>) -> Result<Forwarding, String> {
+    pub(crate) fn new(pseudonym: Option<&str>) -> Result<Forwarding, InvalidPseudonym> {
         let pseudonym = match pseudonym {
             Some(name) => name.to_owned(),
             None => random_pseudonym(),
         };
-        if !is_token(&pseudonym) {
-            return Err(format!(
-                "`via = \"{pseudonym}\"`: a pseudonym is one token (letters, digits, `-`, `.`, `_`)"
-            ));
-        }
-        let via = HeaderValue::from_str(&format!("1.1 {pseudonym}"))
-            .map_err(|_| format!("`via = \"{pseudonym}\"` is not a valid field value"))?;
+        let via = is_token(&pseudonym)
+            .then(|| HeaderValue::from_str(&format!("1.1 {pseudonym}")).ok())
+            .flatten();
+        let Some(via) = via else {
+            return Err(InvalidPseudonym { pseudonym });
+        };
         Ok(Forwarding { pseudonym, via })
     }
 
     /// Whether a request already passed through this proxy: its `Via` names us.
-    pub fn is_loop(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn is_loop(&self, headers: &HeaderMap) -> bool {
         headers
             .get_all(header::VIA)
             .iter()
@@ -98,7 +105,12 @@ impl Forwarding {
 
     /// Prepares a client's request for the origin. `trusted`: the client is a proxy
     /// whose forwarding fields are believed.
-    pub fn prepare_request(&self, headers: &mut HeaderMap, client_ip: &HeaderValue, trusted: bool) {
+    pub(crate) fn prepare_request(
+        &self,
+        headers: &mut HeaderMap,
+        client_ip: &HeaderValue,
+        trusted: bool,
+    ) {
         remove_hop_by_hop(headers);
         // A trusted proxy's chain, every field line of it (RFC 9110 §5.3), then the
         // client's own address.
@@ -131,7 +143,7 @@ impl Forwarding {
     }
 
     /// Prepares an origin's response for the client (and the cache).
-    pub fn prepare_response(&self, headers: &mut HeaderMap) {
+    pub(crate) fn prepare_response(&self, headers: &mut HeaderMap) {
         remove_hop_by_hop(headers);
         headers.append(header::VIA, self.via.clone());
     }
@@ -154,7 +166,7 @@ fn is_token(text: &str) -> bool {
 }
 
 /// The `X-Forwarded-For` value of a client address.
-pub fn client_ip(addr: SocketAddr) -> HeaderValue {
+pub(crate) fn client_ip(addr: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&addr.ip().to_canonical().to_string())
         .unwrap_or(HeaderValue::from_static("unknown"))
 }

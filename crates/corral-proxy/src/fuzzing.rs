@@ -144,14 +144,14 @@ pub fn config(data: &[u8]) {
     let Ok(table) = text.parse::<toml::Table>() else {
         return;
     };
-    let Ok(config) = Config::load(None, table) else {
+    let Ok(config) = Config::from_toml(table) else {
         return;
     };
     let printed = config.to_toml();
     let table = printed
         .parse::<toml::Table>()
         .unwrap_or_else(|e| panic!("the printed configuration is not TOML: {e}\n{printed}"));
-    let back = Config::load(None, table)
+    let back = Config::from_toml(table)
         .unwrap_or_else(|e| panic!("the printed configuration does not load: {e}\n{printed}"));
     // Secrets are printed as a placeholder.
     assert_eq!(back.admin_token.is_some(), config.admin_token.is_some());

@@ -5,7 +5,8 @@
 //!
 //! # Tour
 //!
-//! - [`config`]: the options, from a TOML file and flags with the same names.
+//! - [`config`]: the options, from defaults, a TOML file, `CORRAL_*` environment
+//!   variables and flags, with the same names everywhere.
 //! - [`allow`]: a forward proxy's allow-list (hosts, globs, CIDRs), enforced again at
 //!   DNS resolution.
 //! - [`proxy`]: one request: its target, the headers a proxy changes, the cache,
@@ -20,6 +21,8 @@
 //!
 //! The `corral` binary is a thin shell over [`Bound`]: bind, then serve until a
 //! shutdown signal.
+
+#![forbid(unsafe_code)]
 
 pub mod access_log;
 mod admin;
@@ -45,10 +48,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
+pub use forwarded::InvalidPseudonym;
+pub use proxy::ProxyError;
 
 use crate::allow::AllowList;
 use crate::dial::Listeners;
@@ -63,22 +67,30 @@ pub struct Bound {
     ready: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("config", &self.config)
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Bound {
     /// Checks the configuration, builds the proxy and binds its listeners.
-    pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+    pub async fn bind(config: Config) -> Result<Bound, ProxyError> {
         config.check()?;
         // Before the cache is built, so its metrics record into the exporter.
         telemetry::prometheus();
-        let allow = Arc::new(AllowList::parse(&config.allow).map_err(anyhow::Error::msg)?);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let allow = Arc::new(AllowList::parse(&config.allow).map_err(ConfigError::from)?);
+        let listen = |addr, what| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Listen { addr, what, source })
+        };
+        let listener = listen(config.listen, "").await?;
         let admin_listener = if config.admin {
-            Some(
-                TcpListener::bind(config.admin_listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?,
-            )
+            Some(listen(config.admin_listen, " (admin)").await?)
         } else {
             None
         };
@@ -132,7 +144,7 @@ impl Bound {
 
     /// Serves until `shutdown` completes; then stops accepting, reports not ready, and
     /// lets requests in flight finish within the grace period.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ProxyError> {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.map(|(listener, router)| {
             tokio::spawn(async move {
@@ -161,7 +173,7 @@ impl Bound {
                 .await
                 .unwrap_or_else(|_| tokio::time::Instant::now());
             match tokio::time::timeout_at(deadline, &mut admin).await {
-                Ok(finished) => finished.context("the admin task failed")??,
+                Ok(finished) => finished??,
                 Err(_) => {
                     tracing::warn!("grace period over; closing the admin API's connections");
                     admin.abort();

@@ -2,18 +2,22 @@
 //! 127.0.0.1:8080 by default); `corral check-config` validates a configuration and
 //! prints the effective one.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
-use clap::Parser;
 use corral_proxy::cli::{Cli, Command};
-use corral_proxy::{Bound, telemetry};
+use corral_proxy::{Bound, ProxyError, telemetry};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match cli.command {
         Command::CheckConfig(options) => match options.load() {
-            Ok(config) => {
-                print!("{}", config.to_toml());
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("corral: warning: {warning}");
+                }
+                print!("{}", loaded.config.to_toml());
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -22,14 +26,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(options) => {
-            let config = match options.load() {
-                Ok(config) => config,
+            let (config, warnings) = match options.load() {
+                Ok(loaded) => (loaded.config, loaded.warnings),
                 Err(error) => {
                     eprintln!("corral: {error}");
                     return ExitCode::from(2);
                 }
             };
             telemetry::init_logging(config.log_format);
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -43,7 +50,7 @@ fn main() -> ExitCode {
             match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    eprintln!("corral: {error:#}");
+                    eprintln!("corral: {error}");
                     ExitCode::FAILURE
                 }
             }
@@ -51,7 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: corral_proxy::Config) -> anyhow::Result<()> {
+async fn serve(config: corral_proxy::Config) -> Result<(), ProxyError> {
     let bound = Bound::bind(config).await?;
     let admin = bound
         .admin_addr()

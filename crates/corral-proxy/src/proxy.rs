@@ -1,7 +1,7 @@
 //! One request through the proxy: a loop (a request whose `Via` names this proxy) is
 //! a `508`; a `CONNECT` is tunnelled; any other request gets the fields a proxy must
 //! change (hop-by-hop fields, `X-Forwarded-For`, `Via`), then goes down the stack:
-//! the pool's [`Route`] (with peers), the [`Target`] step (its target URL, the
+//! the pool's [`Route`] (with peers), the `Target` step (its target URL, the
 //! allow-list), the HTTP cache, the origin client.
 
 use std::convert::Infallible;
@@ -9,20 +9,56 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use corral_http::pool::{Pool, Route};
-use corral_http::{Body, CacheHandle, HttpCache, Policy};
+use corral_http::{Body, BoxError, CacheHandle, HttpCache, Policy};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use tower::{Layer, ServiceExt};
 
 use crate::allow::AllowList;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::dial::Listeners;
 use crate::forwarded::{Forwarding, client_ip};
 use crate::refusal::{Refusal, refuse};
 use crate::target::{Mode, Target};
 use crate::tunnel::Tunnels;
 use crate::upstream::Upstream;
+
+/// Why the proxy could not be built, bound or served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The configuration is refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The upstream's host cannot be a `Host` field.
+    #[error("the upstream's host is not a valid Host")]
+    UpstreamHost,
+    /// The origin client cannot be set up (TLS, `upstream-ca-file`).
+    #[error("cannot set up the origin client: {0}")]
+    OriginClient(BoxError),
+    /// The cache or its Redis tier refuses its options.
+    #[error("cannot build the cache: {0}")]
+    Cache(#[from] corral::ConfigError),
+    /// The pool of peers refuses its options.
+    #[error("cannot build the pool of peers: {0}")]
+    Pool(#[from] corral_http::pool::PoolError),
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr}{what}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// `""` for the proxy, `" (admin)"` for the admin API.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The admin API stopped with an error.
+    #[error("the admin API failed: {0}")]
+    Admin(#[from] std::io::Error),
+    /// The admin API's task panicked.
+    #[error("the admin task failed: {0}")]
+    AdminTask(#[from] tokio::task::JoinError),
+}
 
 /// The services a request goes through, with or without a pool of peers.
 enum Stack {
@@ -43,6 +79,15 @@ pub struct Proxy {
     trusted: Vec<ipnet::IpNet>,
 }
 
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("pool", &self.pool)
+            .field("reverse", &self.reverse)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Who sent a request, as the proxy tells the origin.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -61,24 +106,24 @@ impl Proxy {
         allow: Arc<AllowList>,
         listeners: Listeners,
         self_url: &str,
-    ) -> anyhow::Result<Proxy> {
-        let mode = Mode::new(config.origin()?, config.host)
-            .map_err(|_| anyhow::anyhow!("the upstream's host is not a valid Host"))?;
+    ) -> Result<Proxy, ProxyError> {
+        let mode =
+            Mode::new(config.origin()?, config.host).map_err(|_| ProxyError::UpstreamHost)?;
         // A reverse proxy's origin is the operator's choice, and an origin that leads
         // back here is a loop that `Via` catches (with a 508 that says so).
         let listeners = Arc::new(match mode {
             Mode::Forward => listeners,
             Mode::Reverse { .. } => Listeners::default(),
         });
-        let forwarding = Forwarding::new(config.via.as_deref()).map_err(anyhow::Error::msg)?;
+        let forwarding = Forwarding::new(config.via.as_deref()).map_err(ConfigError::from)?;
         let upstream = Upstream::new(config, allow.clone(), listeners.clone(), forwarding.clone())
-            .map_err(|e| anyhow::anyhow!(e))?;
+            .map_err(ProxyError::OriginClient)?;
         let builder = HttpCache::builder()
             .policy(Policy::Rfc9111 { shared: true })
-            .max_bytes(config.memory.0)
-            .max_body_bytes(usize::try_from(config.max_body.0).unwrap_or(usize::MAX))
-            .fetch_timeout(config.response_timeout)
-            .cache_status_headers(config.cache_status_header);
+            .max_bytes(config.max_bytes.0)
+            .max_body_bytes(usize::try_from(config.max_body_bytes.0).unwrap_or(usize::MAX))
+            .fetch_timeout(config.fetch_timeout)
+            .cache_status_headers(config.cache_status_headers);
         let builder = match &config.redis_url {
             Some(url) => builder.redis(
                 corral::redis::RedisTier::builder(url.clone())

@@ -5,11 +5,11 @@ use http::{Response, StatusCode};
 
 /// Why the proxy will not forward a request, and the status that says so.
 #[derive(Debug, Clone, Copy)]
-pub struct Refusal(pub StatusCode, pub &'static str);
+pub(crate) struct Refusal(pub StatusCode, pub &'static str);
 
 impl Refusal {
     /// The refusal as a short plain-text response.
-    pub fn response(self) -> Response<Body> {
+    pub(crate) fn response(self) -> Response<Body> {
         let Refusal(status, reason) = self;
         Body::text_response(status, format!("{reason}\n"))
     }

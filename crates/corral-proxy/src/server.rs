@@ -82,7 +82,7 @@ impl Connection {
 }
 
 /// Serves `listener` until `shutdown` completes, then drains for the grace period.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     config: &Config,
@@ -193,7 +193,7 @@ async fn protocol_known(stream: &TcpStream) -> std::io::Result<()> {
 }
 
 /// The address a listener bound to (for logs and tests).
-pub fn bound(listener: &TcpListener) -> SocketAddr {
+pub(crate) fn bound(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))

@@ -24,7 +24,7 @@ use crate::refusal::{NOT_ALLOWED, Refusal};
 
 /// Where requests go.
 #[derive(Debug, Clone)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A forward proxy: each request names its target (absolute form, or `CONNECT`).
     Forward,
     /// A reverse proxy in front of one origin.
@@ -40,7 +40,7 @@ pub enum Mode {
 
 impl Mode {
     /// The mode of a proxy for `origin` (a forward proxy when `None`).
-    pub fn new(origin: Option<Origin>, host: HostMode) -> Result<Mode, Refusal> {
+    pub(crate) fn new(origin: Option<Origin>, host: HostMode) -> Result<Mode, Refusal> {
         Ok(match origin {
             Some(origin) => Mode::Reverse {
                 origin_host: host_value(&origin.authority)?,
@@ -103,7 +103,7 @@ impl Mode {
     /// The URL a request is for once pointed at its target (what the pool routes
     /// it by, so that every member sends one resource to one owner), or `None` when
     /// it is refused.
-    pub fn target_url(&self, parts: &request::Parts) -> Option<String> {
+    pub(crate) fn target_url(&self, parts: &request::Parts) -> Option<String> {
         match self.origin_target(parts).ok()? {
             None => {
                 // A forward proxy's target is the URL the request names.
@@ -172,14 +172,14 @@ fn host_value(authority: &Authority) -> Result<HeaderValue, Refusal> {
 /// Points each request at its target in front of `S` (the cache); see the
 /// [module docs](self).
 #[derive(Clone)]
-pub struct Target<S> {
+pub(crate) struct Target<S> {
     inner: S,
     mode: Arc<Mode>,
     allow: Arc<AllowList>,
 }
 
 impl<S> Target<S> {
-    pub fn new(inner: S, mode: Arc<Mode>, allow: Arc<AllowList>) -> Self {
+    pub(crate) fn new(inner: S, mode: Arc<Mode>, allow: Arc<AllowList>) -> Self {
         Target { inner, mode, allow }
     }
 }
@@ -225,7 +225,7 @@ where
 }
 
 /// The future of a [`Target`] call.
-pub enum TargetFuture<F> {
+pub(crate) enum TargetFuture<F> {
     /// Refused before the cache saw it.
     Refused(Option<Response<Body>>),
     /// In the cache.

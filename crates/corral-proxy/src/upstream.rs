@@ -40,7 +40,7 @@ type OriginClient = Client<HttpsConnector<Dialer<HttpConnector<AllowResolver>>>,
 /// The origin client: cheap to clone (one reference count), so the cache can hold one
 /// per request without copying the connection pool's handles.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     inner: Arc<Inner>,
 }
 
@@ -50,12 +50,12 @@ struct Inner {
     fresh: OriginClient,
     /// One permit per request in flight, from its sending to its body's end.
     in_flight: Arc<Semaphore>,
-    response_timeout: Duration,
+    fetch_timeout: Duration,
     forwarding: Forwarding,
 }
 
 impl Upstream {
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         allow: Arc<AllowList>,
         listeners: Arc<Listeners>,
@@ -92,7 +92,7 @@ impl Upstream {
                 client: client(1024),
                 fresh: client(0),
                 in_flight: Arc::new(Semaphore::new(config.max_upstream_connections)),
-                response_timeout: config.response_timeout,
+                fetch_timeout: config.fetch_timeout,
                 forwarding,
             }),
         })
@@ -186,7 +186,7 @@ impl Service<Request<Body>> for Upstream {
                 };
                 Ok::<_, BoxError>((permit, response))
             };
-            let (permit, response) = tokio::time::timeout(inner.response_timeout, sent).await??;
+            let (permit, response) = tokio::time::timeout(inner.fetch_timeout, sent).await??;
             if let Some(delivered) = response.extensions().get::<Delivered>() {
                 delivered.add();
             }
@@ -201,7 +201,7 @@ impl Service<Request<Body>> for Upstream {
 }
 
 /// An origin's response body, holding its request's place among those in flight.
-pub struct Permitted {
+pub(crate) struct Permitted {
     body: Incoming,
     _permit: OwnedSemaphorePermit,
 }

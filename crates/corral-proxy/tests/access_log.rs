@@ -99,7 +99,7 @@ async fn one_line_per_request(cache_status_header: bool) {
             .delay(Duration::from_millis(150))
     });
     let proxy = start(&format!(
-        "upstream = \"http://{}\"\naccess-log = true\ncache-status-header = {cache_status_header}",
+        "upstream = \"http://{}\"\naccess-log = true\ncache-status-headers = {cache_status_header}",
         origin.addr
     ))
     .await;

@@ -105,7 +105,7 @@ async fn an_origin_that_does_not_answer_in_time_is_a_504() {
         Reply::ok("late").delay(Duration::from_secs(5))
     });
     let proxy = start(&format!(
-        "upstream = \"http://{}\"\nresponse-timeout = \"300ms\"",
+        "upstream = \"http://{}\"\nfetch-timeout = \"300ms\"",
         origin.addr
     ))
     .await;

@@ -23,7 +23,8 @@ fn check_config_prints_the_defaults_and_accepts_the_example_file() {
     let printed = String::from_utf8(out.stdout).unwrap();
     assert!(printed.contains("listen = \"127.0.0.1:8080\""), "{printed}");
     assert!(printed.contains("admin-listen = \"127.0.0.1:9090\""));
-    assert!(printed.contains("memory = \"256MiB\""));
+    assert!(printed.contains("max-bytes = \"256MiB\""), "{printed}");
+    assert!(printed.contains("fetch-timeout = \"30s\""), "{printed}");
     let out = Command::new(CORRAL)
         .args(["check-config", "--config", &example_config()])
         .output()
@@ -78,7 +79,7 @@ fn bad_configurations_are_refused_with_exit_code_2_and_a_reason() {
     assert_eq!(short.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&short.stderr).contains("16 bytes"));
     let typo = Command::new(CORRAL)
-        .args(["check-config", "--memory", "lots"])
+        .args(["check-config", "--max-bytes", "lots"])
         .output()
         .unwrap();
     assert_eq!(typo.status.code(), Some(2));
@@ -89,6 +90,51 @@ fn bad_configurations_are_refused_with_exit_code_2_and_a_reason() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.toml"));
+}
+
+#[test]
+fn the_environment_is_over_the_file_and_flags_are_over_both() {
+    let out = Command::new(CORRAL)
+        .args(["check-config", "--config", &example_config()])
+        .args(["--max-connections", "9"])
+        .env("CORRAL_MAX_CONNECTIONS", "8")
+        .env("CORRAL_MAX_BYTES", "1GiB")
+        .env("CORRAL_NO_SUCH_OPTION", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("max-bytes = \"1GiB\""), "{printed}");
+    assert!(printed.contains("max-connections = 9"), "{printed}");
+    let warned = String::from_utf8(out.stderr).unwrap();
+    assert!(warned.contains("CORRAL_NO_SUCH_OPTION"), "{warned}");
+}
+
+#[test]
+fn old_names_still_work_with_a_warning() {
+    let out = Command::new(CORRAL)
+        .args(["check-config", "--memory", "1GiB"])
+        .env("CORRAL_RESPONSE_TIMEOUT", "5s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("max-bytes = \"1GiB\""), "{printed}");
+    assert!(printed.contains("fetch-timeout = \"5s\""), "{printed}");
+    let warned = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        warned.contains("`memory` (in the command line) is deprecated: it is now `max-bytes`"),
+        "{warned}"
+    );
+    assert!(warned.contains("`response-timeout`"), "{warned}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

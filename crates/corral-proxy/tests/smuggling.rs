@@ -89,7 +89,7 @@ async fn get_and_head_with_bodies_and_expect_without_one_are_answered_at_once() 
     })
     .await;
     let proxy = start(&format!(
-        "upstream = \"http://{}\"\nresponse-timeout = \"5s\"",
+        "upstream = \"http://{}\"\nfetch-timeout = \"5s\"",
         origin.addr
     ))
     .await;
@@ -279,7 +279,7 @@ async fn an_h2c_get_with_a_body_reaches_the_origin_with_its_body() {
     })
     .await;
     let proxy = start(&format!(
-        "upstream = \"http://{}\"\nresponse-timeout = \"5s\"",
+        "upstream = \"http://{}\"\nfetch-timeout = \"5s\"",
         origin.addr
     ))
     .await;

@@ -163,12 +163,8 @@ async fn a_ca_file_without_certificates_stops_the_proxy_from_starting() {
         "upstream-ca-file".into(),
         toml::Value::String(empty.display().to_string()),
     );
-    let config = Config::load(None, table).unwrap();
-    let error = Bound::bind(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let config = Config::from_toml(table).unwrap();
+    let error = Bound::bind(config).await.expect_err("refused").to_string();
     assert!(error.contains("no certificates"), "{error}");
     let _ = std::fs::remove_file(empty);
 }

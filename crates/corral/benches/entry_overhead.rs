@@ -5,6 +5,8 @@
 //! `cargo bench -p corral --bench entry_overhead` prints the figures; under
 //! `cargo test` it runs with 10 000 entries as a smoke test.
 
+// A counting allocator is a `GlobalAlloc`, unsafe by nature: allowed here alone.
+#![allow(unsafe_code)]
 // moka's weigher is handed keys as stored (`&Box<str>`); clippy's advice cannot apply.
 #![allow(clippy::borrowed_box)]
 

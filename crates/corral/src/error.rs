@@ -42,6 +42,35 @@ pub enum Error {
     Abandoned,
 }
 
+/// A loader's error that is this server's alone. The load's waiters here get it as any
+/// loader error ([`Error::Load`], whose source is this `Unshared`), but a tier shared
+/// with other servers (Redis) does not pass it on: their waiters look again and load
+/// for themselves. For a failure that says nothing about the key elsewhere, or whose
+/// details would be lost on the way (an HTTP cache's origin answering one server with
+/// a 503, say).
+///
+/// ```
+/// let error = corral::Error::load(corral::Unshared::new(std::io::Error::other("busy")));
+/// assert!(error.is_unshared());
+/// let unshared = error.loader_error().and_then(|e| e.downcast_ref::<corral::Unshared>());
+/// assert_eq!(unshared.map(|e| e.to_string()).as_deref(), Some("busy"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unshared(#[source] Box<dyn StdError + Send + Sync + 'static>);
+
+impl Unshared {
+    /// Wraps `error` as this server's alone.
+    pub fn new(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+        Unshared(error.into())
+    }
+
+    /// The error it wraps.
+    pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
 impl Error {
     /// The loader's own error, if this is [`Error::Load`].
     ///
@@ -55,6 +84,12 @@ impl Error {
             Error::Load(source) => Some(source.as_ref()),
             _ => None,
         }
+    }
+
+    /// Whether this is a loader's [`Unshared`] error, which shared tiers keep to this
+    /// server.
+    pub fn is_unshared(&self) -> bool {
+        self.loader_error().is_some_and(|e| e.is::<Unshared>())
     }
 
     /// Wraps any error as a loader error.

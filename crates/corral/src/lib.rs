@@ -16,6 +16,8 @@
 //!   [`weigher`](CacheBuilder::weigher) closure (or, with the `serde` feature, weigh
 //!   values by their serialized size). The [`weigh`] module has the details.
 //! - [`Error`] says why a load gave no value: the loader's error, a panic, or a timeout.
+//!   A loader's error wrapped in [`Unshared`] stays on its server (a shared tier does
+//!   not pass it on).
 //! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
 //!   (see the [`stats`] module for the metric names).
 //! - With the `redis` feature, `corral::redis` adds a tier shared by many servers
@@ -60,6 +62,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod builder;
 mod cache;
 #[cfg(feature = "serde")]
@@ -80,7 +84,7 @@ pub mod weigh;
 pub use builder::{CacheBuilder, DEFAULT_FRESH_FOR, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES};
 pub use cache::{Cache, Source};
 pub use entry::{Entry, Freshness};
-pub use error::{ConfigError, Error, SharedError};
+pub use error::{ConfigError, Error, SharedError, Unshared};
 pub use load::panic_message;
 pub use loaded::Loaded;
 pub use stats::Stats;

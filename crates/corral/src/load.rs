@@ -122,7 +122,7 @@ where
         Ok(_) => {}
         Err(error) => {
             for Held { permit, .. } in held {
-                permit.release(Release::Error(error)).await;
+                permit.release(Release::failed(error)).await;
             }
         }
     }

@@ -125,6 +125,18 @@ pub(crate) enum Release<'a, V> {
     Nothing,
 }
 
+impl<'a, V> Release<'a, V> {
+    /// How a failed load ends: its error shared, unless it is this server's alone
+    /// ([`Unshared`](crate::Unshared)).
+    pub(crate) fn failed(error: &'a Error) -> Self {
+        if error.is_unshared() {
+            Release::Nothing
+        } else {
+            Release::Error(error)
+        }
+    }
+}
+
 /// An invalidation another server made, as a tier hands it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]

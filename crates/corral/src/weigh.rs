@@ -14,8 +14,8 @@ use bytes::{Bytes, BytesMut};
 /// buffers, numbers, `Option`, tuples, arrays, `Vec` and the standard maps and sets of
 /// weighable types, and `Arc`/`Box` around them; implement it for your own types by
 /// summing their parts. A type without it can still be cached: give the builder a
-/// [`weigher`](crate::CacheBuilder::weigher) closure, or (with the `serde` feature)
-/// `weigh_serialized` (with the `serde` feature).
+/// [`weigher`](crate::CacheBuilder::weigher) closure, or, for a type that derives
+/// `Serialize`, `weigh_serialized` (with the `serde` feature).
 ///
 /// ```
 /// use corral::Weigh;

@@ -1,5 +1,5 @@
-//! Rules 1–4: one load per key, loads that survive their callers, shared errors and
-//! panics, and the load timeout.
+//! One load per key, loads that survive their callers, shared errors and panics, and
+//! the load timeout.
 
 mod support;
 
@@ -9,7 +9,7 @@ use corral::{Cache, Error};
 use support::{Origin, cache, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rule1_a_thousand_concurrent_callers_run_the_loader_once() {
+async fn a_thousand_concurrent_callers_run_the_loader_once() {
     let cache = cache(60, 60);
     let origin = Origin::closed();
     let callers: Vec<_> = (0..1000)
@@ -34,7 +34,7 @@ async fn rule1_a_thousand_concurrent_callers_run_the_loader_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rule1_distinct_keys_load_independently() {
+async fn distinct_keys_load_independently() {
     let cache = cache(60, 60);
     let origin = Origin::open();
     let callers: Vec<_> = (0..200)
@@ -54,7 +54,7 @@ async fn rule1_distinct_keys_load_independently() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rule2_aborting_the_first_caller_does_not_cancel_the_load() {
+async fn aborting_the_first_caller_does_not_cancel_the_load() {
     let cache = cache(60, 60);
     let origin = Origin::closed();
     let first = {
@@ -80,7 +80,7 @@ async fn rule2_aborting_the_first_caller_does_not_cancel_the_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rule2_a_load_whose_waiters_all_left_is_still_stored() {
+async fn a_load_whose_waiters_all_left_is_still_stored() {
     let cache = cache(60, 60);
     let origin = Origin::closed();
     let callers: Vec<_> = (0..20)
@@ -111,7 +111,7 @@ async fn rule2_a_load_whose_waiters_all_left_is_still_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rule2_dropping_a_waiting_future_leaves_the_load_running() {
+async fn dropping_a_waiting_future_leaves_the_load_running() {
     let cache = cache(60, 60);
     let origin = Origin::closed();
     let dropped = tokio::time::timeout(
@@ -132,7 +132,7 @@ async fn rule2_dropping_a_waiting_future_leaves_the_load_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rule3_a_loader_error_reaches_every_waiter_and_is_not_stored() {
+async fn a_loader_error_reaches_every_waiter_and_is_not_stored() {
     let cache = cache(60, 60);
     let origin = Origin::closed();
     let callers: Vec<_> = (0..300)
@@ -170,7 +170,7 @@ async fn rule3_a_loader_error_reaches_every_waiter_and_is_not_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rule3_a_panicking_loader_is_an_error_for_every_waiter_and_never_poisons_the_key() {
+async fn a_panicking_loader_is_an_error_for_every_waiter_and_never_poisons_the_key() {
     let cache: Cache<String> = cache(60, 60);
     let (gate, _) = tokio::sync::watch::channel(false);
     let callers: Vec<_> = (0..200)
@@ -212,7 +212,7 @@ async fn rule3_a_panicking_loader_is_an_error_for_every_waiter_and_never_poisons
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule4_load_timeout_bounds_a_load_and_frees_the_key() {
+async fn load_timeout_bounds_a_load_and_frees_the_key() {
     let cache: Cache<String> = Cache::builder()
         .load_timeout(Duration::from_secs(2))
         .build()

@@ -1,4 +1,4 @@
-//! Rules 5–6 (on tokio's paused clock): fresh, stale-while-revalidate with one refresh
+//! On tokio's paused clock: fresh, stale-while-revalidate with one refresh
 //! per key, stale-if-error, expiry, `ttl = 0` and `fresh_for = ttl`.
 
 mod support;
@@ -16,7 +16,7 @@ async fn load(cache: &Cache<String>, origin: &Origin, value: &str) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule5_fresh_entries_are_served_without_loading() {
+async fn fresh_entries_are_served_without_loading() {
     let cache = cache(10, 30);
     let origin = Origin::open();
     assert_eq!(load(&cache, &origin, "v1").await, "v1");
@@ -29,7 +29,7 @@ async fn rule5_fresh_entries_are_served_without_loading() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule5_stale_entries_are_served_at_once_with_exactly_one_background_refresh() {
+async fn stale_entries_are_served_at_once_with_exactly_one_background_refresh() {
     let cache = cache(10, 30);
     let first = Origin::open();
     load(&cache, &first, "v1").await;
@@ -59,7 +59,7 @@ async fn rule5_stale_entries_are_served_at_once_with_exactly_one_background_refr
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule5_a_failed_refresh_keeps_serving_the_stale_value_until_its_ttl() {
+async fn a_failed_refresh_keeps_serving_the_stale_value_until_its_ttl() {
     let cache = cache(10, 30);
     load(&cache, &Origin::open(), "v1").await;
     advance(11 * SECOND).await;
@@ -87,7 +87,7 @@ async fn rule5_a_failed_refresh_keeps_serving_the_stale_value_until_its_ttl() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule6_expired_entries_are_misses() {
+async fn expired_entries_are_misses() {
     let cache = cache(10, 30);
     let origin = Origin::open();
     load(&cache, &origin, "v1").await;
@@ -102,7 +102,7 @@ async fn rule6_expired_entries_are_misses() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule6_ttl_zero_means_coalescing_only() {
+async fn ttl_zero_means_coalescing_only() {
     let cache: Cache<String> = Cache::builder().ttl(Duration::ZERO).build().unwrap();
     let origin = Origin::closed();
     let callers: Vec<_> = (0..50)
@@ -128,7 +128,7 @@ async fn rule6_ttl_zero_means_coalescing_only() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn rule6_fresh_for_equal_to_ttl_never_serves_stale() {
+async fn fresh_for_equal_to_ttl_never_serves_stale() {
     let cache = cache(10, 10);
     let origin = Origin::open();
     load(&cache, &origin, "v1").await;
@@ -176,7 +176,7 @@ async fn an_uncached_value_reaches_the_waiters_but_is_not_kept() {
 }
 
 #[tokio::test]
-async fn rule8_invalid_options_are_builder_errors() {
+async fn invalid_options_are_builder_errors() {
     let err = Cache::<String>::builder()
         .fresh_for(Duration::from_secs(60))
         .ttl(Duration::from_secs(30))

@@ -1,4 +1,4 @@
-//! Rule 7: the memory tier stays within `max_bytes`.
+//! The memory tier stays within `max_bytes`.
 
 mod support;
 
@@ -18,7 +18,7 @@ fn bounded() -> Cache<Bytes> {
 }
 
 #[tokio::test]
-async fn rule7_inserting_ten_times_the_bound_stays_within_it() {
+async fn inserting_ten_times_the_bound_stays_within_it() {
     let cache = bounded();
     let value = Bytes::from(vec![7u8; 10 * 1024]);
     let per_entry = (value.len() + size_of::<Bytes>() + ENTRY_OVERHEAD + "key0000".len()) as u64;
@@ -44,7 +44,7 @@ async fn rule7_inserting_ten_times_the_bound_stays_within_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rule7_concurrent_loads_of_large_values_stay_within_the_bound() {
+async fn concurrent_loads_of_large_values_stay_within_the_bound() {
     let cache = bounded();
     let tasks: Vec<_> = (0..64)
         .map(|t| {

@@ -281,6 +281,34 @@ async fn the_lock_winner_dying_mid_load_is_taken_over_after_its_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unshared_error_stays_on_its_server_and_other_servers_load_for_themselves() {
+    let server = RedisServer::start();
+    let a = cache(tier(&server.url(), "unshared:").error_ttl(Duration::from_secs(60)));
+    let b = cache(tier(&server.url(), "unshared:").error_ttl(Duration::from_secs(60)));
+    let failing = tokio::spawn(async move {
+        a.get_or_load("k", || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err::<String, _>(corral::Unshared::new(std::io::Error::other("503 here")))
+        })
+        .await
+    });
+    eventually("a holds the lock", Duration::from_secs(5), async || {
+        redis_get(&server, "unshared:lock:{k}").await.is_some()
+    })
+    .await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    // b waits for a's load, finds no error shared, and loads itself.
+    let value = b
+        .get_or_load("k", counted(&runs, Duration::ZERO, "b"))
+        .await;
+    let err = failing.await.unwrap().unwrap_err();
+    assert!(err.is_unshared(), "a's own waiters get the error: {err:?}");
+    assert_eq!(value.unwrap(), "b");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "b loaded for itself");
+    assert!(redis_get(&server, "unshared:err:{k}").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_loader_error_reaches_other_servers_waiters_for_a_short_time_only() {
     let server = RedisServer::start();
     let short = |url: &str| tier(url, "errors:").error_ttl(Duration::from_millis(500));

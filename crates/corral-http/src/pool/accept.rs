@@ -56,7 +56,7 @@ impl Pool {
         accept(&self.inner.secret, request)
     }
 
-    /// Whether a request (in front of this pool's [`Route`]) is a peer's: addressed
+    /// Whether a request (in front of this pool's [`Route`](super::Route)) is a peer's: addressed
     /// to this member's peer endpoint and carrying the pool's secret. A server that
     /// adds forwarding fields (`X-Forwarded-For`) before the route trusts a peer's
     /// as it trusts a proxy's in front of it.

@@ -46,6 +46,18 @@ pub struct PoolBuilder {
     hot: Option<(u64, Duration)>,
 }
 
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("self_url", &self.this)
+            .field("peers", &self.peers)
+            .field("vnodes", &self.vnodes)
+            .field("peer_timeout", &self.peer_timeout)
+            .field("hot_cache", &self.hot)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PoolBuilder {
     /// This process's base URL, as its peers list it [default: none: a client of the
     /// pool, owning nothing].

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use tower::Service;
 
 use super::error::PoolError;
@@ -27,6 +27,10 @@ impl Pool {
 ///
 /// When the owner cannot be reached, a request without a body goes to the next
 /// peer on the ring; one whose body was sent fails with the peer's error.
+///
+/// [`get`](Self::get) is one GET, what Go's forwardcache spells
+/// `pool.Client().Get(url)`; [`request`](Self::request) sends any request; as a tower
+/// `Service` it takes any request body.
 #[derive(Clone, Debug)]
 pub struct PoolClient {
     pool: Pool,
@@ -35,6 +39,55 @@ pub struct PoolClient {
 impl PoolClient {
     pub(super) fn new(pool: Pool) -> Self {
         PoolClient { pool }
+    }
+
+    /// GETs `url` (absolute, `http` or `https`) from the peer that owns it, or the
+    /// next one on the ring if the owner is down. The response is the owner's (its
+    /// body streams); an error means no peer answered, or `url` is not an absolute
+    /// URL ([`PoolError::NotAbsolute`]).
+    ///
+    /// ```no_run
+    /// use corral_http::pool::Pool;
+    /// use http_body_util::BodyExt;
+    ///
+    /// # async fn run() -> Result<(), corral_http::BoxError> {
+    /// let pool = Pool::builder()
+    ///     .peers(["http://10.0.0.1:8080", "http://10.0.0.2:8080"])
+    ///     .secret(std::env::var("CORRAL_PEER_SECRET")?)
+    ///     .build()?;
+    /// let client = pool.client();
+    ///
+    /// let response = client.get("https://images.example.com/logo.png").await?;
+    /// println!("{} from the owner", response.status());
+    /// let logo = response.into_body().collect().await?.to_bytes();
+    /// # let _ = logo; Ok(()) }
+    /// ```
+    pub async fn get(&self, url: &str) -> Result<Response<Body>, BoxError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| PoolError::NotAbsolute(url.to_owned()))?;
+        self.request(Request::get(uri).body(Body::empty())?).await
+    }
+
+    /// Sends `request` (with an absolute `http(s)` URL, any method and body) to the
+    /// peer that owns its URL: the tower [`Service`] call without `poll_ready` (the
+    /// client is always ready).
+    ///
+    /// ```no_run
+    /// # async fn run(client: corral_http::pool::PoolClient) -> Result<(), corral_http::BoxError> {
+    /// let head = http::Request::head("https://images.example.com/logo.png")
+    ///     .header("accept", "image/*")
+    ///     .body(corral_http::Body::empty())?;
+    /// let response = client.request(head).await?;
+    /// println!("{:?}", response.headers().get("content-length"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn request<B>(&self, request: Request<B>) -> Result<Response<Body>, BoxError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.clone().call(request).await
     }
 }
 

@@ -18,10 +18,13 @@ use super::RefreshError;
 /// dropped, `/` for an empty path), so `HTTPS://Keys.Example.com:443` is
 /// `https://keys.example.com/`.
 ///
-/// ```
-/// use corral_http::refresh::AllowList;
+/// (It lists whole URLs, for the refresh cache; `corral-proxy`'s allow-list of
+/// target hosts is another thing.)
 ///
-/// let allow = AllowList::new()
+/// ```
+/// use corral_http::refresh::UrlAllowList;
+///
+/// let allow = UrlAllowList::new()
 ///     .url("https://auth.example.com/.well-known/jwks.json")?
 ///     .prefix("https://keys.example.com")?          // i.e. https://keys.example.com/...
 ///     .regex(r"https://[a-z]+\.tenants\.example\.com/jwks")?;
@@ -33,7 +36,7 @@ use super::RefreshError;
 /// # Ok::<(), corral_http::refresh::RefreshError>(())
 /// ```
 #[derive(Clone, Default)]
-pub struct AllowList {
+pub struct UrlAllowList {
     rules: Vec<Rule>,
 }
 
@@ -45,10 +48,10 @@ enum Rule {
     Func(Arc<dyn Fn(&Url) -> bool + Send + Sync>),
 }
 
-impl AllowList {
+impl UrlAllowList {
     /// An empty list (which allows every URL until a rule is added).
     pub fn new() -> Self {
-        AllowList::default()
+        UrlAllowList::default()
     }
 
     /// Allows exactly `url`.
@@ -99,7 +102,7 @@ impl AllowList {
     }
 }
 
-impl fmt::Debug for AllowList {
+impl fmt::Debug for UrlAllowList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for rule in &self.rules {
@@ -139,7 +142,7 @@ mod tests {
 
     #[test]
     fn an_empty_list_allows_any_http_url() {
-        let any = AllowList::new();
+        let any = UrlAllowList::new();
         assert!(any.allows_str("http://10.0.0.1:8080/x"));
         assert!(!any.allows_str("file:///etc/passwd"));
         assert!(!any.allows_str("not a url"));
@@ -147,13 +150,13 @@ mod tests {
 
     #[test]
     fn rules_compare_normal_forms() {
-        let allow = AllowList::new().url("HTTPS://Example.COM:443").unwrap();
+        let allow = UrlAllowList::new().url("HTTPS://Example.COM:443").unwrap();
         assert!(allow.allows_str("https://example.com/"));
         assert!(!allow.allows_str("https://example.com/other"));
-        let prefix = AllowList::new().prefix("https://a.test/keys/").unwrap();
+        let prefix = UrlAllowList::new().prefix("https://a.test/keys/").unwrap();
         assert!(prefix.allows_str("https://A.test/keys/1"));
         assert!(!prefix.allows_str("https://a.test/other"));
-        let func = AllowList::new().func(|u| u.port_or_known_default() == Some(443));
+        let func = UrlAllowList::new().func(|u| u.port_or_known_default() == Some(443));
         assert!(func.allows_str("https://x.test/"));
         assert!(!func.allows_str("http://x.test/"));
     }
@@ -161,11 +164,11 @@ mod tests {
     #[test]
     fn bad_rules_are_errors() {
         assert!(matches!(
-            AllowList::new().regex("("),
+            UrlAllowList::new().regex("("),
             Err(RefreshError::InvalidOption(_))
         ));
         assert!(matches!(
-            AllowList::new().prefix("ftp://x/"),
+            UrlAllowList::new().prefix("ftp://x/"),
             Err(RefreshError::InvalidUrl { .. })
         ));
     }

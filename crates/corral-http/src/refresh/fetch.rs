@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use url::Url;
 
 use super::RefreshError;
-use super::allow::{self, AllowList};
+use super::allow::{self, UrlAllowList};
 use super::transform::Transform;
 use crate::body::{Collected, collect};
 use crate::upstream::Upstream;
@@ -48,7 +48,7 @@ pub(crate) struct Fetch<'a, T> {
     /// The kept value's validators (`None` when there is no value: the fetch is
     /// unconditional).
     pub validators: Option<Validators>,
-    pub allow: &'a AllowList,
+    pub allow: &'a UrlAllowList,
     pub body_limit: usize,
     pub max_redirects: usize,
     pub transform: Arc<dyn Transform<T>>,
@@ -188,9 +188,9 @@ async fn transform<T: 'static>(
     response: Response<Bytes>,
     url: &Url,
 ) -> Result<T, RefreshError> {
-    let panicked = |panic| RefreshError::TransformPanicked {
+    let panicked = |panic: Box<dyn std::any::Any + Send>| RefreshError::TransformPanicked {
         url: url.to_string(),
-        message: panic_message(panic),
+        message: corral::panic_message(&*panic),
     };
     let future = std::panic::catch_unwind(AssertUnwindSafe(|| transform.transform(response)))
         .map_err(panicked)?;
@@ -201,17 +201,5 @@ async fn transform<T: 'static>(
             source: Arc::from(error),
         }),
         Err(panic) => Err(panicked(panic)),
-    }
-}
-
-/// A panic's message, when its payload is a string.
-pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> Arc<str> {
-    match (
-        panic.downcast_ref::<&'static str>(),
-        panic.downcast_ref::<String>(),
-    ) {
-        (Some(s), _) => Arc::from(*s),
-        (_, Some(s)) => Arc::from(s.as_str()),
-        _ => Arc::from("a non-string panic payload"),
     }
 }

@@ -1,5 +1,6 @@
 //! How one URL is kept: its transformer, intervals, client and request headers.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use tower::Service;
 
 use super::RefreshError;
 use super::schedule::Intervals;
-use super::transform::{BytesBody, Json, Transform};
+use super::transform::{AsyncFn, BytesBody, Json, Text, Transform};
 use crate::body::BoxError;
 use crate::upstream::{Erased, Upstream};
 
@@ -31,6 +32,13 @@ use crate::upstream::{Erased, Upstream};
 ///     .max_interval(Duration::from_secs(24 * 3600))
 ///     .wait_for_first_fetch(true);
 /// let raw = Registration::bytes().fixed_interval(Duration::from_secs(30));
+/// let pem = Registration::text();
+/// // Any function of the response: its type is inferred, no `http` or `bytes` needed.
+/// let lines = Registration::with_transform(|response| async move {
+///     let text = std::str::from_utf8(response.body())?;
+///     Ok::<_, std::str::Utf8Error>(text.lines().map(str::to_owned).collect::<Vec<_>>())
+/// });
+/// # let _: (Registration<String>, Registration<Vec<String>>) = (pem, lines);
 /// # let _ = (jwks, raw);
 /// ```
 pub struct Registration<T> {
@@ -46,7 +54,29 @@ pub struct Registration<T> {
 impl Registration<Bytes> {
     /// Keeps the response's body as it came.
     pub fn bytes() -> Self {
-        Registration::with_transform(BytesBody)
+        Registration::from_transform(BytesBody)
+    }
+}
+
+impl Registration<String> {
+    /// Keeps the response's body as text. It must be UTF-8 (whatever its
+    /// `Content-Type` says): anything else is a failed refresh, a
+    /// [`RefreshError::Transform`] whose source is a [`NotUtf8`](super::NotUtf8),
+    /// and the previous value stays.
+    ///
+    /// ```no_run
+    /// use corral_http::refresh::{RefreshCache, Registration};
+    ///
+    /// # async fn run() -> Result<(), corral_http::refresh::RefreshError> {
+    /// const URL: &str = "https://auth.example.com/signing-key.pem";
+    /// let keys: RefreshCache<String> = RefreshCache::builder().build()?;
+    /// keys.register(URL, Registration::text().wait_for_first_fetch(true)).await?;
+    /// let pem = keys.get(URL).await?;
+    /// assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    /// # Ok(()) }
+    /// ```
+    pub fn text() -> Self {
+        Registration::from_transform(Text)
     }
 }
 
@@ -54,14 +84,52 @@ impl<T: DeserializeOwned + Send + 'static> Registration<T> {
     /// Keeps the response's body parsed as JSON (a body that does not parse is a
     /// failed refresh; the previous value stays).
     pub fn json() -> Self {
-        Registration::with_transform(Json::new())
+        Registration::from_transform(Json::new())
     }
 }
 
 impl<T> Registration<T> {
-    /// Keeps what `transform` makes of each successful response (any async function
-    /// of the response is a transformer; see [`Transform`]).
-    pub fn with_transform(transform: impl Transform<T>) -> Self {
+    /// Keeps what `transform` makes of each successful (2xx) response, its body read
+    /// whole: a [`Response`]`<`[`Bytes`]`>` (both re-exported by this module). Its
+    /// error, or its panic, is a failed refresh: the previous value stays. The
+    /// closure's argument needs no type annotation.
+    ///
+    /// ```
+    /// use corral_http::refresh::Registration;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct Version(u32);
+    ///
+    /// // Keep the number in the body, and refuse anything else.
+    /// let version = Registration::with_transform(|response| async move {
+    ///     let text = std::str::from_utf8(response.body())?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Version(text.trim().parse()?))
+    /// });
+    /// # let _: Registration<Version> = version;
+    /// ```
+    ///
+    /// A function with a name spells the argument's type with the re-exports:
+    ///
+    /// ```
+    /// use corral_http::refresh::{Bytes, Registration, Response};
+    ///
+    /// async fn etag_and_body(response: Response<Bytes>) -> Result<(String, Bytes), std::io::Error> {
+    ///     let etag = response.headers().get("etag").and_then(|v| v.to_str().ok());
+    ///     Ok((etag.unwrap_or_default().to_owned(), response.into_body()))
+    /// }
+    /// let registration = Registration::with_transform(etag_and_body);
+    /// # let _ = registration;
+    /// ```
+    pub fn with_transform<F, Fut, E>(transform: F) -> Self
+    where
+        F: Fn(Response<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        Registration::from_transform(AsyncFn(transform))
+    }
+
+    fn from_transform(transform: impl Transform<T>) -> Self {
         Registration {
             transform: Arc::new(transform),
             min_interval: None,

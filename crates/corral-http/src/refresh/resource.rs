@@ -168,7 +168,7 @@ impl<T> Resource<T> {
                 state.last_fetched = Some(SystemTime::now());
                 state.last_error = None;
                 state.failures = 0;
-                let wait = self.intervals.after_success(&headers, SystemTime::now());
+                let wait = self.intervals.after_success(&headers);
                 state.next = later(now, wait);
                 Ok(value)
             }

@@ -1,14 +1,15 @@
-//! When a URL is fetched next: after a success, from the response's freshness (its
-//! `max-age`, or `Expires` minus `Date`, less its `Age`) clamped to the URL's
-//! [min, max] interval, unless a fixed interval says otherwise; after a failure,
-//! sooner, backing off exponentially (with jitter) up to the min interval.
+//! When a URL is fetched next: after a success, from the response's freshness (read
+//! as the HTTP cache reads it: its `max-age`, or `Expires` minus `Date`, less its
+//! `Age`) clamped to the URL's [min, max] interval, unless a fixed interval says
+//! otherwise; after a failure, sooner, backing off exponentially (with jitter) up to
+//! the min interval.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::HeaderMap;
-use http::header::{AGE, DATE, EXPIRES};
+use http::header::LAST_MODIFIED;
+use http::{HeaderMap, Method, Request, Response};
 
-use crate::directives::ResponseDirectives;
+use crate::policy::Policy;
 
 /// One URL's refresh intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,13 +21,11 @@ pub(crate) struct Intervals {
 
 impl Intervals {
     /// The wait after a fetch whose response (200 or 304) had `headers`.
-    pub(crate) fn after_success(&self, headers: &HeaderMap, now: SystemTime) -> Duration {
+    pub(crate) fn after_success(&self, headers: &HeaderMap) -> Duration {
         if let Some(fixed) = self.fixed {
             return fixed;
         }
-        freshness(headers, now)
-            .unwrap_or(self.min)
-            .clamp(self.min, self.max)
+        freshness(headers).clamp(self.min, self.max)
     }
 
     /// The wait after the `failures`-th failed fetch in a row (from 1): `base`,
@@ -41,39 +40,30 @@ impl Intervals {
     }
 }
 
-/// How long the response stays fresh from now, if it says: `None` when it gives no
-/// lifetime, zero when it is already stale (or `no-cache` / `no-store`).
-fn freshness(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let directives = ResponseDirectives::parse(headers);
-    if directives.no_store || directives.no_cache {
-        return Some(Duration::ZERO);
-    }
-    let lifetime = match directives.max_age {
-        Some(max_age) => max_age,
-        None => {
-            let expires = headers.get(EXPIRES)?;
-            let date = date(headers, DATE).unwrap_or(now);
-            // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
-            httpdate::parse_http_date(expires.to_str().unwrap_or_default())
-                .ok()
-                .and_then(|expires| expires.duration_since(date).ok())
-                .unwrap_or_default()
+/// How long a response with `headers` stays fresh from now, by the private-cache
+/// policy of the HTTP cache (RFC 9111): zero when it says nothing about its lifetime,
+/// is already stale, or is `no-cache` / `no-store`. A 304's headers are read as the
+/// refreshed value's (RFC 9111 §4.3.4). No lifetime is guessed from `Last-Modified`
+/// (the heuristic freshness of §4.2.2): a key set that does not give one is refreshed
+/// every min interval, not after a tenth of its age.
+fn freshness(headers: &HeaderMap) -> Duration {
+    let (mut request, ()) = Request::new(()).into_parts();
+    request.method = Method::GET;
+    let (mut response, ()) = Response::new(()).into_parts();
+    response.headers = headers.clone();
+    response.headers.remove(LAST_MODIFIED);
+    match (Policy::Rfc9111 { shared: false }).lifetime(&request, &response, Duration::ZERO) {
+        Ok(lifetime) if !lifetime.always_revalidate => {
+            lifetime.fresh_for.saturating_sub(lifetime.initial_age)
         }
-    };
-    let age = headers
-        .get(AGE)
-        .and_then(|a| a.to_str().ok())
-        .and_then(|a| a.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
-    Some(lifetime.saturating_sub(age))
-}
-
-fn date(headers: &HeaderMap, name: http::header::HeaderName) -> Option<SystemTime> {
-    httpdate::parse_http_date(headers.get(name)?.to_str().ok()?).ok()
+        _ => Duration::ZERO,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     const MIN: Duration = Duration::from_secs(60);
@@ -93,8 +83,7 @@ mod tests {
 
     #[test]
     fn max_age_less_age_clamped_to_min_and_max() {
-        let now = SystemTime::now();
-        let after = |h: &[(&'static str, &str)]| INTERVALS.after_success(&headers(h), now);
+        let after = |h: &[(&'static str, &str)]| INTERVALS.after_success(&headers(h));
         assert_eq!(
             after(&[("cache-control", "max-age=600")]),
             Duration::from_secs(600)
@@ -110,6 +99,22 @@ mod tests {
     }
 
     #[test]
+    fn an_age_past_any_lifetime_or_a_bare_last_modified_means_the_min_interval() {
+        let after = |h: &[(&'static str, &str)]| INTERVALS.after_success(&headers(h));
+        // An `Age` too large to represent is 2^31 s old (RFC 9111 §1.2.2), not zero.
+        let ancient = [
+            ("cache-control", "max-age=600"),
+            ("age", "99999999999999999999"),
+        ];
+        assert_eq!(after(&ancient), MIN);
+        // No heuristic lifetime from `Last-Modified`, however old it is.
+        assert_eq!(
+            after(&[("last-modified", "Tue, 15 Nov 1994 12:45:26 GMT")]),
+            MIN
+        );
+    }
+
+    #[test]
     fn expires_minus_date() {
         let date = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let expires = date + Duration::from_secs(900);
@@ -118,12 +123,9 @@ mod tests {
             ("expires", &httpdate::fmt_http_date(expires)),
         ]);
         // Measured from Date, not from the local clock.
-        assert_eq!(
-            INTERVALS.after_success(&h, SystemTime::now()),
-            Duration::from_secs(900)
-        );
+        assert_eq!(INTERVALS.after_success(&h), Duration::from_secs(900));
         let invalid = headers(&[("expires", "0")]);
-        assert_eq!(INTERVALS.after_success(&invalid, SystemTime::now()), MIN);
+        assert_eq!(INTERVALS.after_success(&invalid), MIN);
     }
 
     #[test]
@@ -133,10 +135,7 @@ mod tests {
             ..INTERVALS
         };
         let h = headers(&[("cache-control", "max-age=600")]);
-        assert_eq!(
-            fixed.after_success(&h, SystemTime::now()),
-            Duration::from_secs(7)
-        );
+        assert_eq!(fixed.after_success(&h), Duration::from_secs(7));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 /// What a route answers.
 #[derive(Clone, Default)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
@@ -28,7 +28,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(body: &str) -> Self {
+    pub(crate) fn ok(body: &str) -> Self {
         Reply {
             status: 200,
             body: Bytes::from(body.to_owned()),
@@ -36,17 +36,17 @@ impl Reply {
         }
     }
 
-    pub fn status(mut self, status: u16) -> Self {
+    pub(crate) fn status(mut self, status: u16) -> Self {
         self.status = status;
         self
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
-    pub fn delay(mut self, delay: Duration) -> Self {
+    pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
@@ -56,7 +56,7 @@ type Route = Arc<dyn Fn(&http::request::Parts, usize) -> Reply + Send + Sync>;
 
 /// An origin server that counts requests per path and answers by route.
 #[derive(Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub addr: SocketAddr,
     routes: Arc<Mutex<HashMap<String, Route>>>,
     counts: Arc<Mutex<HashMap<String, usize>>>,
@@ -64,7 +64,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub async fn start() -> Origin {
+    pub(crate) async fn start() -> Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin = Origin {
             addr: listener.local_addr().unwrap(),
@@ -94,7 +94,7 @@ impl Origin {
     }
 
     /// Answers `path` with `reply(request, n)` where n counts this path's requests from 1.
-    pub fn route(
+    pub(crate) fn route(
         &self,
         path: &str,
         reply: impl Fn(&http::request::Parts, usize) -> Reply + Send + Sync + 'static,
@@ -139,12 +139,12 @@ impl Origin {
     }
 
     /// Requests this origin served for `path`.
-    pub fn count(&self, path: &str) -> usize {
+    pub(crate) fn count(&self, path: &str) -> usize {
         self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// The headers of the last request for `path`.
-    pub fn last_request(&self, path: &str) -> HeaderMap {
+    pub(crate) fn last_request(&self, path: &str) -> HeaderMap {
         self.seen
             .lock()
             .unwrap()
@@ -155,52 +155,52 @@ impl Origin {
             .unwrap_or_default()
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 }
 
-pub type Upstream = Client<HttpConnector, Full<Bytes>>;
-pub type Cached = HttpCache<Upstream>;
+pub(crate) type Upstream = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type Cached = HttpCache<Upstream>;
 
-pub fn client() -> Upstream {
+pub(crate) fn client() -> Upstream {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// A cache in front of a real client.
-pub fn cached(builder: HttpCacheBuilder) -> Cached {
+pub(crate) fn cached(builder: HttpCacheBuilder) -> Cached {
     builder.service(client()).expect("valid options")
 }
 
 /// A response from the cache, with its body read.
-pub struct Got {
+pub(crate) struct Got {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Got {
-    pub fn x_cache(&self) -> &str {
+    pub(crate) fn x_cache(&self) -> &str {
         self.headers
             .get("x-cache")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
 
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
 
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap()
     }
 }
 
 /// Sends a request through the cache and reads the whole answer.
-pub async fn send(cache: &Cached, request: Request<Full<Bytes>>) -> Got {
+pub(crate) async fn send(cache: &Cached, request: Request<Full<Bytes>>) -> Got {
     let response: Response<Body> = cache.clone().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
@@ -211,14 +211,64 @@ pub async fn send(cache: &Cached, request: Request<Full<Bytes>>) -> Got {
     }
 }
 
-pub async fn get(cache: &Cached, url: &str) -> Got {
+pub(crate) async fn get(cache: &Cached, url: &str) -> Got {
     send(cache, Request::get(url).body(Full::default()).unwrap()).await
 }
 
-pub async fn get_with(cache: &Cached, url: &str, headers: &[(&str, &str)]) -> Got {
+pub(crate) async fn get_with(cache: &Cached, url: &str, headers: &[(&str, &str)]) -> Got {
     let mut request = Request::get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     send(cache, request.body(Full::default()).unwrap()).await
+}
+
+/// A server that accepts connections and reads what it is sent, but never answers
+/// (a peer that hangs); it counts the connections it accepted, and stops when dropped.
+pub(crate) struct Silent {
+    pub addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    pub(crate) async fn start() -> Silent {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        let server = tokio::spawn(async move {
+            // Dropped with the server: every connection closes when it stops.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                connections.spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Silent {
+            addr,
+            accepted,
+            server,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub(crate) fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }

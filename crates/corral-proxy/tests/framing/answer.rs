@@ -8,14 +8,14 @@ use crate::case::{AfterBody, Framing, Plan, Then, chunks, filler};
 use crate::wire::encode_chunked;
 
 /// The field that names an answer.
-pub const ID_FIELD: &str = "x-framing-id";
+pub(crate) const ID_FIELD: &str = "x-framing-id";
 
 /// The entity tag of answers whose plan has one (every target's the same: the origin
 /// only ever compares it with what the cache stored for that target).
-pub const ETAG: &str = "\"fz\"";
+pub(crate) const ETAG: &str = "\"fz\"";
 
 /// What one request is answered with.
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub status: u16,
     /// Everything written to the connection.
     pub wire: Vec<u8>,
@@ -29,7 +29,7 @@ pub struct Rendered {
 }
 
 /// The request being answered, as far as the answer depends on it.
-pub struct Answering<'a> {
+pub(crate) struct Answering<'a> {
     pub id: &'a str,
     /// The id of a smuggled response written after this one, if the plan has one.
     pub smuggled_id: &'a str,
@@ -55,7 +55,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The body of an answer: its id and target, then filler.
-pub fn body_of(id: &str, target: &str, filler: &[u8]) -> Vec<u8> {
+pub(crate) fn body_of(id: &str, target: &str, filler: &[u8]) -> Vec<u8> {
     let mut body = format!("id={id} target={target} ").into_bytes();
     body.extend_from_slice(filler);
     body
@@ -74,7 +74,7 @@ fn smuggled_response(id: &str, target: &str) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Renders `plan` as the answer to `request`.
-pub fn render(plan: &Plan, request: &Answering<'_>) -> Rendered {
+pub(crate) fn render(plan: &Plan, request: &Answering<'_>) -> Rendered {
     let mut rng = Rng::with_seed(plan.chunk_seed);
     let would_be = {
         let filler = filler(&mut rng, plan.padding);

@@ -8,7 +8,7 @@ use std::fmt;
 use fastrand::Rng;
 
 /// Everything one case does.
-pub struct Case {
+pub(crate) struct Case {
     pub index: u64,
     /// The proxy's options besides its upstream, as TOML.
     pub proxy_options: String,
@@ -23,14 +23,14 @@ pub struct Case {
 }
 
 /// One connection to the proxy.
-pub struct Connection {
+pub(crate) struct Connection {
     pub protocol: Protocol,
     pub requests: Vec<Request>,
 }
 
 /// How a connection talks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// HTTP/1.1 over a raw socket: all requests written at once, or each after the
     /// previous response.
     Http1 { pipelined: bool },
@@ -39,7 +39,7 @@ pub enum Protocol {
 }
 
 /// One request as the client writes it.
-pub struct Request {
+pub(crate) struct Request {
     /// Sent as `x-framing-tag`, so the origin can tell which client request it got.
     pub tag: String,
     pub method: String,
@@ -52,7 +52,7 @@ pub struct Request {
 
 /// A request body and how it is framed on the wire.
 #[derive(Debug, Clone)]
-pub enum Body {
+pub(crate) enum Body {
     /// No body, no framing fields.
     None,
     /// `Content-Length: 0`.
@@ -79,7 +79,7 @@ pub enum Body {
 
 impl Body {
     /// The content the client means, or `None` when the framing is broken.
-    pub fn content(&self) -> Option<Vec<u8>> {
+    pub(crate) fn content(&self) -> Option<Vec<u8>> {
         match self {
             Body::None | Body::ZeroLength => Some(Vec::new()),
             Body::Length(bytes) => Some(bytes.clone()),
@@ -92,13 +92,13 @@ impl Body {
 
     /// Whether the request carries content (so no cache may answer it, and the origin
     /// must get it).
-    pub fn has_content(&self) -> bool {
+    pub(crate) fn has_content(&self) -> bool {
         self.content().is_none_or(|c| !c.is_empty())
     }
 
     /// Whether the server must close the connection after answering (RFC 9112 §6.1:
     /// both lengths; §6.3: a chunked body it cannot read).
-    pub fn demands_close(&self) -> bool {
+    pub(crate) fn demands_close(&self) -> bool {
         matches!(
             self,
             Body::LengthAndChunked { .. } | Body::MalformedChunked(_)
@@ -108,21 +108,21 @@ impl Body {
 
 impl Request {
     /// Whether the server must close the connection after answering this request.
-    pub fn demands_close(&self) -> bool {
+    pub(crate) fn demands_close(&self) -> bool {
         self.close || self.body.demands_close()
     }
 
     /// Whether only the origin's answer to this very request may answer it: other
     /// methods than GET and HEAD are never served from the cache, nor are requests
     /// with content, nor malformed ones.
-    pub fn answered_only_by_itself(&self) -> bool {
+    pub(crate) fn answered_only_by_itself(&self) -> bool {
         !matches!(self.method.as_str(), "GET" | "HEAD") || self.body.has_content()
     }
 }
 
 /// How the origin answers one request.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub status: u16,
     pub framing: Framing,
     /// Interim responses sent first (100, 103).
@@ -140,7 +140,7 @@ pub struct Plan {
 
 /// How a response body is framed.
 #[derive(Debug, Clone, Copy)]
-pub enum Framing {
+pub(crate) enum Framing {
     Length,
     Chunked {
         extensions: bool,
@@ -158,14 +158,14 @@ pub enum Framing {
 
 /// The disagreeing `Content-Length` of a response that also says chunked.
 #[derive(Debug, Clone, Copy)]
-pub enum Declared {
+pub(crate) enum Declared {
     Zero,
     Half,
     Over,
 }
 
 impl Declared {
-    pub fn of(self, len: usize) -> usize {
+    pub(crate) fn of(self, len: usize) -> usize {
         match self {
             Declared::Zero => 0,
             Declared::Half => len / 2,
@@ -176,7 +176,7 @@ impl Declared {
 
 /// What the origin writes right after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterBody {
+pub(crate) enum AfterBody {
     Nothing,
     /// A line of junk.
     Junk,
@@ -186,7 +186,7 @@ pub enum AfterBody {
 
 /// What the origin does with the connection after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Then {
+pub(crate) enum Then {
     KeepAlive,
     /// Says `Connection: close`, then closes.
     Close,
@@ -222,7 +222,7 @@ fn pick<T: Copy>(rng: &mut Rng, choices: &[(u32, T)]) -> T {
 
 impl Case {
     /// The case of this index under this seed.
-    pub fn generate(seed: u64, index: u64) -> Case {
+    pub(crate) fn generate(seed: u64, index: u64) -> Case {
         let mut rng = Rng::with_seed(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let prefix = format!("/f{index}");
         let targets: Vec<String> = (0..3)
@@ -235,7 +235,7 @@ impl Case {
             })
             .collect();
         let proxy_options = if rng.u32(0..4) == 0 {
-            "max-body = \"1KiB\"\n".to_owned()
+            "max-body-bytes = \"1KiB\"\n".to_owned()
         } else {
             String::new()
         };
@@ -297,7 +297,7 @@ impl Case {
     }
 
     /// The connections before the replay, and the replay.
-    pub fn split_replay(&self) -> (&[Connection], &Connection) {
+    pub(crate) fn split_replay(&self) -> (&[Connection], &Connection) {
         let (replay, rest) = self
             .connections
             .split_last()
@@ -387,7 +387,7 @@ fn chunked_content(rng: &mut Rng) -> Vec<Vec<u8>> {
 }
 
 /// `len` bytes of letters and digits.
-pub fn filler(rng: &mut Rng, len: usize) -> Vec<u8> {
+pub(crate) fn filler(rng: &mut Rng, len: usize) -> Vec<u8> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     (0..len)
         .map(|_| ALPHABET[rng.usize(0..ALPHABET.len())])
@@ -395,7 +395,7 @@ pub fn filler(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 /// `content` cut into up to four non-empty chunks.
-pub fn chunks(rng: &mut Rng, content: Vec<u8>) -> Vec<Vec<u8>> {
+pub(crate) fn chunks(rng: &mut Rng, content: Vec<u8>) -> Vec<Vec<u8>> {
     let mut chunks = Vec::new();
     let mut rest = content.as_slice();
     while !rest.is_empty() {
@@ -493,7 +493,7 @@ impl Plan {
     }
 
     /// The answer to a request whose target has no plan (one the client never sent).
-    pub fn plain() -> Plan {
+    pub(crate) fn plain() -> Plan {
         Plan {
             status: 200,
             framing: Framing::Length,

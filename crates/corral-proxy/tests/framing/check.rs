@@ -25,7 +25,7 @@ struct Sent<'a> {
 }
 
 /// Checks a finished case; `seen` has one entry per connection of `case`.
-pub fn check(case: &Case, log: &Log, seen: &[Seen], panics: &[String]) -> Vec<Violation> {
+pub(crate) fn check(case: &Case, log: &Log, seen: &[Seen], panics: &[String]) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut sent: HashMap<&str, Sent<'_>> = HashMap::new();
     for (c, (connection, seen)) in case.connections.iter().zip(seen).enumerate() {

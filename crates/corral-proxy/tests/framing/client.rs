@@ -17,13 +17,13 @@ use crate::wire::{
 };
 
 /// How long the proxy may take to answer one request.
-pub const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// How long the client waits for the proxy to close once it has closed its side.
-pub const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
 /// The request as bytes on the wire.
-pub fn encode(request: &Request) -> Vec<u8> {
+pub(crate) fn encode(request: &Request) -> Vec<u8> {
     let mut head = format!(
         "{} {} HTTP/1.1\r\nhost: fuzz.test\r\nx-framing-tag: {}\r\n",
         request.method, request.target, request.tag
@@ -121,7 +121,7 @@ async fn read_reply(inbound: &mut Inbound, to_head: bool) -> Result<Reply, Unrea
 }
 
 /// Talks to the proxy at `addr` over one connection.
-pub async fn converse(addr: SocketAddr, requests: &[Request], pipelined: bool) -> Seen {
+pub(crate) async fn converse(addr: SocketAddr, requests: &[Request], pipelined: bool) -> Seen {
     let mut seen = Seen::default();
     let stream = match TcpStream::connect(addr).await {
         Ok(stream) => stream,

@@ -6,7 +6,7 @@ use crate::wire::Fields;
 
 /// One connection, seen from the client.
 #[derive(Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// One per request, in the order written.
     pub outcomes: Vec<Outcome>,
     pub problems: Vec<Problem>,
@@ -17,7 +17,7 @@ pub struct Seen {
 }
 
 /// What became of one request.
-pub enum Outcome {
+pub(crate) enum Outcome {
     Answered(Reply),
     /// The connection ended before an answer.
     Unanswered,
@@ -28,7 +28,7 @@ pub enum Outcome {
 }
 
 /// A final response, read whole.
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub fields: Fields,
     pub body: Vec<u8>,
@@ -41,7 +41,7 @@ pub struct Reply {
 impl Reply {
     /// The id of the origin's answer this claims to be: from the body when it has one,
     /// from the `x-framing-id` field otherwise.
-    pub fn id(&self) -> Option<(String, IdFrom)> {
+    pub(crate) fn id(&self) -> Option<(String, IdFrom)> {
         if !self.body.is_empty() {
             let text = String::from_utf8_lossy(&self.body);
             let id = text.strip_prefix("id=")?.split(' ').next()?;
@@ -53,13 +53,13 @@ impl Reply {
 
 /// Where a reply's id was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdFrom {
+pub(crate) enum IdFrom {
     Body,
     Field,
 }
 
 /// Something wrong with a connection as a whole.
-pub enum Problem {
+pub(crate) enum Problem {
     /// Bytes where a response should start (or a response's framing) are not a
     /// well-framed response.
     Malformed {

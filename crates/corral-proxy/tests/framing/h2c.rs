@@ -129,7 +129,7 @@ async fn receive(response: ResponseFuture, to_head: bool) -> Outcome {
 }
 
 /// Talks to the proxy at `addr` over one h2c connection.
-pub async fn converse(addr: SocketAddr, requests: &[Request], concurrent: bool) -> Seen {
+pub(crate) async fn converse(addr: SocketAddr, requests: &[Request], concurrent: bool) -> Seen {
     let mut seen = Seen::default();
     let connected = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;

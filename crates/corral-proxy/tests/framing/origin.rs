@@ -21,10 +21,10 @@ use crate::wire::{
 
 /// How long the origin waits for the rest of a message once its first byte came: on
 /// loopback, bytes that take longer are bytes the proxy never sends.
-pub const PATIENCE: Duration = Duration::from_secs(1);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(1);
 
 /// A running origin.
-pub struct Origin {
+pub(crate) struct Origin {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Log>>,
     /// Connections in the middle of a request.
@@ -33,7 +33,7 @@ pub struct Origin {
 
 /// What the origin saw and said.
 #[derive(Default)]
-pub struct Log {
+pub(crate) struct Log {
     /// The bytes each connection brought, by connection (in order of acceptance).
     pub received: Vec<Vec<u8>>,
     pub arrivals: Vec<Arrival>,
@@ -45,7 +45,7 @@ pub struct Log {
 }
 
 /// One request as the origin read it.
-pub struct Arrival {
+pub(crate) struct Arrival {
     pub connection: usize,
     /// Its `x-framing-tag`: which client request it claims to be.
     pub tag: Option<String>,
@@ -61,7 +61,7 @@ pub struct Arrival {
 
 /// How far a request got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Its body is still being read.
     Reading,
     /// Read whole and answered with this id.
@@ -72,7 +72,7 @@ pub enum State {
 
 /// Why a request's body never came whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CutShort {
+pub(crate) enum CutShort {
     /// The proxy closed the connection.
     Closed,
     /// The proxy sent nothing more for [`PATIENCE`].
@@ -82,7 +82,7 @@ pub enum CutShort {
 }
 
 /// One response the origin wrote.
-pub struct Answer {
+pub(crate) struct Answer {
     /// The request it answers (by index into the arrivals), or `None` for a response
     /// written after another one, answering nothing.
     pub arrival: Option<usize>,
@@ -92,14 +92,14 @@ pub struct Answer {
 }
 
 /// A request the origin received that no correct proxy sends.
-pub struct Violation {
+pub(crate) struct Violation {
     pub connection: usize,
     pub what: String,
 }
 
 impl Log {
     /// The request that an answer answers.
-    pub fn arrival_of(&self, answer: &Answer) -> Option<&Arrival> {
+    pub(crate) fn arrival_of(&self, answer: &Answer) -> Option<&Arrival> {
         answer.arrival.and_then(|a| self.arrivals.get(a))
     }
 }
@@ -131,7 +131,7 @@ struct Shared {
 
 impl Origin {
     /// Starts an origin for case `case`, answering by `plans`.
-    pub async fn start(case: u64, plans: BTreeMap<String, Vec<Plan>>) -> Origin {
+    pub(crate) async fn start(case: u64, plans: BTreeMap<String, Vec<Plan>>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the origin");
@@ -162,7 +162,7 @@ impl Origin {
 
     /// Waits until no connection is in the middle of a request (at most a little
     /// longer than the origin's patience).
-    pub async fn settled(&self) {
+    pub(crate) async fn settled(&self) {
         let give_up = Instant::now() + PATIENCE * 2;
         while self.busy.load(Ordering::SeqCst) > 0 && Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(5)).await;

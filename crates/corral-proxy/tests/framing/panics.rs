@@ -12,7 +12,7 @@ static CAUGHT: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
 
 /// Routes the panics of threads running a case to that case (others go on to the
 /// hook there was).
-pub fn install() {
+pub(crate) fn install() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
@@ -39,7 +39,7 @@ pub fn install() {
 
 /// Runs `run` on this thread as case `case`, and returns what it returned with the
 /// panics it caused.
-pub fn during<T>(case: u64, run: impl FnOnce() -> T) -> (T, Vec<String>) {
+pub(crate) fn during<T>(case: u64, run: impl FnOnce() -> T) -> (T, Vec<String>) {
     CASE.set(Some(case));
     let out = run();
     CASE.set(None);

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Which invariant a violation breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// The origin received a request framed against RFC 9112 (both lengths, lengths
     /// that disagree, a bad chunk, bytes that are not a request).
     OriginFraming,
@@ -51,7 +51,7 @@ pub enum Kind {
 }
 
 /// One broken invariant.
-pub struct Violation {
+pub(crate) struct Violation {
     pub kind: Kind,
     pub what: String,
     /// Labelled bytes that show it.
@@ -59,7 +59,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    pub fn new(kind: Kind, what: impl Into<String>) -> Violation {
+    pub(crate) fn new(kind: Kind, what: impl Into<String>) -> Violation {
         Violation {
             kind,
             what: what.into(),
@@ -67,7 +67,7 @@ impl Violation {
         }
     }
 
-    pub fn dump(mut self, label: impl Into<String>, bytes: &[u8]) -> Violation {
+    pub(crate) fn dump(mut self, label: impl Into<String>, bytes: &[u8]) -> Violation {
         self.dumps.push((label.into(), bytes.to_vec()));
         self
     }
@@ -77,7 +77,7 @@ impl Violation {
 const DUMP_LIMIT: usize = 3000;
 
 /// Bytes as readable text, the middle of a long dump left out.
-pub fn escape(bytes: &[u8]) -> String {
+pub(crate) fn escape(bytes: &[u8]) -> String {
     if bytes.len() <= DUMP_LIMIT {
         return escape_all(bytes);
     }

@@ -13,7 +13,7 @@ use crate::report::{Kind, Violation};
 use crate::{client, h2c, panics, support};
 
 /// Runs `case` on this thread; what it broke, if anything.
-pub fn run(case: &Case) -> Vec<Violation> {
+pub(crate) fn run(case: &Case) -> Vec<Violation> {
     let (outcome, panics) = panics::during(case.index, || {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -43,7 +43,7 @@ pub fn run(case: &Case) -> Vec<Violation> {
 async fn exercise(case: &Case) -> (Arc<Mutex<Log>>, Vec<Seen>) {
     let origin = Origin::start(case.index, case.plans.clone()).await;
     let proxy = support::start(&format!(
-        "upstream = \"http://{}\"\nadmin = false\nresponse-timeout = \"5s\"\n{}",
+        "upstream = \"http://{}\"\nadmin = false\nfetch-timeout = \"5s\"\n{}",
         origin.addr, case.proxy_options
     ))
     .await;

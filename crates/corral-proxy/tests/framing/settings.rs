@@ -6,17 +6,17 @@
 use std::ops::Range;
 
 /// The seed when `FRAMING_SEED` is unset.
-pub const DEFAULT_SEED: u64 = 0xF4A3_1A6C_5EED_2024;
+pub(crate) const DEFAULT_SEED: u64 = 0xF4A3_1A6C_5EED_2024;
 
 /// The cases run when `FRAMING_CASES` is unset: about five seconds in a debug build
 /// on two cores.
-pub const DEFAULT_CASES: u64 = 1500;
+pub(crate) const DEFAULT_CASES: u64 = 1500;
 
 /// How many failing cases end a run early when `FRAMING_MAX_FAILURES` is unset.
-pub const DEFAULT_MAX_FAILURES: usize = 3;
+pub(crate) const DEFAULT_MAX_FAILURES: usize = 3;
 
 /// One run's seed and cases.
-pub struct Settings {
+pub(crate) struct Settings {
     pub seed: u64,
     pub cases: Range<u64>,
     pub max_failures: usize,
@@ -33,7 +33,7 @@ fn number(name: &str) -> Option<u64> {
 }
 
 impl Settings {
-    pub fn from_env() -> Settings {
+    pub(crate) fn from_env() -> Settings {
         let cases = match number("FRAMING_CASE") {
             Some(case) => case..case + 1,
             None => 0..number("FRAMING_CASES").unwrap_or(DEFAULT_CASES),

@@ -11,21 +11,21 @@ use tokio::time::Instant;
 
 /// Why bytes are not a well-framed message.
 #[derive(Debug, Clone)]
-pub struct Malformed(pub String);
+pub(crate) struct Malformed(pub String);
 
 /// A parser's verdict on the bytes read so far: a value and how many bytes it took,
 /// or a need for more.
-pub enum Parsed<T> {
+pub(crate) enum Parsed<T> {
     Done(T, usize),
     Partial,
 }
 
 /// One parsing step over a buffer.
-pub type Step<T> = Result<Parsed<T>, Malformed>;
+pub(crate) type Step<T> = Result<Parsed<T>, Malformed>;
 
 /// Header fields, names lowercased, values as sent, in order.
 #[derive(Debug, Clone, Default)]
-pub struct Fields(pub Vec<(String, Vec<u8>)>);
+pub(crate) struct Fields(pub Vec<(String, Vec<u8>)>);
 
 impl Fields {
     fn from_httparse(headers: &[httparse::Header<'_>]) -> Fields {
@@ -38,7 +38,7 @@ impl Fields {
     }
 
     /// Every value of `name`, each line as sent.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.0
             .iter()
             .filter(move |(n, _)| n == name)
@@ -46,14 +46,14 @@ impl Fields {
     }
 
     /// The first value of `name`, as text.
-    pub fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         self.all(name)
             .next()
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Whether a comma-separated field `name` lists `token` (case-insensitively).
-    pub fn lists(&self, name: &str, token: &str) -> bool {
+    pub(crate) fn lists(&self, name: &str, token: &str) -> bool {
         self.all(name)
             .flat_map(|v| v.split(|&b| b == b','))
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
@@ -61,14 +61,14 @@ impl Fields {
 }
 
 /// A request's start line and fields.
-pub struct RequestHead {
+pub(crate) struct RequestHead {
     pub method: String,
     pub target: String,
     pub fields: Fields,
 }
 
 /// A response's status and fields.
-pub struct ResponseHead {
+pub(crate) struct ResponseHead {
     pub status: u16,
     pub fields: Fields,
 }
@@ -87,7 +87,7 @@ fn starts_cleanly(buf: &[u8]) -> Result<(), Malformed> {
 }
 
 /// Parses a request head (HTTP/1.1 only).
-pub fn request_head(buf: &[u8]) -> Step<RequestHead> {
+pub(crate) fn request_head(buf: &[u8]) -> Step<RequestHead> {
     starts_cleanly(buf)?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut request = httparse::Request::new(&mut headers);
@@ -111,7 +111,7 @@ pub fn request_head(buf: &[u8]) -> Step<RequestHead> {
 }
 
 /// Parses a response head (HTTP/1.1 only).
-pub fn response_head(buf: &[u8]) -> Step<ResponseHead> {
+pub(crate) fn response_head(buf: &[u8]) -> Step<ResponseHead> {
     starts_cleanly(buf)?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut response = httparse::Response::new(&mut headers);
@@ -135,7 +135,7 @@ pub fn response_head(buf: &[u8]) -> Step<ResponseHead> {
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// No body.
     Empty,
     /// Exactly this many bytes.
@@ -195,7 +195,7 @@ fn chunked(fields: &Fields) -> Result<bool, Malformed> {
 }
 
 /// How a request's body is delimited (RFC 9112 §6.3), both lengths at once an error.
-pub fn request_framing(fields: &Fields) -> Result<Framing, Malformed> {
+pub(crate) fn request_framing(fields: &Fields) -> Result<Framing, Malformed> {
     let chunked = chunked(fields)?;
     match (chunked, content_length(fields)?) {
         (true, Some(_)) => Err(Malformed(
@@ -209,7 +209,11 @@ pub fn request_framing(fields: &Fields) -> Result<Framing, Malformed> {
 
 /// How a response's body is delimited (RFC 9112 §6.3), given whether it answers a
 /// HEAD; lengths that a response of its status must not carry are errors.
-pub fn response_framing(status: u16, to_head: bool, fields: &Fields) -> Result<Framing, Malformed> {
+pub(crate) fn response_framing(
+    status: u16,
+    to_head: bool,
+    fields: &Fields,
+) -> Result<Framing, Malformed> {
     let chunked = chunked(fields)?;
     let length = content_length(fields)?;
     if chunked && length.is_some() {
@@ -242,7 +246,7 @@ pub fn response_framing(status: u16, to_head: bool, fields: &Fields) -> Result<F
 }
 
 /// Exactly `n` bytes.
-pub fn exactly(n: usize) -> impl Fn(&[u8]) -> Step<Vec<u8>> {
+pub(crate) fn exactly(n: usize) -> impl Fn(&[u8]) -> Step<Vec<u8>> {
     move |buf| {
         Ok(if buf.len() >= n {
             Parsed::Done(buf[..n].to_vec(), n)
@@ -276,7 +280,7 @@ fn line(buf: &[u8]) -> Result<Option<&[u8]>, Malformed> {
 }
 
 /// A chunked body, decoded, through its trailer section.
-pub fn chunked_body(buf: &[u8]) -> Step<Vec<u8>> {
+pub(crate) fn chunked_body(buf: &[u8]) -> Step<Vec<u8>> {
     let mut at = 0;
     let mut body = Vec::new();
     loop {
@@ -326,7 +330,7 @@ pub fn chunked_body(buf: &[u8]) -> Step<Vec<u8>> {
 
 /// `chunks` in chunked coding, with a chunk extension on each when `extensions`, and a
 /// trailer field when `trailers`.
-pub fn encode_chunked(chunks: &[Vec<u8>], extensions: bool, trailers: bool) -> Vec<u8> {
+pub(crate) fn encode_chunked(chunks: &[Vec<u8>], extensions: bool, trailers: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in chunks.iter().filter(|c| !c.is_empty()) {
         out.extend_from_slice(format!("{:x}", chunk.len()).as_bytes());
@@ -347,7 +351,7 @@ pub fn encode_chunked(chunks: &[Vec<u8>], extensions: bool, trailers: bool) -> V
 
 /// Why reading a message stopped short.
 #[derive(Debug)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// The bytes are not a well-framed message.
     Malformed(Malformed),
     /// The peer closed the connection (or reset it) part way.
@@ -363,11 +367,11 @@ impl From<Malformed> for Stop {
 }
 
 /// Where a copy of every byte read goes, besides the reader's own record.
-pub type Tap = Box<dyn FnMut(&[u8]) + Send>;
+pub(crate) type Tap = Box<dyn FnMut(&[u8]) + Send>;
 
 /// The reading half of a connection, with the bytes read but not yet parsed, and
 /// every byte ever read.
-pub struct Inbound {
+pub(crate) struct Inbound {
     read: OwnedReadHalf,
     /// Read, not yet consumed by a parser.
     pub buf: Vec<u8>,
@@ -377,7 +381,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(read: OwnedReadHalf, tap: Option<Tap>) -> Inbound {
+    pub(crate) fn new(read: OwnedReadHalf, tap: Option<Tap>) -> Inbound {
         Inbound {
             read,
             buf: Vec::new(),
@@ -387,7 +391,7 @@ impl Inbound {
     }
 
     /// How many of the bytes read the parsers have consumed.
-    pub fn consumed(&self) -> usize {
+    pub(crate) fn consumed(&self) -> usize {
         self.seen.len() - self.buf.len()
     }
 
@@ -414,7 +418,7 @@ impl Inbound {
 
     /// Waits for a first byte (as long as it takes, or until `deadline`); `Ok(false)`
     /// when the stream ended with nothing unread.
-    pub async fn await_bytes(&mut self, deadline: Option<Instant>) -> Result<bool, Stop> {
+    pub(crate) async fn await_bytes(&mut self, deadline: Option<Instant>) -> Result<bool, Stop> {
         while self.buf.is_empty() {
             if !self.fill(deadline).await? {
                 return Ok(false);
@@ -425,7 +429,7 @@ impl Inbound {
 
     /// Runs `step` over the unread bytes, reading more until it is done, and consumes
     /// what it took.
-    pub async fn parse<T>(
+    pub(crate) async fn parse<T>(
         &mut self,
         deadline: Option<Instant>,
         step: impl Fn(&[u8]) -> Step<T>,
@@ -442,13 +446,13 @@ impl Inbound {
     }
 
     /// Everything up to the end of the stream.
-    pub async fn until_end(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, Stop> {
+    pub(crate) async fn until_end(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, Stop> {
         while self.fill(deadline).await? {}
         Ok(std::mem::take(&mut self.buf))
     }
 
     /// Reads whatever else comes for `patience`, up to the end of the stream.
-    pub async fn drain(&mut self, patience: Duration) -> Vec<u8> {
+    pub(crate) async fn drain(&mut self, patience: Duration) -> Vec<u8> {
         let deadline = Instant::now() + patience;
         while let Ok(true) = self.fill(Some(deadline)).await {}
         std::mem::take(&mut self.buf)

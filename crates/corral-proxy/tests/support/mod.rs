@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-pub mod raw_client;
-pub mod raw_origin;
+pub(crate) mod raw_client;
+pub(crate) mod raw_origin;
 
 use std::net::SocketAddr;
 
@@ -17,21 +17,21 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A proxy running in this process.
-pub struct Running {
+pub(crate) struct Running {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    task: Option<JoinHandle<Result<(), corral_proxy::ProxyError>>>,
 }
 
 /// Starts a proxy with this TOML on top of test defaults (random ports, no access log).
-pub async fn start(toml: &str) -> Running {
+pub(crate) async fn start(toml: &str) -> Running {
     let mut table: toml::Table =
         "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\naccess-log = false\n"
             .parse()
             .unwrap();
     table.extend(toml.parse::<toml::Table>().expect("test TOML"));
-    let config = Config::load(None, table).expect("a valid test configuration");
+    let config = Config::from_toml(table).expect("a valid test configuration");
     let bound = Bound::bind(config).await.expect("the proxy binds");
     let (addr, admin) = (bound.addr(), bound.admin_addr());
     let (stop, stopped) = oneshot::channel();
@@ -48,26 +48,26 @@ pub async fn start(toml: &str) -> Running {
 
 impl Running {
     /// Asks the proxy to shut down and waits until it has.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.begin_stop();
         self.stopped().await;
     }
 
     /// Signals shutdown without waiting.
-    pub fn begin_stop(&mut self) {
+    pub(crate) fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
     }
 
     /// Waits until the proxy's serve task has ended.
-    pub async fn stopped(&mut self) {
+    pub(crate) async fn stopped(&mut self) {
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
     }
 
-    pub fn admin_url(&self, path: &str) -> String {
+    pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin.expect("admin on"))
     }
 }
@@ -79,28 +79,28 @@ impl Drop for Running {
 }
 
 /// A response with its body read.
-pub struct Got {
+pub(crate) struct Got {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Got {
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
 
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap_or("<binary>")
     }
 }
 
 /// Sends `request` on a new HTTP/1.1 connection to `proxy`, as written (an absolute URI
 /// goes out in absolute form, as to a forward proxy).
-pub async fn send(proxy: SocketAddr, request: Request<Full<Bytes>>) -> Got {
+pub(crate) async fn send(proxy: SocketAddr, request: Request<Full<Bytes>>) -> Got {
     let stream = tokio::net::TcpStream::connect(proxy)
         .await
         .expect("connect to the proxy");
@@ -122,7 +122,7 @@ pub async fn send(proxy: SocketAddr, request: Request<Full<Bytes>>) -> Got {
 }
 
 /// `GET url` through `proxy`, with `headers`.
-pub async fn get(proxy: SocketAddr, url: &str, headers: &[(&str, &str)]) -> Got {
+pub(crate) async fn get(proxy: SocketAddr, url: &str, headers: &[(&str, &str)]) -> Got {
     let mut request = Request::get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -140,7 +140,7 @@ pub async fn get(proxy: SocketAddr, url: &str, headers: &[(&str, &str)]) -> Got 
 }
 
 /// Writes raw bytes to `addr` and reads until the peer closes or `limit` bytes came.
-pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+pub(crate) async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(bytes).await.unwrap();
@@ -155,14 +155,14 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 
 /// A proxy on a runtime of its own: [`kill`](Killable::kill) tears that runtime down
 /// at once, closing every socket, as if the process died.
-pub struct Killable {
+pub(crate) struct Killable {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Killable {
-    pub async fn start(toml: &str) -> Killable {
+    pub(crate) async fn start(toml: &str) -> Killable {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -185,7 +185,7 @@ impl Killable {
         }
     }
 
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -199,7 +199,7 @@ impl Drop for Killable {
 }
 
 /// `PUT /peers` on an admin API: the pool's members become `peers`.
-pub async fn put_peers(admin: SocketAddr, peers: &[String]) -> Got {
+pub(crate) async fn put_peers(admin: SocketAddr, peers: &[String]) -> Got {
     let body = serde_json::to_vec(peers).unwrap();
     send(
         admin,
@@ -213,7 +213,7 @@ pub async fn put_peers(admin: SocketAddr, peers: &[String]) -> Got {
 }
 
 /// `GET` an admin route, parsed as JSON.
-pub async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
+pub(crate) async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
     let got = send(
         admin,
         Request::get(format!("http://{admin}{path}"))

@@ -10,46 +10,46 @@ use tokio::net::TcpStream;
 
 /// A response as read off the wire.
 #[derive(Debug)]
-pub struct Read {
+pub(crate) struct Read {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Read {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// One connection to the proxy.
-pub struct RawClient {
+pub(crate) struct RawClient {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 impl RawClient {
-    pub async fn connect(addr: SocketAddr) -> RawClient {
+    pub(crate) async fn connect(addr: SocketAddr) -> RawClient {
         RawClient {
             stream: TcpStream::connect(addr).await.unwrap(),
             buffer: Vec::new(),
         }
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
 
     /// Reads one response (to a HEAD if `head`), skipping interim 1xx ones; panics
     /// on a response that is not framed exactly, or if none comes within 10 s.
-    pub async fn response(&mut self, head: bool) -> Read {
+    pub(crate) async fn response(&mut self, head: bool) -> Read {
         tokio::time::timeout(Duration::from_secs(10), self.read_response(head))
             .await
             .expect("a response within 10 s")
@@ -147,7 +147,7 @@ impl RawClient {
 
     /// Whether the connection is left with no bytes that belong to no response
     /// (waiting `quiet` for any to arrive).
-    pub async fn nothing_more(&mut self, quiet: Duration) -> bool {
+    pub(crate) async fn nothing_more(&mut self, quiet: Duration) -> bool {
         if !self.buffer.is_empty() {
             return false;
         }

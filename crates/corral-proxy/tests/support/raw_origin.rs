@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 /// One request as the origin parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The connection it came on, counted from 0.
     pub connection: usize,
     /// Its place on that connection, counted from 0.
@@ -23,7 +23,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -32,7 +32,7 @@ impl Seen {
 }
 
 /// What the origin does after reading a request.
-pub enum Answer {
+pub(crate) enum Answer {
     /// Writes these bytes and reads the next request.
     Write(Vec<u8>),
     /// Writes these bytes and closes the connection.
@@ -43,7 +43,7 @@ pub enum Answer {
 
 /// When the origin reads a request's body.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum BodyFirst {
+pub(crate) enum BodyFirst {
     /// Before answering (as most servers do).
     Yes,
     /// After answering, as Node.js, nginx and Go do for a request they answer at
@@ -55,13 +55,13 @@ type Script = dyn Fn(&Seen) -> Answer + Send + Sync;
 
 /// The origin; every request it parsed is in [`seen`](RawOrigin::seen).
 #[derive(Clone)]
-pub struct RawOrigin {
+pub(crate) struct RawOrigin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl RawOrigin {
-    pub async fn start(
+    pub(crate) async fn start(
         body_first: BodyFirst,
         script: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
     ) -> RawOrigin {
@@ -83,22 +83,22 @@ impl RawOrigin {
     }
 
     /// Every request parsed so far, in order.
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
     /// The targets of every request parsed so far.
-    pub fn targets(&self) -> Vec<String> {
+    pub(crate) fn targets(&self) -> Vec<String> {
         self.seen().into_iter().map(|s| s.target).collect()
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }
 
 /// A response with a `Content-Length` body and these extra header lines.
-pub fn response(status: &str, headers: &str, body: &str) -> Vec<u8> {
+pub(crate) fn response(status: &str, headers: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n{body}",
         body.len()
