@@ -1,0 +1,479 @@
+//! [`Config`]: every option the proxy takes, with its default, and the checks that the
+//! options make sense together; with the small types of its fields ([`HostMode`],
+//! [`LogFormat`]) and the [`Origin`] it derives.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+use serde::{Deserialize, Serialize};
+use smart_default::SmartDefault;
+
+use super::byte_size::ByteSize;
+use super::error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES};
+use crate::allow::AllowList;
+
+/// What `check-config` prints for a secret that is set.
+const HIDDEN: &str = "(set, not shown)";
+
+/// How a reverse proxy sets the `Host` of upstream requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostMode {
+    /// The upstream's own host (as nginx does by default).
+    Upstream,
+    /// The client's `Host`, for origins serving several names.
+    Keep,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the proxy can be told: each field is an option, named in kebab case in
+/// the file, as a `--flag` and (upper case, `_` for `-`) as a `CORRAL_` environment
+/// variable. Its default is its `#[default]` attribute, printed by `corral
+/// check-config` and shown by `corral serve --help`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault, Args)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the proxy listens.
+    #[arg(long)]
+    #[default(SocketAddr::from(([127, 0, 0, 1], 8080)))]
+    pub listen: SocketAddr,
+    /// The origin of a reverse proxy (`http://host:port` or `https://host`). Unset: a
+    /// forward proxy.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// A reverse proxy's `Host` to the upstream: the upstream's own, or the client's.
+    #[arg(long, value_enum)]
+    #[default(HostMode::Upstream)]
+    pub host: HostMode,
+    /// Memory for cached responses (the library's `max_bytes`; was `memory`).
+    #[arg(long)]
+    #[default(ByteSize(corral_http::DEFAULT_MAX_BYTES))]
+    pub max_bytes: ByteSize,
+    /// The largest body stored; larger ones stream through (was `max-body`).
+    #[arg(long)]
+    #[default(ByteSize(corral_http::DEFAULT_MAX_BODY_BYTES as u64))]
+    pub max_body_bytes: ByteSize,
+    /// A Redis tier shared with other proxies (`redis://`, `rediss://`,
+    /// `redis+unix://`). Unset: memory only.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// The prefix of this proxy's keys in Redis.
+    #[arg(long)]
+    #[default("corral:".to_owned())]
+    pub redis_prefix: String,
+    /// How long connecting to an origin may take.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(5))]
+    pub connect_timeout: Duration,
+    /// How long an origin may take to answer, and a stored body to arrive (was
+    /// `response-timeout`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(corral_http::DEFAULT_FETCH_TIMEOUT)]
+    pub fetch_timeout: Duration,
+    /// Requests in flight to origins at once, each until its response body is read
+    /// or dropped; more wait (within `fetch-timeout`).
+    #[arg(long)]
+    #[default(1024)]
+    pub max_upstream_connections: usize,
+    /// Speak HTTP/2 without TLS (h2c, prior knowledge) to a plain-HTTP upstream; off:
+    /// HTTP/1.1 (HTTPS origins negotiate HTTP/2 by ALPN).
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
+    pub upstream_http2: bool,
+    /// A PEM file of root certificates trusted for `https://` origins besides the
+    /// public (webpki) roots: a private CA. Unset: public roots only.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Add `X-Cache` and `Cache-Status` to responses (was `cache-status-header`).
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
+    #[default(true)]
+    pub cache_status_headers: bool,
+    /// A forward proxy's allow-list: host names (`example.com`, optionally `:port`),
+    /// globs (`*.example.com`) and CIDRs (`10.0.0.0/8`); repeat the flag for more. A
+    /// name rule never reaches loopback, link-local or cloud-metadata addresses unless
+    /// a CIDR rule allows them too. Empty: any host, which (like `*` or `0.0.0.0/0`)
+    /// is refused unless the proxy listens on loopback only or `open-proxy` is set.
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// Run a forward proxy that fetches from any host for any client that can reach
+    /// it (an `allow` list that allows everything, on a non-loopback listener); off:
+    /// such a configuration is refused.
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
+    pub open_proxy: bool,
+    /// Clients whose forwarding fields (`X-Forwarded-For`, `X-Forwarded-Host`,
+    /// `Forwarded`, `X-Original-URL`, ...) are believed and passed on: the load
+    /// balancers in front of this proxy, as CIDRs or addresses (comma-separated as a
+    /// flag). From other clients they are dropped (`X-Forwarded-For` restarts at the
+    /// client's address). Empty: no client is trusted.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// This proxy's name in `Via`, by which it also recognises a request that looped
+    /// back to it (answered `508 Loop Detected`): give each proxy (each peer of a
+    /// pool) a name of its own. Unset: `corral-` and random hex, new for each process.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Serve the admin API (metrics, health, purge, stats).
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
+    #[default(true)]
+    pub admin: bool,
+    /// Where the admin API listens.
+    #[arg(long)]
+    #[default(SocketAddr::from(([127, 0, 0, 1], 9090)))]
+    pub admin_listen: SocketAddr,
+    /// The bearer token the admin API requires (required when it is not on loopback;
+    /// at least 16 bytes).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// How log lines are written: human-readable text or one JSON object per line.
+    #[arg(long, value_enum)]
+    #[default(LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log one line per request (method, URL, status, cache status, duration, bytes).
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
+    #[default(true)]
+    pub access_log: bool,
+    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub shutdown_grace: Duration,
+    /// The largest request head (request line and headers); larger gets a 431.
+    #[arg(long)]
+    #[default(ByteSize(64 << 10))]
+    pub max_header_bytes: ByteSize,
+    /// How long a client may take to send its request head.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub header_read_timeout: Duration,
+    /// Client connections at once; more wait to be accepted.
+    #[arg(long)]
+    #[default(10_000)]
+    pub max_connections: usize,
+    /// A pool of peers: the members' base URLs (comma-separated as a flag), this
+    /// proxy's among them; each URL is fetched and stored by one of them. Empty: no
+    /// peers (a pool can still be filled at runtime through the admin API when
+    /// `peer-secret` is set).
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// This proxy's base URL as the peers list it. Unset: `http://<listen>`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_self: Option<String>,
+    /// The secret peers share (sent with, and required of, every peer request); it
+    /// turns the pool on. Best given as `CORRAL_PEER_SECRET`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_secret: Option<String>,
+    /// How long a peer may take to answer before it counts as down; longer than
+    /// `fetch-timeout`, so a slow origin does not make its owner look down.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(corral_http::pool::DEFAULT_PEER_TIMEOUT)]
+    pub peer_timeout: Duration,
+    /// Memory for copies of responses fetched through other peers (the hot cache);
+    /// `0B`: off.
+    #[arg(long)]
+    #[default(ByteSize(0))]
+    pub peer_hot_cache: ByteSize,
+    /// The longest a hot copy is kept.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub peer_hot_ttl: Duration,
+}
+
+/// An upstream origin, split for rewriting requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// `host[:port]`.
+    pub authority: http::uri::Authority,
+}
+
+impl Config {
+    /// Whether the options make sense together; the proxy never starts otherwise.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.origin()?;
+        let allow = AllowList::parse(&self.allow)?;
+        if self.upstream.is_none()
+            && allow.allows_everything()
+            && !self.listen.ip().is_loopback()
+            && !self.open_proxy
+        {
+            return Err(ConfigError::OpenProxy {
+                listen: self.listen,
+            });
+        }
+        self.trusted_networks()?;
+        crate::forwarded::Forwarding::new(self.via.as_deref())?;
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|token| token.len() < MIN_ADMIN_TOKEN)
+        {
+            return Err(ConfigError::ShortAdminToken);
+        }
+        if self.admin
+            && !self.admin_listen.ip().is_loopback()
+            && self.admin_token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::AdminNeedsToken {
+                admin_listen: self.admin_listen,
+            });
+        }
+        if self.redis_url.is_some() && self.redis_prefix.is_empty() {
+            return Err(ConfigError::EmptyRedisPrefix);
+        }
+        let zero = [
+            ("max-bytes", self.max_bytes.0 == 0),
+            ("max-body-bytes", self.max_body_bytes.0 == 0),
+            ("connect-timeout", self.connect_timeout.is_zero()),
+            ("fetch-timeout", self.fetch_timeout.is_zero()),
+            (
+                "max-upstream-connections",
+                self.max_upstream_connections == 0,
+            ),
+            ("max-connections", self.max_connections == 0),
+            ("header-read-timeout", self.header_read_timeout.is_zero()),
+            ("peer-timeout", self.peer_timeout.is_zero()),
+            ("peer-hot-ttl", self.peer_hot_ttl.is_zero()),
+        ];
+        if let Some((option, _)) = zero.into_iter().find(|(_, is_zero)| *is_zero) {
+            return Err(ConfigError::Zero { option });
+        }
+        if !self.peers.is_empty() && self.peer_secret.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::PeersNeedSecret);
+        }
+        if self.peer_secret.is_some()
+            && self.peer_self.is_none()
+            && self.listen.ip().is_unspecified()
+        {
+            return Err(ConfigError::PeerSelfUnknown {
+                listen: self.listen,
+            });
+        }
+        if self.peer_secret.is_some() && self.peer_timeout <= self.fetch_timeout {
+            return Err(ConfigError::PeerTimeoutTooShort {
+                peer_timeout: self.peer_timeout,
+                fetch_timeout: self.fetch_timeout,
+            });
+        }
+        if self.max_header_bytes.0 < MIN_HEADER_BYTES {
+            return Err(ConfigError::SmallMaxHeaderBytes);
+        }
+        Ok(())
+    }
+
+    /// `trusted-proxies` as networks.
+    pub fn trusted_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|rule| {
+                let rule = rule.trim();
+                rule.parse::<ipnet::IpNet>()
+                    .or_else(|_| rule.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::TrustedProxy {
+                        rule: rule.to_owned(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The reverse proxy's origin, if this is one.
+    pub fn origin(&self) -> Result<Option<Origin>, ConfigError> {
+        let Some(upstream) = &self.upstream else {
+            return Ok(None);
+        };
+        let bad = |why: &'static str| ConfigError::Upstream {
+            upstream: upstream.clone(),
+            why,
+        };
+        let uri: http::Uri = upstream.parse().map_err(|_| bad("not a URL"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| bad("needs http:// or https://"))?;
+        if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+            return Err(bad("needs http:// or https://"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("needs a host"))?;
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(bad(
+                "a path or query is not supported; give scheme and host only",
+            ));
+        }
+        Ok(Some(Origin { scheme, authority }))
+    }
+
+    /// The effective configuration, as TOML (what `corral check-config` prints).
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.peer_secret.is_some() {
+            shown.peer_secret = Some(HIDDEN.to_owned());
+        }
+        if shown.admin_token.is_some() {
+            shown.admin_token = Some(HIDDEN.to_owned());
+        }
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(table(text))
+    }
+
+    #[test]
+    fn the_defaults_are_a_loopback_forward_proxy() {
+        let c = load("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.origin().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_defaults_are_the_libraries_defaults() {
+        let c = Config::default();
+        assert_eq!(c.max_bytes.0, corral_http::DEFAULT_MAX_BYTES);
+        assert_eq!(
+            c.max_body_bytes.0,
+            corral_http::DEFAULT_MAX_BODY_BYTES as u64
+        );
+        assert_eq!(c.fetch_timeout, corral_http::DEFAULT_FETCH_TIMEOUT);
+        assert_eq!(c.peer_timeout, corral_http::pool::DEFAULT_PEER_TIMEOUT);
+    }
+
+    #[test]
+    fn sizes_and_durations_are_humane() {
+        let c = load("max-bytes = \"1GiB\"\nfetch-timeout = \"1m 30s\"\nmax-body-bytes = 1024")
+            .unwrap();
+        assert_eq!(c.max_bytes, ByteSize(1 << 30));
+        assert_eq!(c.fetch_timeout, Duration::from_secs(90));
+        assert_eq!(c.max_body_bytes, ByteSize(1024));
+    }
+
+    #[test]
+    fn an_open_proxy_is_refused_with_a_clear_message() {
+        let err = load("listen = \"0.0.0.0:8080\"").unwrap_err();
+        assert!(
+            err.to_string().contains("refusing to run an open proxy"),
+            "{err}"
+        );
+        assert!(load("listen = \"0.0.0.0:8080\"\nallow = [\"*.example.com\"]").is_ok());
+        assert!(load("listen = \"0.0.0.0:8080\"\nupstream = \"http://127.0.0.1:3000\"").is_ok());
+    }
+
+    #[test]
+    fn an_exposed_admin_api_needs_a_token() {
+        let err = load("admin-listen = \"0.0.0.0:9090\"").unwrap_err();
+        assert!(err.to_string().contains("admin-token"), "{err}");
+        assert!(
+            load("admin-listen = \"0.0.0.0:9090\"\nadmin-token = \"0123456789abcdef\"").is_ok()
+        );
+    }
+
+    #[test]
+    fn an_allow_list_that_allows_everything_is_an_open_proxy_too() {
+        for allow in ["[\"*\"]", "[\"0.0.0.0/0\"]", "[\"::/0\", \"example.com\"]"] {
+            let err = load(&format!("listen = \"0.0.0.0:8080\"\nallow = {allow}")).unwrap_err();
+            assert!(err.to_string().contains("open-proxy"), "{allow}: {err}");
+        }
+        assert!(
+            load("listen = \"0.0.0.0:8080\"\nallow = [\"*\"]\nopen-proxy = true").is_ok(),
+            "said explicitly"
+        );
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let err = load("admin-token = \"s3cret\"").unwrap_err();
+        assert!(err.to_string().contains("16 bytes"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_and_via_are_checked() {
+        let c =
+            load("trusted-proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nvia = \"edge-1\"").unwrap();
+        assert_eq!(c.trusted_networks().unwrap().len(), 2);
+        let err = load("trusted-proxies = [\"lb.example\"]").unwrap_err();
+        assert!(err.to_string().contains("lb.example"), "{err}");
+        assert!(matches!(
+            load("via = \"two words\""),
+            Err(ConfigError::Via(_))
+        ));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown = load("lissen = \"x\"").unwrap_err().to_string();
+        assert!(unknown.contains("lissen"), "{unknown}");
+        let bad_upstream = load("upstream = \"ftp://x\"").unwrap_err().to_string();
+        assert!(
+            bad_upstream.contains("http:// or https://"),
+            "{bad_upstream}"
+        );
+        let path = load("upstream = \"http://x/base\"")
+            .unwrap_err()
+            .to_string();
+        assert!(path.contains("path"), "{path}");
+        let duration = load("connect-timeout = \"soon\"").unwrap_err().to_string();
+        assert!(
+            duration.contains("soon") && duration.contains("connect-timeout"),
+            "{duration}"
+        );
+        let rule = load("allow = [\"10.0.0.0/99\"]").unwrap_err().to_string();
+        assert!(rule.contains("10.0.0.0/99"), "{rule}");
+        let zero = load("fetch-timeout = \"0s\"").unwrap_err();
+        assert!(
+            matches!(
+                zero,
+                ConfigError::Zero {
+                    option: "fetch-timeout"
+                }
+            ),
+            "{zero}"
+        );
+    }
+
+    #[test]
+    fn the_effective_configuration_reads_back_and_hides_the_token() {
+        let c = load("upstream = \"https://origin.example\"\nadmin-token = \"0123456789abcdef\"")
+            .unwrap();
+        let printed = c.to_toml();
+        assert!(printed.contains("upstream = \"https://origin.example\""));
+        assert!(printed.contains("admin-token = \"(set, not shown)\""));
+        assert!(printed.contains("connect-timeout = \"5s\""));
+        let again = Config::from_toml(printed.parse().unwrap()).unwrap();
+        assert_eq!(again.upstream, c.upstream);
+    }
+}
