@@ -3,18 +3,23 @@
 # origin itself, nginx proxy_cache, Varnish and Squid, through the shared harness
 # (../shared/bench, or $HARNESS): 1 KiB hits at 32 and 256 connections, 100 KiB
 # hits, 200 clients at once on a cold URL with a 100 ms origin; then memory per
-# cached 1 KiB object (RSS growth over MEM_N objects) for corral and the peers.
+# cached 1 KiB object (RSS growth over MEM_N objects) for corral and the peers; then
+# user-space instructions per 1 KiB hit (callgrind) for the origin and for corral
+# with the access log off and on.
 #
-#     ./bench/proxy.sh              # ROUNDS=5 DUR=10 by default; MEM=0 skips memory
+#     ./bench/proxy.sh              # ROUNDS=5 DUR=10 by default; MEM=0 skips memory,
+#                                   # INSTR=0 the instruction counts
 #
-# Needs wrk, curl, taskset, nginx, varnishd, squid (Debian packages). Servers run on
-# CPU 0 and the load generator on CPU 1, as the harness pins its own peers.
+# Needs wrk, curl, taskset, nginx, varnishd, squid, valgrind, ab (Debian packages:
+# apache2-utils for ab). Servers run on CPU 0 and the load generator on CPU 1, as the
+# harness pins its own peers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 HARNESS=${HARNESS:-$(cd .. && pwd)/shared/bench}
 PORT=${PORT:-19401}
 MEM=${MEM:-1}
+INSTR=${INSTR:-1}
 export ROUNDS=${ROUNDS:-5} DUR=${DUR:-10}
 
 [ -x "$HARNESS/peers.sh" ] || { echo "proxy.sh: no harness at $HARNESS (set HARNESS=)" >&2; exit 1; }
@@ -51,4 +56,18 @@ if [ "$MEM" = 1 ]; then
     start_corral --max-bytes 1GiB
     (cd "$HARNESS" && ./peers.sh start origin >/dev/null && ./peers.sh mem "corral=http://127.0.0.1:$PORT@$pid")
     (cd "$HARNESS" && ./peers.sh mem)
+fi
+if [ "$INSTR" = 1 ]; then
+    [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
+    (cd "$HARNESS" && ./peers.sh start origin >/dev/null)
+    count() { # name, then the server command
+        local name=$1; shift
+        printf 'RESULT round=1 peer=%s fig=instr1k %s\n' "$name" \
+            "$("$HARNESS/instr-per-request.sh" "http://127.0.0.1:$((PORT + 1))/static/1" 5000 4 -- "$@")"
+    }
+    count origin "$CARGO_TARGET_DIR/release/origin" --port $((PORT + 1)) --threads 1
+    for log in false true; do
+        count "corral-access-log-$log" "$CORRAL" serve --listen "127.0.0.1:$((PORT + 1))" \
+            --upstream http://127.0.0.1:19001 --admin false --access-log "$log"
+    done
 fi

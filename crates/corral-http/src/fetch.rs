@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, Collected, collect};
+use crate::fields::Fields;
 use crate::reason::NotStored;
 use crate::state::State;
 use crate::stored::{Provenance, Stored, StoredResponse, stored_headers};
@@ -140,12 +141,7 @@ pub(crate) async fn classify(
     };
     Ok(Fetched::Shareable(Arc::new(StoredResponse {
         status: parts.status,
-        headers: stored_headers(
-            parts.status,
-            &parts.headers,
-            body.len(),
-            state.status_headers,
-        ),
+        headers: stored_headers(parts.status, &parts.headers, body.len()),
         body,
         stored_at: Instant::now(),
         lifetime,
@@ -177,7 +173,7 @@ fn revalidated(
     match state.lifetime(request, &merged) {
         Ok(lifetime) => Fetched::Shareable(Arc::new(StoredResponse {
             status: stale.status,
-            headers,
+            headers: Fields::from_map(&headers),
             body: stale.body.clone(),
             stored_at: Instant::now(),
             lifetime,

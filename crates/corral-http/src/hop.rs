@@ -7,8 +7,9 @@ use http::header::{self, HeaderName};
 /// How many fields [`HOP_BY_HOP`] lists.
 const HOPS: usize = 9;
 
-/// The hop-by-hop fields, plus the non-standard `Proxy-Connection`.
-const HOP_BY_HOP: [HeaderName; HOPS] = [
+/// The hop-by-hop fields, plus the non-standard `Proxy-Connection`. (A `static`, not a
+/// `const`: a `const` array of names is built and dropped at every use.)
+static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -47,18 +48,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     crate::framing::drop_overridden_length(headers);
     // The other fields `Connection` names (rarely any: `close` and `keep-alive` are
-    // not fields, or are removed anyway).
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    for name in &named {
-        headers.remove(name);
+    // not fields, or are removed anyway, and one of them alone is the common case).
+    let only_options = |value: &http::HeaderValue| {
+        let value = value.as_bytes();
+        value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
+    };
+    if !headers.get_all(header::CONNECTION).iter().all(only_options) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
     }
     for (hop, present) in HOP_BY_HOP.iter().zip(present) {
         if present {

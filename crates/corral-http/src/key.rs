@@ -45,11 +45,25 @@ pub fn default_key(parts: &Parts) -> Option<String> {
 /// `user@victim`) would otherwise key a request for `/y` as `victim/x/y`, another
 /// URL's key.
 pub fn is_host(host: &str) -> bool {
-    !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+    !host.is_empty() && host.bytes().all(|b| HOST_BYTES[usize::from(b)])
 }
+
+/// The bytes of a `host[:port]` (RFC 3986 reg-name, IP literals and a port), by value.
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:[]%";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// The key an absolute `http(s)` URL is stored under by [`default_key`] (for purging
 /// by URL); `None` for anything else.

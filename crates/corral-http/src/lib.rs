@@ -59,7 +59,7 @@
 //! | `upstream.rs` | the inner service, type-erased (the refresh cache and the pool use it too) |
 //! | `policy.rs`, `directives.rs`, `reason.rs` | storability and freshness; `Cache-Control`; why a response is not stored |
 //! | `key.rs`, `vary.rs` | keys from URLs; variants |
-//! | `stored.rs`, `wire.rs` | a stored response; its encoding in Redis |
+//! | `stored.rs`, `fields.rs`, `wire.rs` | a stored response; its header fields in compact form; its encoding in Redis |
 //! | `framing.rs`, `hop.rs`, `body.rs` | message framing; hop-by-hop fields; bodies |
 //! | `status.rs`, `handle.rs` | `Cache-Status` and `X-Cache`; purging and counters from outside |
 //! | `refresh.rs`, `refresh/` | the refresh cache |
@@ -79,6 +79,7 @@ mod builder;
 mod client;
 mod directives;
 mod fetch;
+mod fields;
 mod framing;
 mod future;
 #[cfg(any(test, feature = "fuzzing"))]

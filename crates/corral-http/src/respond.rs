@@ -55,9 +55,11 @@ impl State {
             };
             let mut response = Response::new(body);
             *response.status_mut() = stored.status;
-            *response.headers_mut() = stored.headers.clone();
+            // Room for Age, X-Cache and Cache-Status, and for a `Connection` field
+            // a server adds for an HTTP/1.0 client.
+            *response.headers_mut() = stored.headers.to_map(4);
             let headers = response.headers_mut();
-            headers.insert(AGE, age);
+            headers.append(AGE, age);
             status::write(headers, CacheStatus::Hit, cache_status);
             self.count(CacheStatus::Hit);
             return response;
@@ -82,9 +84,7 @@ impl State {
             };
             let mut response = Response::new(body);
             *response.status_mut() = stored.status;
-            // The stored headers already hold slots for Age and the cache-status
-            // headers, so filling them in never grows the map.
-            *response.headers_mut() = stored.headers.clone();
+            *response.headers_mut() = stored.headers.to_map(4);
             response
         };
         response

@@ -2,7 +2,6 @@
 //! header of RFC 9211.
 
 use bytes::Bytes;
-use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::reason::Detail;
@@ -188,20 +187,11 @@ impl Report {
 }
 
 /// Sets `X-Cache` and adds this cache's `Cache-Status` entry after any entries of
-/// caches further upstream (filling the empty slot a stored response keeps for it).
+/// caches further upstream (RFC 9211 §2: each cache appends its own).
 pub(crate) fn write(headers: &mut HeaderMap, status: CacheStatus, cache_status: HeaderValue) {
     headers.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
-    if cache_status.is_empty() {
-        return;
-    }
-    match headers.entry(CACHE_STATUS) {
-        Entry::Occupied(mut entry) => match entry.iter_mut().last() {
-            Some(slot) if slot.is_empty() => *slot = cache_status,
-            _ => entry.append(cache_status),
-        },
-        Entry::Vacant(entry) => {
-            entry.insert(cache_status);
-        }
+    if !cache_status.is_empty() {
+        headers.append(CACHE_STATUS, cache_status);
     }
 }
 

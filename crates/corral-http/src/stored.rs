@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use corral::Weigh;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -11,9 +11,10 @@ use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
 
+use crate::fields::Fields;
 use crate::hop::remove_hop_by_hop;
 use crate::policy::Lifetime;
-use crate::status::{CACHE_STATUS, CacheStatus, Report, X_CACHE};
+use crate::status::{CacheStatus, Report};
 use crate::vary::VarySpec;
 
 /// An entry of the HTTP cache's engine, and what the waiters of one upstream fetch get.
@@ -50,11 +51,12 @@ pub(crate) enum Provenance {
 }
 
 /// A response kept by the cache: status, headers as received (each field line kept,
-/// in order; hop-by-hop fields removed), the whole body, and its lifetime.
+/// in order, in compact form; hop-by-hop fields removed; a `Content-Length` that is
+/// the body's), the whole body, and its lifetime.
 #[derive(Debug)]
 pub(crate) struct StoredResponse {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub headers: Fields,
     pub body: Bytes,
     pub stored_at: Instant,
     pub lifetime: Lifetime,
@@ -74,45 +76,27 @@ pub(crate) struct HitHeaders {
     pub cache_status: HeaderValue,
 }
 
-/// What one slot of a `HeaderMap` costs besides the name's and value's bytes: a bucket
-/// (name, value, hash, links: 104 bytes on 64-bit targets) and an index entry. A map
-/// of usable capacity `c` has `4c/3` slots (ten fields take sixteen: 1.7 KB).
-const HEADER_SLOT: usize = 108;
-
 impl Weigh for StoredResponse {
     fn weigh(&self) -> usize {
-        let headers = self.headers.capacity() * 4 / 3 * HEADER_SLOT
-            + self
-                .headers
-                .iter()
-                .map(|(name, value)| name.as_str().len() + value.len())
-                .sum::<usize>();
         let vary = self
             .vary
             .as_ref()
             .map_or(0, |(names, values)| names.len() * 24 + values.len());
-        self.body.len() + headers + vary + std::mem::size_of::<StoredResponse>()
+        self.body.len() + self.headers.weigh() + vary + std::mem::size_of::<StoredResponse>()
     }
 }
 
-/// The headers a response of `status` is stored with: its end-to-end fields, a
+/// The headers a response of `status` is stored with: its end-to-end fields and a
 /// `Content-Length` that is the stored body's length (whatever the origin said; none
-/// for a status without content), and the slots a served response fills in (`Age`,
-/// and the cache-status headers if they are on), so serving it never grows the map.
+/// for a status without content).
 pub(crate) fn stored_headers(
     status: StatusCode,
     received: &HeaderMap,
     body_length: usize,
-    status_headers: bool,
-) -> HeaderMap {
+) -> Fields {
     let mut headers = end_to_end(received);
     frame_stored(status, &mut headers, body_length);
-    headers.insert(header::AGE, HeaderValue::from_static("0"));
-    if status_headers {
-        headers.insert(X_CACHE, HeaderValue::from_static(""));
-        headers.append(CACHE_STATUS, HeaderValue::from_static(""));
-    }
-    headers
+    Fields::from_map(&headers)
 }
 
 /// Makes stored headers describe the stored body: no hop-by-hop fields, and a
@@ -128,36 +112,12 @@ pub(crate) fn frame_stored(status: StatusCode, headers: &mut HeaderMap, body_len
 }
 
 /// The end-to-end fields of `headers`: hop-by-hop ones and those named in
-/// `Connection` removed, every other field line kept as it came.
+/// `Connection` removed, and `Age` (the cache states the age itself when it serves);
+/// every other field line kept as it came.
 pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
     remove_hop_by_hop(&mut out);
-    // The cache states the age itself when it serves.
     out.remove(header::AGE);
-    compacted(&out)
-}
-
-/// The same fields with their values copied into one buffer of their own. A client
-/// parses values as slices of its read buffer (8 KiB and more), so a stored response
-/// holding them as they came would keep that whole buffer alive for as long as it is
-/// stored: ten times the memory the cache counts for a small response.
-fn compacted(headers: &HeaderMap) -> HeaderMap {
-    let total = headers.values().map(HeaderValue::len).sum();
-    let mut buffer = BytesMut::with_capacity(total);
-    for value in headers.values() {
-        buffer.extend_from_slice(value.as_bytes());
-    }
-    let buffer = buffer.freeze();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    let mut at = 0;
-    for (name, value) in headers {
-        let end = at + value.len();
-        let mut copy =
-            HeaderValue::from_maybe_shared(buffer.slice(at..end)).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
-        at = end;
-    }
     out
 }
 
@@ -175,7 +135,7 @@ impl StoredResponse {
     /// field the 304 carries replaces all lines of that field; the others stay.
     pub(crate) fn headers_updated_by(&self, not_modified: &HeaderMap) -> HeaderMap {
         let fresh = end_to_end(not_modified);
-        let mut merged = self.headers.clone();
+        let mut merged = self.headers.to_map(0);
         for name in fresh.keys() {
             if KEPT_ON_REVALIDATION.contains(name) {
                 continue;
@@ -199,8 +159,8 @@ impl StoredResponse {
     /// Its validators, for a conditional request: (`If-None-Match`, `If-Modified-Since`).
     pub(crate) fn validators(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
         (
-            self.headers.get(header::ETAG),
-            self.headers.get(header::LAST_MODIFIED),
+            self.headers.get(&header::ETAG),
+            self.headers.get(&header::LAST_MODIFIED),
         )
     }
 
@@ -239,7 +199,11 @@ impl StoredResponse {
             return false;
         }
         if let Some(if_none_match) = request.get(header::IF_NONE_MATCH) {
-            let Some(etag) = self.headers.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
+            let Some(etag) = self
+                .headers
+                .get(&header::ETAG)
+                .and_then(|e| e.to_str().ok())
+            else {
                 return false;
             };
             let ours = etag.trim_start_matches("W/");
@@ -259,7 +223,7 @@ impl StoredResponse {
         };
         let modified = self
             .headers
-            .get(header::LAST_MODIFIED)
+            .get(&header::LAST_MODIFIED)
             .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
         modified.is_some_and(|modified| modified <= since)
     }
@@ -283,7 +247,7 @@ mod tests {
     fn stored(h: &[(&str, &str)]) -> StoredResponse {
         StoredResponse {
             status: StatusCode::OK,
-            headers: end_to_end(&headers(h)),
+            headers: Fields::from_map(&end_to_end(&headers(h))),
             body: Bytes::from_static(b"body"),
             stored_at: Instant::now(),
             lifetime: Lifetime {
@@ -310,18 +274,14 @@ mod tests {
             let value = HeaderValue::from_maybe_shared(read_buffer.slice(range)).unwrap();
             parsed.append(HeaderName::from_static(name), value);
         }
-        let kept = end_to_end(&parsed);
-        assert_eq!(kept.get("cache-control").unwrap(), "max-age=60");
-        assert_eq!(kept.get("etag").unwrap(), "\"tag\"");
-        let within_read_buffer = |v: &HeaderValue| {
+        let kept = stored_headers(StatusCode::OK, &parsed, 0);
+        assert_eq!(kept.get(&header::CACHE_CONTROL).unwrap(), "max-age=60");
+        assert_eq!(kept.get(&header::ETAG).unwrap(), "\"tag\"");
+        let within_read_buffer = |(_, v): (&HeaderName, &HeaderValue)| {
             let range = read_buffer.as_ptr_range();
             range.contains(&v.as_bytes().as_ptr())
         };
-        assert!(!kept.values().any(within_read_buffer));
-        // One buffer of their own, back to back.
-        let cc = kept.get("cache-control").unwrap().as_bytes();
-        let etag = kept.get("etag").unwrap().as_bytes();
-        assert_eq!(cc.as_ptr().wrapping_add(cc.len()), etag.as_ptr());
+        assert!(!kept.iter().any(within_read_buffer));
     }
 
     #[test]
@@ -350,16 +310,15 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("x-kept", "1"),
         ]);
-        let h = stored_headers(StatusCode::OK, &received, 1234, false);
+        let h = stored_headers(StatusCode::OK, &received, 1234);
         assert_eq!(
-            h.get_all("content-length").iter().collect::<Vec<_>>(),
+            h.get_all(&header::CONTENT_LENGTH).collect::<Vec<_>>(),
             ["1234"]
         );
-        assert!(!h.contains_key("transfer-encoding"));
-        assert_eq!(h.get("x-kept").unwrap(), "1");
-        let h = stored_headers(StatusCode::NO_CONTENT, &received, 0, true);
-        assert!(!h.contains_key("content-length"));
-        assert!(h.contains_key("x-cache") && h.contains_key("age"));
+        assert!(h.get(&header::TRANSFER_ENCODING).is_none());
+        assert_eq!(h.get(&HeaderName::from_static("x-kept")).unwrap(), "1");
+        let h = stored_headers(StatusCode::NO_CONTENT, &received, 0);
+        assert!(h.get(&header::CONTENT_LENGTH).is_none());
     }
 
     #[test]

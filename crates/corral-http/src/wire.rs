@@ -10,6 +10,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
+use crate::fields::Fields;
 use crate::policy::Lifetime;
 use crate::stored::{Provenance, StoredResponse, frame_stored};
 use crate::vary::VarySpec;
@@ -91,7 +92,7 @@ impl<'de> Deserialize<'de> for StoredResponse {
         frame_stored(status, &mut headers, wire.body.len());
         Ok(StoredResponse {
             status,
-            headers,
+            headers: Fields::from_map(&headers),
             body: wire.body,
             stored_at: from_wall(wire.stored_at_unix_ms),
             lifetime: wire.lifetime,
@@ -133,6 +134,7 @@ mod tests {
 
     use super::*;
     use crate::stored::Stored;
+    use http::header;
 
     #[test]
     fn a_stored_response_round_trips_with_its_header_lists_and_age() {
@@ -142,7 +144,7 @@ mod tests {
         headers.append("etag", HeaderValue::from_static("\"v\""));
         let response = StoredResponse {
             status: StatusCode::NOT_FOUND,
-            headers,
+            headers: Fields::from_map(&headers),
             body: Bytes::from_static(b"\x00body"),
             stored_at: Instant::now() - Duration::from_secs(30),
             lifetime: Lifetime {
@@ -167,7 +169,7 @@ mod tests {
             panic!("a response comes back as a response")
         };
         assert_eq!(back.status, StatusCode::NOT_FOUND);
-        let cookies: Vec<_> = back.headers.get_all("set-cookie").iter().collect();
+        let cookies: Vec<_> = back.headers.get_all(&header::SET_COOKIE).collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
         assert_eq!(&back.body[..], b"\x00body");
         let age = back.age(Instant::now()).as_secs();
@@ -205,7 +207,7 @@ mod tests {
         headers.append("transfer-encoding", HeaderValue::from_static("chunked"));
         let hostile = StoredResponse {
             status: StatusCode::OK,
-            headers,
+            headers: Fields::from_map(&headers),
             body: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\nsmuggled"),
             stored_at: Instant::now(),
             lifetime: Lifetime {
@@ -227,8 +229,8 @@ mod tests {
         let Stored::Response(back) = MessagePack.decode(&bytes).unwrap() else {
             panic!("a response comes back as a response")
         };
-        let lengths: Vec<_> = back.headers.get_all("content-length").iter().collect();
+        let lengths: Vec<_> = back.headers.get_all(&header::CONTENT_LENGTH).collect();
         assert_eq!(lengths, ["27"]);
-        assert!(!back.headers.contains_key("transfer-encoding"));
+        assert!(back.headers.get(&header::TRANSFER_ENCODING).is_none());
     }
 }

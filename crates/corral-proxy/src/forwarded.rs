@@ -127,8 +127,9 @@ impl Forwarding {
             chain.extend_from_slice(client_ip.as_bytes());
             HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client_ip.clone())
         };
-        if !trusted {
-            // Most requests carry none: one pass over their names.
+        // Most requests carry none: one pass over their names, and a second only
+        // for those that do.
+        if !trusted && headers.keys().any(is_forwarding_field) {
             let dropped: Vec<HeaderName> = headers
                 .keys()
                 .filter(|name| is_forwarding_field(name))

@@ -54,6 +54,7 @@ pub use config::{Config, ConfigError};
 pub use forwarded::InvalidPseudonym;
 pub use proxy::ProxyError;
 
+use crate::access_log::AccessLog;
 use crate::allow::AllowList;
 use crate::dial::Listeners;
 use crate::proxy::Proxy;
@@ -65,6 +66,7 @@ pub struct Bound {
     admin: Option<(TcpListener, axum::Router)>,
     proxy: Arc<Proxy>,
     ready: Arc<AtomicBool>,
+    access_log: Option<AccessLog>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -118,13 +120,28 @@ impl Bound {
         } else {
             None
         };
+        let access_log = if config.access_log {
+            Some(AccessLog::stderr(config.log_format).map_err(ProxyError::AccessLog)?)
+        } else {
+            None
+        };
         Ok(Bound {
             config,
             listener,
             admin,
             proxy,
             ready,
+            access_log,
         })
+    }
+
+    /// Writes the access log (when `access-log` is on) to `log` instead of stderr:
+    /// for a program that embeds the proxy and keeps its own logs.
+    pub fn log_access_to(mut self, log: AccessLog) -> Bound {
+        if self.access_log.is_some() {
+            self.access_log = Some(log);
+        }
+        self
     }
 
     /// Where the proxy listens.
@@ -164,7 +181,18 @@ impl Bound {
             ready.store(false, Ordering::Release);
             let _ = drain_until.send(tokio::time::Instant::now() + grace);
         };
-        server::serve(self.listener, self.proxy, &self.config, shutdown).await;
+        let access_log = self.access_log.clone();
+        server::serve(
+            self.listener,
+            self.proxy,
+            &self.config,
+            self.access_log,
+            shutdown,
+        )
+        .await;
+        if let Some(log) = access_log {
+            log.flush();
+        }
         // The admin API answered throughout the drain (`/readyz`: 503); it stops now,
         // its own requests in flight cut off when the grace period is over.
         let _ = stop_admin.send(());

@@ -58,6 +58,9 @@ pub enum ProxyError {
     /// The admin API's task panicked.
     #[error("the admin task failed: {0}")]
     AdminTask(#[from] tokio::task::JoinError),
+    /// The access log's writer thread cannot be started.
+    #[error("cannot start the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
 }
 
 /// The services a request goes through, with or without a pool of peers.

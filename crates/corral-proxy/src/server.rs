@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use corral_http::{Body, CacheStatus};
 
-use crate::access_log::{Entry, Logged};
+use crate::access_log::{AccessLog, Entry, Logged};
 use crate::config::Config;
 use crate::proxy::{Client, Proxy};
 
@@ -48,13 +48,13 @@ impl ServerMetrics {
 struct Connection {
     proxy: Arc<Proxy>,
     client: Client,
-    access_log: bool,
+    access_log: Option<AccessLog>,
     metrics: Arc<ServerMetrics>,
 }
 
 impl Connection {
     async fn respond(&self, request: Request<Incoming>) -> Response<Logged> {
-        let entry = self.access_log.then(|| {
+        let entry = self.access_log.is_some().then(|| {
             (
                 request.method().clone(),
                 request.uri().clone(),
@@ -70,13 +70,18 @@ impl Connection {
         }
         let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
         self.metrics.responses[class].increment(1);
-        let entry = entry.map(|(method, uri, started)| Entry {
-            method,
-            uri,
-            status: response.status().as_u16(),
-            cache: CacheStatus::of(&response),
-            started,
-        });
+        let entry = entry
+            .zip(self.access_log.clone())
+            .map(|((method, uri, started), log)| {
+                let entry = Entry {
+                    method,
+                    uri,
+                    status: response.status().as_u16(),
+                    cache: CacheStatus::of(&response),
+                    started,
+                };
+                (entry, log)
+            });
         response.map(|body| Logged::new(body, entry))
     }
 }
@@ -86,6 +91,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     config: &Config,
+    access_log: Option<AccessLog>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -107,7 +113,6 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let metrics = Arc::new(ServerMetrics::new());
-    let access_log = config.access_log;
     let first_bytes_within = config.header_read_timeout;
     tokio::pin!(shutdown);
     loop {
@@ -134,7 +139,7 @@ pub(crate) async fn serve(
         let connection = Arc::new(Connection {
             proxy: proxy.clone(),
             client: proxy.client(addr),
-            access_log,
+            access_log: access_log.clone(),
             metrics: metrics.clone(),
         });
         let service = hyper::service::service_fn(move |request| {

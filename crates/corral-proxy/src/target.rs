@@ -53,42 +53,34 @@ impl Mode {
 
     /// Points a reverse proxy's request at the origin.
     fn point_at_origin(&self, parts: &mut request::Parts) -> Result<(), Refusal> {
-        if let Some((uri, host)) = self.origin_target(parts)? {
-            parts.uri = uri;
-            if let Some(host) = host {
-                parts.headers.insert(header::HOST, host);
-            }
+        let Mode::Reverse { origin, .. } = self else {
+            return Ok(());
+        };
+        let host = self.origin_host(parts)?;
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(origin.scheme.clone());
+        uri.authority = Some(origin.authority.clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri)
+            .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "the request's path is not valid"))?;
+        if let Some(host) = host {
+            parts.headers.insert(header::HOST, host);
         }
         Ok(())
     }
 
-    /// Where a reverse proxy sends a request: the origin's URI for its path, and the
-    /// `Host` the origin is to see (`None`: the request's own). `None` for a forward
-    /// proxy.
-    fn origin_target(
-        &self,
-        parts: &request::Parts,
-    ) -> Result<Option<(Uri, Option<HeaderValue>)>, Refusal> {
+    /// The `Host` a reverse proxy's origin is to see for a request (`None`: the
+    /// request's own; and for a forward proxy).
+    fn origin_host(&self, parts: &request::Parts) -> Result<Option<HeaderValue>, Refusal> {
         let Mode::Reverse {
-            origin,
-            host,
-            origin_host,
+            host, origin_host, ..
         } = self
         else {
             return Ok(None);
         };
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
-            .scheme(origin.scheme.clone())
-            .authority(origin.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "the request's path is not valid"))?;
-        let host = match (host, parts.headers.contains_key(header::HOST)) {
+        Ok(match (host, parts.headers.contains_key(header::HOST)) {
             (HostMode::Keep, true) => None,
             // An HTTP/2 client names the host in `:authority` alone.
             (HostMode::Keep, false) => Some(match parts.uri.authority() {
@@ -96,33 +88,29 @@ impl Mode {
                 None => origin_host.clone(),
             }),
             (HostMode::Upstream, _) => Some(origin_host.clone()),
-        };
-        Ok(Some((uri, host)))
+        })
     }
 
     /// The URL a request is for once pointed at its target (what the pool routes
     /// it by, so that every member sends one resource to one owner), or `None` when
     /// it is refused.
     pub(crate) fn target_url(&self, parts: &request::Parts) -> Option<String> {
-        match self.origin_target(parts).ok()? {
-            None => {
-                // A forward proxy's target is the URL the request names.
-                parts.uri.authority()?;
-                corral_http::url_key(&parts.uri.to_string())
-            }
-            Some((uri, host)) => {
-                let host = match &host {
-                    Some(host) => host,
-                    None => parts.headers.get(header::HOST)?,
-                };
-                let host = host.to_str().ok()?;
-                if !corral_http::is_host(host) {
-                    return None;
-                }
-                let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-                corral_http::url_key(&format!("{}://{host}{path}", uri.scheme_str()?))
-            }
+        let Mode::Reverse { origin, .. } = self else {
+            // A forward proxy's target is the URL the request names.
+            parts.uri.authority()?;
+            return corral_http::url_key(&parts.uri.to_string());
+        };
+        let host = self.origin_host(parts).ok()?;
+        let host = match &host {
+            Some(host) => host,
+            None => parts.headers.get(header::HOST)?,
+        };
+        let host = host.to_str().ok()?;
+        if !corral_http::is_host(host) {
+            return None;
         }
+        let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        corral_http::url_key(&format!("{}://{host}{path}", origin.scheme))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The access log: one line per request (target `corral::access`), written when the
 //! response body is done: method, URL, status, cache status, duration, bytes, and
-//! whether the body was sent whole. Captured in-process as JSON lines, and from the
-//! `corral` binary's stderr with `--log-format json`.
+//! whether the body was sent whole. Captured in-process as JSON lines (the proxy
+//! writing its access log to the test's buffer), and from the `corral` binary's
+//! stderr with `--log-format json`.
 
 #[path = "../../corral-http/tests/support/mod.rs"]
 mod origin;
@@ -12,9 +13,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use corral_proxy::access_log::AccessLog;
+use corral_proxy::config::LogFormat;
 use origin::{Origin, Reply};
 use serde_json::Value;
-use support::{get, start};
+use support::{get, start_logging_to};
 
 const ACCESS: &str = "corral::access";
 
@@ -34,19 +37,11 @@ impl Write for Captured {
 }
 
 impl Captured {
-    /// Captures this thread's logs (the test's runtime is single-threaded, so the
-    /// proxy's tasks log here too) as JSON lines, as `log-format = "json"` writes
-    /// them, until the guard is dropped.
-    fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+    /// An access log in the JSON format (`log-format = "json"`) writing here.
+    fn install() -> (Captured, AccessLog) {
         let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
+        let log = AccessLog::to_writer(LogFormat::Json, captured.clone()).unwrap();
+        (captured, log)
     }
 
     /// Every line written, each parsed as JSON.
@@ -91,17 +86,17 @@ async fn the_cache_status_is_logged_with_the_cache_status_headers_off() {
 }
 
 async fn one_line_per_request(cache_status_header: bool) {
-    let (captured, _guard) = Captured::install();
+    let (captured, log) = Captured::install();
     let origin = Origin::start().await;
     origin.route("/page", |_, _| {
         Reply::ok("page body")
             .header("cache-control", "max-age=60")
             .delay(Duration::from_millis(150))
     });
-    let proxy = start(&format!(
+    let proxy = start_logging_to(&format!(
         "upstream = \"http://{}\"\naccess-log = true\ncache-status-headers = {cache_status_header}",
         origin.addr
-    ))
+    ), log)
     .await;
     for _ in 0..2 {
         let got = get(proxy.addr, "/page?q=1", &[("host", "site")]).await;
@@ -133,8 +128,8 @@ async fn one_line_per_request(cache_status_header: bool) {
 
 #[tokio::test]
 async fn a_request_refused_before_the_cache_is_logged_without_a_cache_status() {
-    let (captured, _guard) = Captured::install();
-    let proxy = start("allow = [\"allowed.test\"]\naccess-log = true").await;
+    let (captured, log) = Captured::install();
+    let proxy = start_logging_to("allow = [\"allowed.test\"]\naccess-log = true", log).await;
     let got = get(proxy.addr, "http://127.0.0.1:9/secret", &[]).await;
     assert_eq!(got.status, 403);
     let lines = captured.access_lines(1).await;
@@ -149,14 +144,14 @@ async fn a_request_refused_before_the_cache_is_logged_without_a_cache_status() {
 async fn a_response_cut_short_by_the_client_is_logged_as_incomplete() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const SIZE: usize = 32 << 20;
-    let (captured, _guard) = Captured::install();
+    let (captured, log) = Captured::install();
     let origin = Origin::start().await;
     let big = "x".repeat(SIZE);
     origin.route("/big", move |_, _| Reply::ok(&big));
-    let proxy = start(&format!(
-        "upstream = \"http://{}\"\naccess-log = true",
-        origin.addr
-    ))
+    let proxy = start_logging_to(
+        &format!("upstream = \"http://{}\"\naccess-log = true", origin.addr),
+        log,
+    )
     .await;
     let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     client
@@ -177,13 +172,13 @@ async fn a_response_cut_short_by_the_client_is_logged_as_incomplete() {
 
 #[tokio::test]
 async fn with_the_access_log_off_no_line_is_written() {
-    let (captured, _guard) = Captured::install();
+    let (captured, log) = Captured::install();
     let origin = Origin::start().await;
     origin.route("/quiet", |_, _| Reply::ok("quiet"));
-    let proxy = start(&format!(
-        "upstream = \"http://{}\"\naccess-log = false",
-        origin.addr
-    ))
+    let proxy = start_logging_to(
+        &format!("upstream = \"http://{}\"\naccess-log = false", origin.addr),
+        log,
+    )
     .await;
     assert_eq!(get(proxy.addr, "/quiet", &[]).await.text(), "quiet");
     captured.access_lines(0).await;

@@ -26,13 +26,29 @@ pub(crate) struct Running {
 
 /// Starts a proxy with this TOML on top of test defaults (random ports, no access log).
 pub(crate) async fn start(toml: &str) -> Running {
+    run(bind(toml).await)
+}
+
+/// A proxy as `start` makes it, writing its access log (if on) to `log`.
+#[allow(dead_code)]
+pub(crate) async fn start_logging_to(
+    toml: &str,
+    log: corral_proxy::access_log::AccessLog,
+) -> Running {
+    run(bind(toml).await.log_access_to(log))
+}
+
+async fn bind(toml: &str) -> Bound {
     let mut table: toml::Table =
         "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\naccess-log = false\n"
             .parse()
             .unwrap();
     table.extend(toml.parse::<toml::Table>().expect("test TOML"));
     let config = Config::from_toml(table).expect("a valid test configuration");
-    let bound = Bound::bind(config).await.expect("the proxy binds");
+    Bound::bind(config).await.expect("the proxy binds")
+}
+
+fn run(bound: Bound) -> Running {
     let (addr, admin) = (bound.addr(), bound.admin_addr());
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(bound.serve(async {
