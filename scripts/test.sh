@@ -42,8 +42,9 @@ cargo fmt --all -- --check
 say "import cycles between files"
 python3 scripts/module-cycles.py
 
-say "lints"
+say "lints (all features, then each crate's defaults)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "tests (unit, integration, examples, benchmarks in test mode)"
 cargo test --workspace --all-targets --all-features --locked

@@ -53,7 +53,7 @@ impl Fields {
     /// A map of these fields, with room for `extra` more without growing.
     pub(crate) fn to_map(&self, extra: usize) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.lines.len() + extra);
-        for (name, value) in &*self.lines {
+        for (name, value) in self.iter() {
             map.append(name.clone(), value.clone());
         }
         map

@@ -8,7 +8,8 @@ use http::header::{self, HeaderName};
 const HOPS: usize = 9;
 
 /// The hop-by-hop fields, plus the non-standard `Proxy-Connection`. (A `static`, not a
-/// `const`: a `const` array of names is built and dropped at every use.)
+/// `const`: a `const` array of names is built and dropped at every use.) Each starts
+/// with `c`, `k`, `p`, `t` or `u`, which `remove_hop_by_hop` relies on.
 static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -39,6 +40,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // carry none, or only `Connection: keep-alive`).
     let mut present = [false; HOPS];
     for name in headers.keys() {
+        // Every hop-by-hop name starts with one of these letters: most names are
+        // passed over on their first byte.
+        if !matches!(
+            name.as_str().as_bytes().first(),
+            Some(b'c' | b'k' | b'p' | b't' | b'u')
+        ) {
+            continue;
+        }
         if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present[at] = true;
         }
@@ -79,6 +88,16 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn every_hop_by_hop_name_starts_with_a_letter_the_scan_looks_for() {
+        for hop in &HOP_BY_HOP {
+            assert!(matches!(
+                hop.as_str().as_bytes()[0],
+                b'c' | b'k' | b'p' | b't' | b'u'
+            ));
+        }
+    }
 
     #[test]
     fn hop_by_hop_fields_those_connection_names_and_a_length_a_coding_overrode_are_removed() {
