@@ -99,11 +99,13 @@ pub(crate) fn stored_headers(
     Fields::from_map(&headers)
 }
 
-/// Makes stored headers describe the stored body: no hop-by-hop fields, and a
-/// `Content-Length` that is the body's length (none for a status without content).
-/// Applied to what is stored, and to what is read back from a shared tier.
+/// Makes stored headers describe the stored body: no hop-by-hop fields, no `Age` (the
+/// cache states the age itself when it serves), and a `Content-Length` that is the
+/// body's length (none for a status without content). Applied to what is stored, and
+/// to what is read back from a shared tier.
 pub(crate) fn frame_stored(status: StatusCode, headers: &mut HeaderMap, body_length: usize) {
     remove_hop_by_hop(headers);
+    headers.remove(header::AGE);
     if status.is_informational() || status == StatusCode::NO_CONTENT {
         headers.remove(header::CONTENT_LENGTH);
     } else {

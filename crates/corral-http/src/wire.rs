@@ -201,10 +201,11 @@ mod tests {
     }
 
     #[test]
-    fn a_record_whose_length_disagrees_with_its_body_is_framed_by_the_body() {
+    fn a_record_whose_length_disagrees_with_its_body_is_framed_by_the_body_and_says_no_age() {
         let mut headers = HeaderMap::new();
         headers.append("content-length", HeaderValue::from_static("0"));
         headers.append("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.append("age", HeaderValue::from_static("99999"));
         let hostile = StoredResponse {
             status: StatusCode::OK,
             headers: Fields::from_map(&headers),
@@ -232,5 +233,9 @@ mod tests {
         let lengths: Vec<_> = back.headers.get_all(&header::CONTENT_LENGTH).collect();
         assert_eq!(lengths, ["27"]);
         assert!(back.headers.get(&header::TRANSFER_ENCODING).is_none());
+        assert!(
+            back.headers.get(&header::AGE).is_none(),
+            "the cache states the age"
+        );
     }
 }

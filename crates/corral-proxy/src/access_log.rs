@@ -6,7 +6,9 @@
 //! is made cheap. Each is formatted by hand into a shared buffer (integers with `itoa`,
 //! the timestamp's date and time formatted once a second), and a thread of its own
 //! writes the buffer out every [`FLUSH_EVERY`] (sooner when it fills), so no request
-//! waits on a write to stderr. The lines look like the proxy's other log lines (text
+//! waits on a write to stderr. While the output does not keep up, at most
+//! [`MAX_BUFFERED`] bytes wait; lines past that are dropped, counted in
+//! `corral_access_log_dropped_total` and reported in a warning. The lines look like the proxy's other log lines (text
 //! or JSON, by `log-format`), with target `corral::access`. Lines still buffered when
 //! the last [`AccessLog`] handle goes are written then; [`AccessLog::flush`] writes
 //! them at once.
@@ -14,6 +16,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,6 +34,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Buffered bytes past which the writer is woken at once.
 const WAKE_AT: usize = 64 << 10;
 
+/// Buffered bytes past which lines are dropped (and counted) rather than kept: a
+/// writer stuck on a full pipe must not let a flood of requests grow the process.
+pub const MAX_BUFFERED: usize = 8 << 20;
+
 /// Where access lines go; cheap to clone (clones share the buffer and the writer).
 #[derive(Clone)]
 pub struct AccessLog {
@@ -40,6 +47,8 @@ pub struct AccessLog {
 struct Shared {
     format: LogFormat,
     pending: Mutex<Vec<u8>>,
+    /// Lines dropped since the last flush, the buffer being full.
+    dropped: AtomicU64,
     out: Mutex<Box<dyn Write + Send>>,
     writer: std::thread::Thread,
 }
@@ -80,6 +89,7 @@ impl AccessLog {
         let shared = Arc::new(Shared {
             format,
             pending: Mutex::new(Vec::with_capacity(WAKE_AT)),
+            dropped: AtomicU64::new(0),
             out: Mutex::new(Box::new(out)),
             writer: thread.thread().clone(),
         });
@@ -98,6 +108,11 @@ impl AccessLog {
             line.clear();
             format_line(&mut line, self.shared.format, entry, bytes, complete);
             let mut pending = lock(&self.shared.pending);
+            if pending.len() + line.len() > MAX_BUFFERED {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("corral_access_log_dropped_total").increment(1);
+                return true;
+            }
             pending.extend_from_slice(&line);
             pending.len() >= WAKE_AT
         });
@@ -110,6 +125,13 @@ impl AccessLog {
 impl Shared {
     fn flush(&self) {
         let lines = std::mem::take(&mut *lock(&self.pending));
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "access log lines dropped: its output did not keep up"
+            );
+        }
         if lines.is_empty() {
             return;
         }

@@ -110,6 +110,11 @@ impl Mode {
             return None;
         }
         let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        // An asterisk-form target (`OPTIONS *`) names no resource: served here, never
+        // forwarded as another request.
+        if !path.starts_with('/') {
+            return None;
+        }
         corral_http::url_key(&format!("{}://{host}{path}", origin.scheme))
     }
 }
@@ -312,5 +317,12 @@ mod tests {
             "a forward proxy fetches the URL the request names, whatever its Host"
         );
         assert_eq!(Mode::Forward.target_url(&parts("/p", Some("h"))), None);
+        let mut asterisk = parts("/", Some("site.example"));
+        asterisk.uri = http::Uri::from_static("*");
+        assert_eq!(
+            keep.target_url(&asterisk),
+            None,
+            "OPTIONS * names no resource"
+        );
     }
 }

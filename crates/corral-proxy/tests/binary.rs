@@ -274,7 +274,7 @@ async fn three_binaries_share_a_pool_and_survive_one_being_killed() {
                 "--peers".to_owned(),
                 peers.clone(),
             ];
-            Served::start(&args, &[("CORRAL_PEER_SECRET", "binary-secret")])
+            Served::start(&args, &[("CORRAL_PEER_SECRET", "binary-test-peer-secret")])
         })
         .collect();
     let client = origin::client();

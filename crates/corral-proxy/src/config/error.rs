@@ -11,6 +11,10 @@ use crate::allow::AllowError;
 /// The shortest admin token accepted: 16 bytes.
 pub const MIN_ADMIN_TOKEN: usize = 16;
 
+/// The shortest `peer-secret` accepted, in bytes: a peer holding it is trusted as a
+/// proxy in front (its forwarding fields believed), and refusals are not rate-limited.
+pub const MIN_PEER_SECRET: usize = 16;
+
 /// The smallest `max-header-bytes` accepted: 8KiB.
 pub const MIN_HEADER_BYTES: u64 = 8 << 10;
 
@@ -79,6 +83,11 @@ pub enum ConfigError {
         /// Where it would listen.
         listen: SocketAddr,
     },
+    /// `peer-secret` is shorter than [`MIN_PEER_SECRET`].
+    #[error(
+        "`peer-secret` must be at least {MIN_PEER_SECRET} bytes (e.g. `openssl rand -hex 32`): whoever holds it is trusted as a proxy in front"
+    )]
+    ShortPeerSecret,
     /// `admin-token` is shorter than [`MIN_ADMIN_TOKEN`].
     #[error("`admin-token` must be at least {MIN_ADMIN_TOKEN} bytes (e.g. `openssl rand -hex 16`)")]
     ShortAdminToken,

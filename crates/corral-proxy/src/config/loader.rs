@@ -397,7 +397,7 @@ mod tests {
                 ("CORRAL_MAX_BYTES", "1GiB"),
                 ("CORRAL_ACCESS_LOG", "false"),
                 ("CORRAL_MAX_CONNECTIONS", "7"),
-                ("CORRAL_PEER_SECRET", "123456"),
+                ("CORRAL_PEER_SECRET", "1234567890123456"),
                 ("CORRAL_ALLOW", "a.example, 10.0.0.0/8"),
                 ("CORRAL_TRUSTED_PROXIES", "[\"192.0.2.1\"]"),
                 ("CORRAL_MEMORY_LIMIT", "1"),
@@ -409,7 +409,11 @@ mod tests {
         assert_eq!(c.max_bytes, ByteSize(1 << 30));
         assert!(!c.access_log);
         assert_eq!(c.max_connections, 7);
-        assert_eq!(c.peer_secret.as_deref(), Some("123456"), "digits stay text");
+        assert_eq!(
+            c.peer_secret.as_deref(),
+            Some("1234567890123456"),
+            "digits stay text"
+        );
         assert_eq!(c.allow, ["a.example", "10.0.0.0/8"]);
         assert_eq!(c.trusted_proxies, ["192.0.2.1"]);
         assert_eq!(c.via.as_deref(), Some("from-file"));

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use smart_default::SmartDefault;
 
 use super::byte_size::ByteSize;
-use super::error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES};
+use super::error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET};
 use crate::allow::AllowList;
 
 /// What `check-config` prints for a secret that is set.
@@ -177,8 +177,8 @@ pub struct Config {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_self: Option<String>,
-    /// The secret peers share (sent with, and required of, every peer request); it
-    /// turns the pool on. Best given as `CORRAL_PEER_SECRET`.
+    /// The secret peers share (sent with, and required of, every peer request; at
+    /// least 16 bytes); it turns the pool on. Best given as `CORRAL_PEER_SECRET`.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_secret: Option<String>,
@@ -231,6 +231,13 @@ impl Config {
             .is_some_and(|token| token.len() < MIN_ADMIN_TOKEN)
         {
             return Err(ConfigError::ShortAdminToken);
+        }
+        if self
+            .peer_secret
+            .as_deref()
+            .is_some_and(|secret| secret.len() < MIN_PEER_SECRET)
+        {
+            return Err(ConfigError::ShortPeerSecret);
         }
         if self.admin
             && !self.admin_listen.ip().is_loopback()
