@@ -125,7 +125,7 @@ pub(crate) async fn classify(
         Ok(lifetime) => lifetime,
         Err(reason) => return Ok(private(parts, body, reason)),
     };
-    let body = match collect(body, state.max_body).await {
+    let body = match collect(body, state.options.max_body).await {
         Collected::Whole(bytes) => bytes,
         Collected::Oversized(body) => {
             return Ok(private(parts, body, NotStored::TooLarge));
@@ -213,8 +213,8 @@ pub(crate) async fn load(
                 return Err(Unshared::new(OriginFailed { status }).into());
             }
             Loaded::new(Stored::Uncacheable)
-                .fresh_for(state.hit_for_miss)
-                .ttl(state.hit_for_miss)
+                .fresh_for(state.options.hit_for_miss)
+                .ttl(state.options.hit_for_miss)
         }
     })
 }
@@ -261,8 +261,8 @@ pub(crate) fn placement(
     }
     let variant = variant_key_for(&target.primary, &spec, &selecting);
     let index = Loaded::new(Stored::Variants(spec.clone()))
-        .fresh_for(keep.max(state.keep_stale_for))
-        .ttl(keep.max(state.keep_stale_for));
+        .fresh_for(keep.max(state.options.keep_stale_for))
+        .ttl(keep.max(state.options.keep_stale_for));
     let stored_variant = entry(Stored::Response(response));
     if target.key == target.primary {
         index.also_store(variant, stored_variant)

@@ -640,8 +640,9 @@ fn get(uri: &str) -> request::Parts {
 }
 
 /// Header fields from lines of `name: value`; a line that is no valid field is
-/// skipped.
-fn fields(text: &[u8]) -> HeaderMap {
+/// skipped. (The input format of every target that takes header fields, the proxy's
+/// too.)
+pub fn fields(text: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for line in text.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {

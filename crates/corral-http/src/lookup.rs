@@ -62,13 +62,13 @@ impl Lookup {
         let bypass = |parts, forward| {
             Start::Bypass(parts, Report::new(CacheStatus::Bypass).forward(forward))
         };
-        let Some(primary) = (state.key)(&parts) else {
+        let Some(primary) = (state.options.key)(&parts) else {
             return bypass(parts, Forward::Bypass);
         };
-        let directives = state.policy.request_directives(&parts);
+        let directives = state.options.policy.request_directives(&parts);
         if directives.no_store
             || parts.headers.contains_key(RANGE)
-            || state.policy.passes_credentials(&parts)
+            || state.options.policy.passes_credentials(&parts)
         {
             return bypass(parts, Forward::Request);
         }

@@ -45,9 +45,9 @@ impl State {
         now: Instant,
     ) -> Response<Body> {
         let conditional = stored.satisfies_conditional(&request.headers);
-        if report.is_plain_hit() && self.status_headers && !conditional {
+        if report.is_plain_hit() && self.options.status_headers && !conditional {
             // The hot path: every header value is ready-made.
-            let (age, cache_status) = stored.hit_headers(now, &self.name);
+            let (age, cache_status) = stored.hit_headers(now, &self.options.name);
             let body = if head {
                 Body::empty()
             } else {
@@ -108,8 +108,8 @@ impl State {
         }
         framing::frame_response(parts.status, &mut parts.headers, &body, head);
         let mut response = Response::from_parts(parts, body);
-        if self.status_headers {
-            report.write(&self.name, response.headers_mut());
+        if self.options.status_headers {
+            report.write(&self.options.name, response.headers_mut());
         } else {
             // Without the headers, the status still reaches the server's own logs.
             response.extensions_mut().insert(report.status);

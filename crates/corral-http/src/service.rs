@@ -193,7 +193,7 @@ async fn forward(
 ) -> Response<Body> {
     // A second round only when the fetch pointed to a variant that is then not found.
     for _ in 0..2 {
-        if state.policy.is_shared() && lookup.parts.headers.contains_key(AUTHORIZATION) {
+        if state.options.policy.is_shared() && lookup.parts.headers.contains_key(AUTHORIZATION) {
             // Credentials never queue behind other users' fetches.
             return alone(state, upstream, lookup, Detail::Authorization).await;
         }
@@ -406,7 +406,7 @@ async fn solo(
     report: Report,
 ) -> Response<Body> {
     let head = parts.method == Method::HEAD;
-    let directives = state.policy.request_directives(&parts);
+    let directives = state.options.policy.request_directives(&parts);
     let sending = upstream.send(parts.clone());
     let outcome = sending.await;
     let failed = outcome

@@ -20,19 +20,6 @@ use crate::stored::Stored;
 pub(crate) struct Options {
     pub policy: Policy,
     pub key: KeyFn,
-    pub max_body: usize,
-    pub keep_stale_for: Duration,
-    pub max_keep: Option<Duration>,
-    pub hit_for_miss: Duration,
-    pub status_headers: bool,
-    pub name: String,
-}
-
-/// What all services of one layer share.
-pub(crate) struct State {
-    pub cache: Cache<Stored>,
-    pub policy: Policy,
-    pub key: KeyFn,
     /// The largest body stored.
     pub max_body: usize,
     pub keep_stale_for: Duration,
@@ -42,36 +29,26 @@ pub(crate) struct State {
     pub status_headers: bool,
     /// The cache's name in `Cache-Status` and in metrics.
     pub name: String,
+}
+
+/// What all services of one layer share.
+pub(crate) struct State {
+    pub cache: Cache<Stored>,
+    pub options: Options,
     counts: [AtomicU64; 5],
     responses: [Counter; 5],
 }
 
 impl State {
     pub(crate) fn new(cache: Cache<Stored>, options: Options) -> State {
-        let Options {
-            policy,
-            key,
-            max_body,
-            keep_stale_for,
-            max_keep,
-            hit_for_miss,
-            status_headers,
-            name,
-        } = options;
+        let responses = CacheStatus::ALL.map(|status| {
+            metrics::counter!("corral_http_responses_total", "cache" => options.name.clone(), "status" => status.label())
+        });
         State {
             cache,
-            policy,
-            key,
-            max_body,
-            keep_stale_for,
-            max_keep,
-            hit_for_miss,
-            status_headers,
+            options,
             counts: Default::default(),
-            responses: CacheStatus::ALL.map(|status| {
-                metrics::counter!("corral_http_responses_total", "cache" => name.clone(), "status" => status.label())
-            }),
-            name,
+            responses,
         }
     }
 
@@ -93,8 +70,11 @@ impl State {
         req: &request::Parts,
         res: &http::response::Parts,
     ) -> Result<Lifetime, NotStored> {
-        let mut lifetime = self.policy.lifetime(req, res, self.keep_stale_for)?;
-        if let Some(max_keep) = self.max_keep {
+        let mut lifetime = self
+            .options
+            .policy
+            .lifetime(req, res, self.options.keep_stale_for)?;
+        if let Some(max_keep) = self.options.max_keep {
             lifetime.keep_for = lifetime.keep_for.min(max_keep);
             lifetime.fresh_for = lifetime.fresh_for.min(lifetime.initial_age + max_keep);
         }
@@ -112,7 +92,7 @@ impl State {
         }
         for target in targets {
             if let Some(get) = same_origin_get(request, &target)
-                && let Some(key) = (self.key)(&get)
+                && let Some(key) = (self.options.key)(&get)
             {
                 tracing::debug!(%key, "invalidated by an unsafe request");
                 self.cache.invalidate(&key).await;

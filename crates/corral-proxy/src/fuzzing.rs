@@ -7,7 +7,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue, VIA};
+use http::header::{HeaderValue, VIA};
+
+use corral_http::fuzzing::fields;
 
 use crate::allow::{AllowList, glob, is_internal};
 use crate::config::{ByteSize, Config};
@@ -270,23 +272,6 @@ fn forwarded_for(received: &HeaderMap, prepared: &HeaderMap, ip: &HeaderValue, t
             assert!(!forwarding || name == "x-forwarded-for", "{name} passed on");
         }
     }
-}
-
-/// Header fields from lines of `name: value`; a line that is no valid field is
-/// skipped.
-fn fields(text: &[u8]) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = HeaderName::from_bytes(&line[..colon]);
-        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
-        if let (Ok(name), Ok(value)) = (name, value) {
-            headers.append(name, value);
-        }
-    }
-    headers
 }
 
 #[cfg(test)]
