@@ -121,6 +121,9 @@ pub(crate) fn render(plan: &Plan, request: &Answering<'_>) -> Rendered {
     if plan.etag {
         wire.extend_from_slice(format!("etag: {ETAG}\r\n").as_bytes());
     }
+    for age in plan.age {
+        wire.extend_from_slice(format!("age: {age}\r\n").as_bytes());
+    }
     let length = format!("content-length: {}\r\n", would_be.len());
     let (fields, encoded) = match plan.framing {
         Framing::Length => (length, would_be.clone()),

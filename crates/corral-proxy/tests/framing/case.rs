@@ -130,6 +130,9 @@ pub(crate) struct Plan {
     pub cache_control: Option<&'static str>,
     /// An `ETag`; a conditional request for the target then gets a 304.
     pub etag: bool,
+    /// `Age` field lines the origin sends (none, one, two, or one that is no number):
+    /// a stored response served from the cache states its own age, once.
+    pub age: &'static [&'static str],
     /// Bytes of filler after the id in the body.
     pub padding: usize,
     /// Where chunk boundaries fall.
@@ -467,6 +470,15 @@ impl Plan {
             .to_vec(),
             cache_control,
             etag,
+            age: pick(
+                rng,
+                &[
+                    (80, [].as_slice()),
+                    (10, &["100"]),
+                    (5, &["100", "7"]),
+                    (5, &["soon"]),
+                ],
+            ),
             padding: if rng.u32(0..5) == 0 {
                 rng.usize(1000..5000)
             } else {
@@ -500,6 +512,7 @@ impl Plan {
             interim: Vec::new(),
             cache_control: Some("no-store"),
             etag: false,
+            age: &[],
             padding: 0,
             chunk_seed: 0,
             after_body: AfterBody::Nothing,
@@ -572,6 +585,9 @@ impl fmt::Display for Plan {
         }
         if self.etag {
             write!(f, " +etag")?;
+        }
+        for age in self.age {
+            write!(f, " age: {age}")?;
         }
         write!(
             f,

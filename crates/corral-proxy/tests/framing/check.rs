@@ -259,6 +259,20 @@ fn check_reply(
             .dump("the body the origin sent", expected),
         );
     }
+    let hit = reply.fields.all("x-cache").any(|v| v == b"HIT");
+    let ages: Vec<&[u8]> = reply.fields.all("age").collect();
+    let one_number =
+        matches!(ages.as_slice(), [age] if !age.is_empty() && age.iter().all(u8::is_ascii_digit));
+    if hit && !one_number {
+        out.push(shown(
+            Kind::AgeMisstated,
+            format!(
+                "{request} was answered from the cache with {} `Age` line(s), {:?}: the cache states its own age, once",
+                ages.len(),
+                ages.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>()
+            ),
+        ));
+    }
     if from == IdFrom::Body && reply.status != answer.status {
         out.push(shown(
             Kind::StatusAltered,

@@ -6,7 +6,8 @@
 //! `Expect: 100-continue`; pipelined or not; HTTP/1.1 or h2c) while the origin answers
 //! with generated framings (lengths, chunks with extensions and trailers, both
 //! lengths at once, close-delimited, interim responses, an unasked-for 101, 204 and
-//! 304 with bytes after them, junk or a whole second response after the body), then
+//! 304 with bytes after them, junk or a whole second response after the body, `Age`
+//! lines of its own: none, one, two, or one that is no number), then
 //! replays every target to see what the cache kept. Every byte is kept on both
 //! sides, both sides parse strictly, and the invariants of [`check`] are checked.
 //!

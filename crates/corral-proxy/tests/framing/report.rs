@@ -38,6 +38,9 @@ pub(crate) enum Kind {
     BodyAltered,
     /// A status that is not the one the origin sent.
     StatusAltered,
+    /// A response served from the cache whose `Age` is not one number (the cache's
+    /// own statement of its age).
+    AgeMisstated,
     /// A success response the origin never sent.
     ForeignResponse,
     /// An HTTP/2 stream that failed.
