@@ -147,7 +147,6 @@ pub(crate) async fn classify(
         lifetime,
         vary,
         provenance: Provenance::Fetched,
-        hit_headers: Default::default(),
     })))
 }
 
@@ -179,7 +178,6 @@ fn revalidated(
             lifetime,
             vary: stale.vary.clone(),
             provenance: Provenance::Revalidated,
-            hit_headers: Default::default(),
         })),
         Err(reason) => private(merged, Body::full(stale.body.clone()), reason),
     }

@@ -561,7 +561,6 @@ mod stored {
             } else {
                 Provenance::Revalidated
             },
-            hit_headers: Default::default(),
         });
         let back = round_tripped(&Stored::Response(response.clone()));
         let mut framed = headers.clone();
@@ -614,7 +613,6 @@ mod stored {
             lifetime: response.lifetime.clone(),
             vary: response.vary.clone(),
             provenance: response.provenance,
-            hit_headers: Default::default(),
         }
     }
 

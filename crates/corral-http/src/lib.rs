@@ -87,6 +87,7 @@ mod future;
 pub mod fuzzing;
 mod handle;
 mod hop;
+mod hot;
 mod key;
 mod layer;
 mod lookup;

@@ -14,7 +14,7 @@ use crate::body::{Body, BoxError, RequestBodyError};
 use crate::framing;
 use crate::reason::Detail;
 use crate::state::State;
-use crate::status::{self, CacheStatus, Forward, Report};
+use crate::status::{CacheStatus, Forward, Report};
 use crate::stored::StoredResponse;
 
 /// The error behind a `502`/`504` the cache made up, in the response's extensions.
@@ -38,7 +38,7 @@ impl State {
     /// conditions match it; no body for a HEAD).
     pub(crate) fn serve(
         &self,
-        stored: &StoredResponse,
+        stored: &Arc<StoredResponse>,
         request: &request::Parts,
         head: bool,
         mut report: Report,
@@ -46,8 +46,20 @@ impl State {
     ) -> Response<Body> {
         let conditional = stored.satisfies_conditional(&request.headers);
         if report.is_plain_hit() && self.options.status_headers && !conditional {
-            // The hot path: every header value is ready-made.
-            let (age, cache_status) = stored.hit_headers(now, &self.options.name);
+            // The hot path: a response hit many times a second has its head ready.
+            let age_secs = stored.age(now).as_secs();
+            let headers = self.hot.head(stored, age_secs, now, || {
+                // Room for Age, X-Cache and Cache-Status, and for a `Connection`
+                // field a server adds for an HTTP/1.0 client.
+                let mut headers = stored.headers.to_map(4);
+                headers.append(AGE, HeaderValue::from(age_secs));
+                let report = Report {
+                    ttl: Some(stored.lifetime.fresh_for.as_secs() as i64 - age_secs as i64),
+                    ..report
+                };
+                report.write(&self.options.name, &mut headers);
+                headers
+            });
             let body = if head {
                 Body::empty()
             } else {
@@ -55,12 +67,7 @@ impl State {
             };
             let mut response = Response::new(body);
             *response.status_mut() = stored.status;
-            // Room for Age, X-Cache and Cache-Status, and for a `Connection` field
-            // a server adds for an HTTP/1.0 client.
-            *response.headers_mut() = stored.headers.to_map(4);
-            let headers = response.headers_mut();
-            headers.append(AGE, age);
-            status::write(headers, CacheStatus::Hit, cache_status);
+            *response.headers_mut() = headers;
             self.count(CacheStatus::Hit);
             return response;
         }

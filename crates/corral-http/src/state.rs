@@ -10,6 +10,7 @@ use http::header::{CONTENT_LOCATION, LOCATION};
 use http::{HeaderMap, request};
 use metrics::Counter;
 
+use crate::hot::HotHeads;
 use crate::key::{KeyFn, same_origin_get};
 use crate::policy::{Lifetime, Policy};
 use crate::reason::NotStored;
@@ -35,18 +36,23 @@ pub(crate) struct Options {
 pub(crate) struct State {
     pub cache: Cache<Stored>,
     pub options: Options,
+    /// Ready-made heads of the responses hit most.
+    pub hot: HotHeads,
     counts: [AtomicU64; 5],
     responses: [Counter; 5],
 }
 
 impl State {
-    pub(crate) fn new(cache: Cache<Stored>, options: Options) -> State {
+    /// The state of a cache whose ready-made heads of hits take about `hot_heads`
+    /// bytes at most.
+    pub(crate) fn new(cache: Cache<Stored>, options: Options, hot_heads: u64) -> State {
         let responses = CacheStatus::ALL.map(|status| {
             metrics::counter!("corral_http_responses_total", "cache" => options.name.clone(), "status" => status.label())
         });
         State {
             cache,
             options,
+            hot: HotHeads::new(hot_heads),
             counts: Default::default(),
             responses,
         }

@@ -9,12 +9,9 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
-use arc_swap::ArcSwapOption;
-
 use crate::fields::Fields;
 use crate::hop::remove_hop_by_hop;
 use crate::policy::Lifetime;
-use crate::status::{CacheStatus, Report};
 use crate::vary::VarySpec;
 
 /// An entry of the HTTP cache's engine, and what the waiters of one upstream fetch get.
@@ -63,17 +60,6 @@ pub(crate) struct StoredResponse {
     /// The request header values that selected this variant, if it varies.
     pub vary: Option<(Vec<HeaderName>, String)>,
     pub provenance: Provenance,
-    /// The `Age` and `Cache-Status` of a plain hit, for the second of age they were
-    /// made for: a hot response formats them once a second, not once a hit.
-    pub hit_headers: ArcSwapOption<HitHeaders>,
-}
-
-/// The header values a plain hit carries during one second of a response's age.
-#[derive(Debug)]
-pub(crate) struct HitHeaders {
-    pub age_secs: u64,
-    pub age: HeaderValue,
-    pub cache_status: HeaderValue,
 }
 
 impl Weigh for StoredResponse {
@@ -159,7 +145,7 @@ impl StoredResponse {
     }
 
     /// Its validators, for a conditional request: (`If-None-Match`, `If-Modified-Since`).
-    pub(crate) fn validators(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+    pub(crate) fn validators(&self) -> (Option<HeaderValue>, Option<HeaderValue>) {
         (
             self.headers.get(&header::ETAG),
             self.headers.get(&header::LAST_MODIFIED),
@@ -171,29 +157,6 @@ impl StoredResponse {
         self.lifetime.age(self.stored_at, now)
     }
 
-    /// The `Age` and `Cache-Status` values of a plain hit at `now` for a cache named
-    /// `name`, made at most once per second of age.
-    pub(crate) fn hit_headers(&self, now: Instant, name: &str) -> (HeaderValue, HeaderValue) {
-        let age_secs = self.age(now).as_secs();
-        if let Some(memo) = &*self.hit_headers.load()
-            && memo.age_secs == age_secs
-        {
-            return (memo.age.clone(), memo.cache_status.clone());
-        }
-        let report = Report {
-            ttl: Some(self.lifetime.fresh_for.as_secs() as i64 - age_secs as i64),
-            ..Report::new(CacheStatus::Hit)
-        };
-        let memo = HitHeaders {
-            age_secs,
-            age: HeaderValue::from(age_secs),
-            cache_status: report.cache_status_value(name),
-        };
-        let values = (memo.age.clone(), memo.cache_status.clone());
-        self.hit_headers.store(Some(Arc::new(memo)));
-        values
-    }
-
     /// Whether a client's conditional request (`If-None-Match`, else
     /// `If-Modified-Since`) matches this response, so a 304 answers it (RFC 9110 §13.2.2).
     pub(crate) fn satisfies_conditional(&self, request: &HeaderMap) -> bool {
@@ -201,11 +164,10 @@ impl StoredResponse {
             return false;
         }
         if let Some(if_none_match) = request.get(header::IF_NONE_MATCH) {
-            let Some(etag) = self
-                .headers
-                .get(&header::ETAG)
-                .and_then(|e| e.to_str().ok())
-            else {
+            let Some(etag) = self.headers.get(&header::ETAG) else {
+                return false;
+            };
+            let Ok(etag) = etag.to_str() else {
                 return false;
             };
             let ours = etag.trim_start_matches("W/");
@@ -232,6 +194,30 @@ impl StoredResponse {
 }
 
 #[cfg(test)]
+impl StoredResponse {
+    /// A fresh `200` with `headers` (end-to-end ones kept) and a short body.
+    pub(crate) fn sample(headers: &HeaderMap) -> StoredResponse {
+        StoredResponse {
+            status: StatusCode::OK,
+            headers: Fields::from_map(&end_to_end(headers)),
+            body: Bytes::from_static(b"body"),
+            stored_at: Instant::now(),
+            lifetime: Lifetime {
+                initial_age: Duration::ZERO,
+                fresh_for: Duration::from_secs(60),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                revalidate_when_stale: false,
+                always_revalidate: false,
+                keep_for: Duration::from_secs(60),
+            },
+            vary: None,
+            provenance: Provenance::Fetched,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -247,24 +233,7 @@ mod tests {
     }
 
     fn stored(h: &[(&str, &str)]) -> StoredResponse {
-        StoredResponse {
-            status: StatusCode::OK,
-            headers: Fields::from_map(&end_to_end(&headers(h))),
-            body: Bytes::from_static(b"body"),
-            stored_at: Instant::now(),
-            lifetime: Lifetime {
-                initial_age: Duration::ZERO,
-                fresh_for: Duration::from_secs(60),
-                stale_while_revalidate: Duration::ZERO,
-                stale_if_error: Duration::ZERO,
-                revalidate_when_stale: false,
-                always_revalidate: false,
-                keep_for: Duration::from_secs(60),
-            },
-            vary: None,
-            provenance: Provenance::Fetched,
-            hit_headers: ArcSwapOption::empty(),
-        }
+        StoredResponse::sample(&headers(h))
     }
 
     #[test]
@@ -279,7 +248,7 @@ mod tests {
         let kept = stored_headers(StatusCode::OK, &parsed, 0);
         assert_eq!(kept.get(&header::CACHE_CONTROL).unwrap(), "max-age=60");
         assert_eq!(kept.get(&header::ETAG).unwrap(), "\"tag\"");
-        let within_read_buffer = |(_, v): (&HeaderName, &HeaderValue)| {
+        let within_read_buffer = |(_, v): (HeaderName, HeaderValue)| {
             let range = read_buffer.as_ptr_range();
             range.contains(&v.as_bytes().as_ptr())
         };

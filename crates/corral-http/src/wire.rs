@@ -101,7 +101,6 @@ impl<'de> Deserialize<'de> for StoredResponse {
                 None => None,
             },
             provenance: wire.provenance,
-            hit_headers: Default::default(),
         })
     }
 }
@@ -161,7 +160,6 @@ mod tests {
                 "accept-language=de\u{1f}".into(),
             )),
             provenance: Provenance::Revalidated,
-            hit_headers: Default::default(),
         };
         let stored = Stored::Response(Arc::new(response));
         let bytes = MessagePack.encode(&stored).unwrap();
@@ -222,7 +220,6 @@ mod tests {
             },
             vary: None,
             provenance: Provenance::Fetched,
-            hit_headers: Default::default(),
         };
         let bytes = MessagePack
             .encode(&Stored::Response(Arc::new(hostile)))
