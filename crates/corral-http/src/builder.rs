@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral::{Cache, ConfigError};
+use http::HeaderName;
+use http::header::CDN_CACHE_CONTROL;
 use tower::Layer;
 
 use crate::key::{KeyFn, default_key};
@@ -20,6 +22,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 /// The default time a stale response with validators is kept for revalidation: 1 h.
 pub const DEFAULT_KEEP_STALE_FOR: Duration = Duration::from_secs(3600);
+/// The default time past freshness a response may answer when its origin cannot be
+/// reached: 1 day.
+pub const DEFAULT_STALE_ON_DISCONNECT: Duration = Duration::from_secs(24 * 3600);
 /// The default time one upstream fetch (headers and stored body) may take: 30 s.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,7 +39,9 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`hit_for_miss`](Self::hit_for_miss) | 10 s | after an uncacheable response, requests for its key skip collapsing this long |
 /// | [`keep_stale_for`](Self::keep_stale_for) | 1 h | how long a stale response with validators is kept to be revalidated |
 /// | [`max_keep`](Self::max_keep) | none | the longest any response is kept, whatever it says |
+/// | [`stale_on_disconnect`](Self::stale_on_disconnect) | 1 day | how long past freshness a response answers when its origin cannot be reached |
 /// | [`fetch_timeout`](Self::fetch_timeout) | 30 s | how long one upstream fetch may take before its waiters get a 504 |
+/// | [`targeted_cache_control`](Self::targeted_cache_control) | `CDN-Cache-Control` | the targeted fields (RFC 9213) a shared cache heeds over `Cache-Control` |
 /// | [`cache_status_headers`](Self::cache_status_headers) | on | add `X-Cache` and `Cache-Status` |
 /// | [`name`](Self::name) | `"corral"` | the `Cache-Status` cache name and the metrics label |
 ///
@@ -58,9 +65,11 @@ pub struct HttpCacheBuilder {
     key: KeyFn,
     hit_for_miss: Duration,
     keep_stale_for: Duration,
+    stale_on_disconnect: Duration,
     max_keep: Option<Duration>,
     fetch_timeout: Duration,
     cache_status_headers: bool,
+    targeted: Vec<HeaderName>,
     name: String,
     #[cfg(feature = "redis")]
     redis: Option<corral::redis::RedisTier>,
@@ -73,6 +82,7 @@ impl std::fmt::Debug for HttpCacheBuilder {
             .field("max_bytes", &self.max_bytes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("fetch_timeout", &self.fetch_timeout)
+            .field("targeted_cache_control", &self.targeted)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -87,9 +97,11 @@ impl Default for HttpCacheBuilder {
             key: Arc::new(default_key),
             hit_for_miss: DEFAULT_HIT_FOR_MISS,
             keep_stale_for: DEFAULT_KEEP_STALE_FOR,
+            stale_on_disconnect: DEFAULT_STALE_ON_DISCONNECT,
             max_keep: None,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             cache_status_headers: true,
+            targeted: vec![CDN_CACHE_CONTROL],
             name: "corral".to_owned(),
             #[cfg(feature = "redis")]
             redis: None,
@@ -153,6 +165,21 @@ impl HttpCacheBuilder {
         self
     }
 
+    /// How long past freshness a stored response may answer a request when its origin
+    /// cannot be reached (the connection refused or reset, closed before a response,
+    /// or no answer within `fetch_timeout`), as RFC 9111 §4.2.4 allows a disconnected
+    /// cache; `Cache-Status` then says `detail="origin unreachable"`. Never for a
+    /// response whose `no-cache`, `must-revalidate`, `proxy-revalidate` or `s-maxage`
+    /// forbids serving it stale, nor for a request that asks for a fresh one
+    /// (`no-cache`, `max-age`, `min-fresh`). Responses are kept this long past
+    /// freshness for it (within `max_bytes`). An origin that answers with a server
+    /// error is not unreachable: there `stale-if-error` decides. Zero turns it off.
+    /// Default 1 day.
+    pub fn stale_on_disconnect(mut self, stale_on_disconnect: Duration) -> Self {
+        self.stale_on_disconnect = stale_on_disconnect;
+        self
+    }
+
     /// How long one upstream fetch (response headers and a stored body) may take; its
     /// waiters then get a 504 (or a stale response, where stale-if-error allows). Default 30 s.
     pub fn fetch_timeout(mut self, fetch_timeout: Duration) -> Self {
@@ -163,6 +190,28 @@ impl HttpCacheBuilder {
     /// Whether responses carry `X-Cache` and `Cache-Status` (RFC 9211). Default on.
     pub fn cache_status_headers(mut self, on: bool) -> Self {
         self.cache_status_headers = on;
+        self
+    }
+
+    /// The targeted cache-control fields (RFC 9213) this cache heeds, in order, when
+    /// its policy is a shared one: the first of them a response carries with a valid
+    /// value (a structured Dictionary) decides whether and how long it is stored, and
+    /// `Cache-Control` and `Expires` are then ignored for that; one that does not
+    /// parse is ignored. Default `CDN-Cache-Control`; name your own first to give
+    /// this cache directives of its own, or pass none to heed only `Cache-Control`.
+    ///
+    /// ```
+    /// use corral_http::HttpCache;
+    /// use http::header::{CDN_CACHE_CONTROL, HeaderName};
+    ///
+    /// let layer = HttpCache::builder()
+    ///     .targeted_cache_control([HeaderName::from_static("corral-cache-control"), CDN_CACHE_CONTROL])
+    ///     .layer()
+    ///     .expect("valid options");
+    /// # let _ = layer;
+    /// ```
+    pub fn targeted_cache_control(mut self, fields: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.targeted = fields.into_iter().collect();
         self
     }
 
@@ -212,9 +261,11 @@ impl HttpCacheBuilder {
                 key: self.key,
                 max_body: self.max_body_bytes,
                 keep_stale_for: self.keep_stale_for,
+                stale_on_disconnect: self.stale_on_disconnect,
                 max_keep: self.max_keep,
                 hit_for_miss: self.hit_for_miss,
                 status_headers: self.cache_status_headers,
+                targeted: self.targeted,
                 name: self.name,
             },
             hot_heads,

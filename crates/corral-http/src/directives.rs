@@ -77,9 +77,10 @@ impl ResponseDirectives {
         for (name, value) in directives(headers) {
             let value = value.as_deref();
             match name.as_str() {
-                // A malformed max-age makes the response stale (RFC 9111 §4.2.1).
-                "max-age" => d.max_age = Some(seconds(value).unwrap_or_default()),
-                "s-maxage" => d.s_maxage = Some(seconds(value).unwrap_or_default()),
+                // A malformed max-age makes the response stale (RFC 9111 §4.2.1); of
+                // repeated ones, the most restrictive (the smallest) counts.
+                "max-age" => restrict(&mut d.max_age, Some(seconds(value).unwrap_or_default())),
+                "s-maxage" => restrict(&mut d.s_maxage, Some(seconds(value).unwrap_or_default())),
                 // The qualified forms (`no-cache="Set-Cookie"`) are treated as unqualified:
                 // stricter, and always correct.
                 "no-cache" => d.no_cache = true,
@@ -88,13 +89,21 @@ impl ResponseDirectives {
                 "public" => d.public = true,
                 "must-revalidate" => d.must_revalidate = true,
                 "proxy-revalidate" => d.proxy_revalidate = true,
-                "stale-while-revalidate" => d.stale_while_revalidate = seconds(value),
-                "stale-if-error" => d.stale_if_error = seconds(value),
+                "stale-while-revalidate" => restrict(&mut d.stale_while_revalidate, seconds(value)),
+                "stale-if-error" => restrict(&mut d.stale_if_error, seconds(value)),
                 _ => {}
             }
         }
         d
     }
+}
+
+/// Keeps the smaller of a directive's values (a malformed one, `None`, adds nothing).
+fn restrict(kept: &mut Option<Duration>, new: Option<Duration>) {
+    *kept = match (*kept, new) {
+        (Some(kept), Some(new)) => Some(kept.min(new)),
+        (kept, new) => kept.or(new),
+    };
 }
 
 /// How stale a response the client accepts (`max-stale`).
@@ -126,18 +135,18 @@ impl RequestDirectives {
             has_cache_control = true;
             let value = value.as_deref();
             match name.as_str() {
-                "max-age" => d.max_age = seconds(value).or(Some(Duration::ZERO)),
+                "max-age" => restrict(&mut d.max_age, seconds(value).or(Some(Duration::ZERO))),
                 "max-stale" => {
                     d.max_stale = Some(match value {
                         None => MaxStale::Any,
                         Some(_) => MaxStale::Upto(seconds(value).unwrap_or_default()),
                     })
                 }
-                "min-fresh" => d.min_fresh = seconds(value),
+                "min-fresh" => d.min_fresh = d.min_fresh.max(seconds(value)),
                 "no-cache" => d.no_cache = true,
                 "no-store" => d.no_store = true,
                 "only-if-cached" => d.only_if_cached = true,
-                "stale-if-error" => d.stale_if_error = seconds(value),
+                "stale-if-error" => restrict(&mut d.stale_if_error, seconds(value)),
                 _ => {}
             }
         }
@@ -160,72 +169,6 @@ impl RequestDirectives {
     pub(crate) fn wants_fresh(&self) -> bool {
         self.no_cache || self.max_age.is_some() || self.min_fresh.is_some()
     }
-}
-
-/// A response's `Cache-Control` as `http-cache-semantics` should read it: without
-/// the `drop` directive, names lowercased (they are case-insensitive, RFC 9111 §5.2;
-/// the crate matches them as written), and every delta-seconds value capped at 2^31
-/// (RFC 9111 §1.2.2; the crate ignores a value it cannot parse as a `u64`, which would
-/// make a response fresh "forever" unstorable). Each field line stays a line of its
-/// own, so a quote left open in one cannot swallow the next, and a value is rewritten
-/// only when it is digits (bare or quoted), as the cache's own parser reads it. Other
-/// fields are left as they are.
-pub(crate) fn normalized(headers: &HeaderMap, drop: Option<&str>) -> HeaderMap {
-    let mut out = headers.clone();
-    out.remove(CACHE_CONTROL);
-    for line in headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        let kept: Vec<String> = split_list(line)
-            .filter(|d| {
-                let name = d.split('=').next().unwrap_or("").trim();
-                drop.is_none_or(|drop| !name.eq_ignore_ascii_case(drop))
-            })
-            .map(normalized_directive)
-            .collect();
-        if let Ok(value) = kept.join(", ").parse()
-            && !kept.is_empty()
-        {
-            out.append(CACHE_CONTROL, value);
-        }
-    }
-    out
-}
-
-/// One directive as [`normalized`] writes it.
-fn normalized_directive(directive: &str) -> String {
-    let (name, value) = match directive.split_once('=') {
-        Some((name, value)) => (name.trim(), Some(value.trim())),
-        None => (directive.trim(), None),
-    };
-    // A name that is not a token (a stray quote in it) is kept as it is, so that the
-    // quotes around it still pair the same way.
-    let name = if is_token(name) {
-        name.to_ascii_lowercase()
-    } else {
-        name.to_owned()
-    };
-    let Some(value) = value else {
-        return name;
-    };
-    // Quotes trimmed as `directives` trims them. Dropping them keeps the quotes of the
-    // line paired as they were, unless the name holds a quote of its own (an
-    // unbalanced quote in the value alone ends the line: it swallows the rest).
-    let delta = seconds(Some(value.trim_matches('"'))).filter(|_| !name.contains('"'));
-    match delta {
-        Some(delta) => format!("{name}={}", delta.as_secs()),
-        None => format!("{name}={value}"),
-    }
-}
-
-/// Whether `text` is an RFC 9110 token.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -258,6 +201,33 @@ mod tests {
         assert_eq!(d.s_maxage, Some(Duration::from_secs(120)));
         assert_eq!(d.stale_while_revalidate, Some(Duration::from_secs(30)));
         assert_eq!(d.stale_if_error, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn repeated_and_conflicting_deltas_read_as_the_most_restrictive() {
+        let d = ResponseDirectives::parse(&headers(&[
+            ("cache-control", "max-age=600, MAX-AGE=60"),
+            (
+                "cache-control",
+                "s-maxage=5, s-maxage=50, stale-if-error=9, stale-if-error=x",
+            ),
+        ]));
+        assert_eq!(d.max_age, Some(Duration::from_secs(60)));
+        assert_eq!(d.s_maxage, Some(Duration::from_secs(5)));
+        assert_eq!(d.stale_if_error, Some(Duration::from_secs(9)));
+        let d =
+            ResponseDirectives::parse(&headers(&[("cache-control", "max-age=60, max-age=soon")]));
+        assert_eq!(
+            d.max_age,
+            Some(Duration::ZERO),
+            "a malformed one means stale"
+        );
+        let d = RequestDirectives::parse(&headers(&[(
+            "cache-control",
+            "max-age=5, max-age=50, min-fresh=1, min-fresh=10",
+        )]));
+        assert_eq!(d.max_age, Some(Duration::from_secs(5)));
+        assert_eq!(d.min_fresh, Some(Duration::from_secs(10)));
     }
 
     #[test]
@@ -304,42 +274,5 @@ mod tests {
             ]))
             .no_cache
         );
-    }
-
-    #[test]
-    fn normalizing_removes_one_directive_and_caps_the_deltas() {
-        let h = normalized(
-            &headers(&[("cache-control", "max-age=60, proxy-revalidate, public")]),
-            Some("proxy-revalidate"),
-        );
-        assert_eq!(h.get(CACHE_CONTROL).unwrap(), "max-age=60, public");
-        let h = normalized(
-            &headers(&[
-                ("cache-control", "max-age=99999999999999999999999"),
-                (
-                    "cache-control",
-                    "s-maxage=\"99999999999999999999999\", private=\"x, y\"",
-                ),
-            ]),
-            None,
-        );
-        let lines: Vec<_> = h.get_all(CACHE_CONTROL).iter().collect();
-        assert_eq!(
-            lines,
-            [
-                "max-age=2147483648",
-                "s-maxage=2147483648, private=\"x, y\""
-            ]
-        );
-        let h = normalized(
-            &headers(&[
-                ("cache-control", "Max-Age=60, a\"=5\""),
-                ("cache-control", "x=\"open"),
-                ("cache-control", "S-MAXAGE=\"7\""),
-            ]),
-            None,
-        );
-        let lines: Vec<_> = h.get_all(CACHE_CONTROL).iter().collect();
-        assert_eq!(lines, ["max-age=60, a\"=5\"", "x=\"open", "s-maxage=7"]);
     }
 }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, Collected, collect};
 use crate::fields::Fields;
+use crate::policy::Lifetime;
 use crate::reason::NotStored;
 use crate::state::State;
 use crate::stored::{Provenance, Stored, StoredResponse, stored_headers};
@@ -118,17 +119,30 @@ pub(crate) async fn classify(
     {
         return Ok(revalidated(state, request, &parts, &stale));
     }
-    if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
-        return Ok(private(parts, body, NotStored::ServerError));
-    }
+    // A server error is stored only when it states its own lifetime (RFC 9111 §3),
+    // and never in place of a stored response it failed to refresh (which
+    // stale-if-error may still serve). One that is not stored still goes to the
+    // requests that waited on this fetch when it may be shared with them; else they
+    // get a short response of its status.
+    let server_error =
+        parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED;
     let lifetime = match state.lifetime(request, &parts) {
-        Ok(lifetime) => lifetime,
-        Err(reason) => return Ok(private(parts, body, reason)),
+        Ok(lifetime) if !server_error || stale.is_none() => lifetime,
+        Err(_) if server_error && stale.is_none() && state.may_share(request, &parts) => {
+            Lifetime::UNSTORED
+        }
+        Err(reason) if !server_error => return Ok(private(parts, body, reason)),
+        _ => return Ok(private(parts, body, NotStored::ServerError)),
     };
     let body = match collect(body, state.options.max_body).await {
         Collected::Whole(bytes) => bytes,
         Collected::Oversized(body) => {
-            return Ok(private(parts, body, NotStored::TooLarge));
+            let reason = if server_error {
+                NotStored::ServerError
+            } else {
+                NotStored::TooLarge
+            };
+            return Ok(private(parts, body, reason));
         }
         Collected::Failed(error) => return Err(error),
     };

@@ -81,6 +81,7 @@ mod directives;
 mod fetch;
 mod fields;
 mod framing;
+mod freshness;
 mod future;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
@@ -102,6 +103,7 @@ mod service;
 mod state;
 mod status;
 mod stored;
+mod targeted;
 mod upstream;
 mod vary;
 #[cfg(feature = "redis")]
@@ -110,7 +112,7 @@ mod wire;
 pub use body::{Body, BoxError, RequestBodyError};
 pub use builder::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_KEEP_STALE_FOR, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_BYTES, HttpCacheBuilder,
+    DEFAULT_MAX_BYTES, DEFAULT_STALE_ON_DISCONNECT, HttpCacheBuilder,
 };
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, HttpStats};

@@ -3,6 +3,7 @@
 //! an answer, a stale answer to revalidate, or a reason to go upstream.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use corral::{Entry, Source};
 use http::header::RANGE;
@@ -152,10 +153,15 @@ impl Lookup {
         }
     }
 
-    pub(crate) fn stale_serves_on_error(&self) -> Option<&Arc<StoredResponse>> {
+    /// The stale response that may answer this request now that its forward failed
+    /// (`unreachable`: the window for an origin that could not be reached at all).
+    pub(crate) fn stale_serves_on_error(
+        &self,
+        unreachable: Duration,
+    ) -> Option<&Arc<StoredResponse>> {
         self.stale.as_ref().filter(|s| {
             s.lifetime
-                .serves_on_error(&self.directives, s.stored_at, Instant::now())
+                .serves_on_error(&self.directives, s.stored_at, Instant::now(), unreachable)
         })
     }
 }

@@ -1,24 +1,24 @@
 //! Policy: whether a response may be stored and for how long, and whether a stored
 //! response may answer a request.
 //!
-//! [`Policy::Rfc9111`] follows RFC 9111 on top of the `http-cache-semantics` crate
-//! (storability, freshness lifetime, age) and adds what that crate lacks:
-//! `stale-while-revalidate` and `stale-if-error` (RFC 5861); `no-cache`,
-//! `must-revalidate`, and in a shared cache `proxy-revalidate` and `s-maxage`, forbid
-//! serving a stale response even when the request's `max-stale` would accept one
-//! (the crate's issue 22); `proxy-revalidate` makes a response revalidate once stale,
-//! not from the start; and a shared cache never stores a response that sets a cookie.
+//! [`Policy::Rfc9111`] follows RFC 9111: storability and freshness lifetime in
+//! `freshness.rs` (with targeted fields, RFC 9213, in a shared cache), the age a
+//! response arrives with here; `stale-while-revalidate` and `stale-if-error` (RFC
+//! 5861); `no-cache`, `must-revalidate`, and in a shared cache `proxy-revalidate` and
+//! `s-maxage`, forbid serving a stale response even when the request's `max-stale`
+//! would accept one; `proxy-revalidate` makes a response revalidate once stale, not
+//! from the start; and a shared cache never stores a response that sets a cookie.
 //! [`Policy::Fixed`] is the middleware style of Go's stampede: a fixed lifetime for
 //! listed statuses, still refusing what a shared cache must never store.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::header::{AGE, AUTHORIZATION, COOKIE, ETAG, LAST_MODIFIED, RANGE, SET_COOKIE};
-use http::{Method, StatusCode, request, response};
-use http_cache_semantics::{CacheOptions, CachePolicy};
+use http::{HeaderName, Method, StatusCode, request, response};
 use tokio::time::Instant;
 
-use crate::directives::{MAX_DELTA, MaxStale, RequestDirectives, ResponseDirectives, normalized};
+use crate::directives::{MAX_DELTA, MaxStale, RequestDirectives};
+use crate::freshness::Governing;
 use crate::reason::NotStored;
 use crate::vary::Vary;
 
@@ -147,6 +147,26 @@ impl Policy {
         ) && (req.headers.contains_key(AUTHORIZATION) || req.headers.contains_key(COOKIE))
     }
 
+    /// Whether a response that is not stored may still go to the other requests that
+    /// waited on its fetch: it is not `private` or `no-store` (by the directives that
+    /// govern it), sets no cookie, does not vary on everything, and the request did
+    /// not carry `Authorization` (which the response may depend on).
+    pub(crate) fn may_share(
+        &self,
+        req: &request::Parts,
+        res: &response::Parts,
+        targets: &[HeaderName],
+    ) -> bool {
+        let targets = if self.is_shared() { targets } else { &[] };
+        let directives = Governing::of(&res.headers, targets).directives;
+        !directives.private
+            && !directives.no_store
+            && !res.headers.contains_key(SET_COOKIE)
+            && Vary::parse(&res.headers) != Vary::Any
+            && !req.headers.contains_key(AUTHORIZATION)
+            && !self.passes_credentials(req)
+    }
+
     /// Whether responses are shared between users.
     pub(crate) fn is_shared(&self) -> bool {
         match self {
@@ -165,11 +185,14 @@ impl Policy {
 
     /// Whether (and how long) the response to `req` may be stored, or why not. A zero `keep_for` means: share with the waiters of this load,
     /// but do not store.
+    /// `targets` are the targeted fields (RFC 9213) a shared cache heeds, first
+    /// valid one first; a private cache heeds none.
     pub(crate) fn lifetime(
         &self,
         req: &request::Parts,
         res: &response::Parts,
         keep_stale_for: Duration,
+        targets: &[HeaderName],
     ) -> Result<Lifetime, NotStored> {
         if req.method != Method::GET {
             return Err(NotStored::Method);
@@ -180,13 +203,15 @@ impl Policy {
         if Vary::parse(&res.headers) == Vary::Any {
             return Err(NotStored::VaryAny);
         }
-        let directives = ResponseDirectives::parse(&res.headers);
+        let targets = if self.is_shared() { targets } else { &[] };
+        let governing = Governing::of(&res.headers, targets);
+        let directives = &governing.directives;
         if self.is_shared() && res.headers.contains_key(SET_COOKIE) {
             return Err(NotStored::SetsCookie);
         }
         match self {
             Policy::Rfc9111 { shared } => {
-                rfc9111_lifetime(*shared, req, res, &directives, keep_stale_for)
+                rfc9111_lifetime(*shared, req, res, &governing, keep_stale_for)
             }
             Policy::Fixed {
                 fresh_for,
@@ -226,44 +251,36 @@ fn rfc9111_lifetime(
     shared: bool,
     req: &request::Parts,
     res: &response::Parts,
-    directives: &ResponseDirectives,
+    governing: &Governing,
     keep_stale_for: Duration,
 ) -> Result<Lifetime, NotStored> {
+    let directives = &governing.directives;
     if directives.no_store || RequestDirectives::parse(&req.headers).no_store {
         return Err(NotStored::NoStore);
     }
     if shared && directives.private {
         return Err(NotStored::Private);
     }
-    // http-cache-semantics treats proxy-revalidate as "never fresh"; it means "revalidate
-    // once stale", which `revalidate_when_stale` below enforces. It drops delta values
-    // past a u64, so it reads them capped (`normalized`). It is asked for the
-    // freshness lifetime with `Age` left out (it only reports the lifetime minus the
-    // age, which hides the lifetime of a response that arrives stale); the age is read
-    // here.
-    let mut for_crate = response::Response::new(());
-    *for_crate.status_mut() = res.status;
-    let headers = for_crate.headers_mut();
-    *headers = normalized(
-        &res.headers,
-        directives.proxy_revalidate.then_some("proxy-revalidate"),
-    );
-    headers.remove(AGE);
-    let now = SystemTime::now();
-    let options = CacheOptions {
-        shared,
-        ..CacheOptions::default()
-    };
-    let policy = CachePolicy::new_options(req, &for_crate, now, options);
-    if !policy.is_storable() {
-        return Err(if shared && req.headers.contains_key(AUTHORIZATION) {
-            NotStored::Authorization
-        } else {
-            NotStored::NotStorable
-        });
+    // §3.5: a shared cache stores a response to a request with credentials only
+    // when the response says it may.
+    if shared
+        && req.headers.contains_key(AUTHORIZATION)
+        && !(directives.public || directives.must_revalidate || directives.s_maxage.is_some())
+    {
+        return Err(NotStored::Authorization);
     }
-    // RFC 9111 §1.2.2: a delta that overflows counts as 2^31 seconds.
-    let fresh_for = policy.time_to_live(now).min(MAX_DELTA);
+    // A final status of RFC 9110's range, but not a 304 (which updates a stored
+    // response, never is one).
+    let final_status = (200..=599).contains(&res.status.as_u16());
+    if !final_status
+        || res.status == StatusCode::NOT_MODIFIED
+        || !governing.allows_storing(shared, res.status, &res.headers)
+    {
+        return Err(NotStored::NotStorable);
+    }
+    let fresh_for = governing
+        .lifetime(shared, res.status, &res.headers)
+        .unwrap_or_default();
     let initial_age = age_of(&res.headers);
     let revalidate_when_stale = directives.must_revalidate
         || shared && (directives.proxy_revalidate || directives.s_maxage.is_some());
@@ -299,13 +316,14 @@ fn rfc9111_lifetime(
     })
 }
 
-/// The `Age` a response arrived with (RFC 9111 §5.1): a malformed one counts as
-/// zero, and one too large to represent as 2^31 seconds.
-fn age_of(headers: &http::HeaderMap) -> Duration {
+/// The `Age` a response arrived with (RFC 9111 §5.1): of a list, the first member
+/// (of several lines, the first line's); anything but a non-negative integer is
+/// ignored (zero), and a value too large to represent counts as 2^31 seconds.
+pub(crate) fn age_of(headers: &http::HeaderMap) -> Duration {
     let Some(age) = headers.get(AGE).and_then(|v| v.to_str().ok()) else {
         return Duration::ZERO;
     };
-    let age = age.trim();
+    let age = age.split(',').next().unwrap_or_default().trim();
     if age.is_empty() || !age.bytes().all(|b| b.is_ascii_digit()) {
         return Duration::ZERO;
     }
@@ -347,6 +365,18 @@ pub(crate) enum Serve {
 }
 
 impl Lifetime {
+    /// No lifetime: a response that is not stored, only given to the requests that
+    /// waited on its fetch.
+    pub(crate) const UNSTORED: Lifetime = Lifetime {
+        initial_age: Duration::ZERO,
+        fresh_for: Duration::ZERO,
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        revalidate_when_stale: false,
+        always_revalidate: false,
+        keep_for: Duration::ZERO,
+    };
+
     /// Its age at `now`, stored at `stored_at`.
     pub(crate) fn age(&self, stored_at: Instant, now: Instant) -> Duration {
         self.initial_age
@@ -385,12 +415,18 @@ impl Lifetime {
         }
     }
 
-    /// Whether it may answer a request whose forward failed (stale-if-error).
+    /// Whether it may answer a request whose forward failed: within `stale-if-error`
+    /// (the response's or the request's), or within `unreachable` (the cache's own
+    /// window when the origin could not be reached at all, RFC 9111 §4.2.4; zero for
+    /// an origin that answered with an error) unless the request asks for a fresh
+    /// response. Never when `no-cache`, `must-revalidate`, `proxy-revalidate` or
+    /// `s-maxage` forbid serving it stale.
     pub(crate) fn serves_on_error(
         &self,
         req: &RequestDirectives,
         stored_at: Instant,
         now: Instant,
+        unreachable: Duration,
     ) -> bool {
         let age = self.age(stored_at, now);
         if self.always_revalidate {
@@ -402,9 +438,15 @@ impl Lifetime {
         if self.revalidate_when_stale {
             return false;
         }
+        let unreachable = if req.wants_fresh() {
+            Duration::ZERO
+        } else {
+            unreachable
+        };
         let window = self
             .stale_if_error
-            .max(req.stale_if_error.unwrap_or_default());
+            .max(req.stale_if_error.unwrap_or_default())
+            .max(unreachable);
         age - self.fresh_for < window
     }
 
@@ -417,6 +459,8 @@ impl Lifetime {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     const KEEP: Duration = Duration::from_secs(3600);
@@ -438,7 +482,7 @@ mod tests {
     }
 
     fn shared(req_h: &[(&str, &str)], res_h: &[(&str, &str)]) -> Result<Lifetime, NotStored> {
-        Policy::Rfc9111 { shared: true }.lifetime(&req(req_h), &res(200, res_h), KEEP)
+        Policy::Rfc9111 { shared: true }.lifetime(&req(req_h), &res(200, res_h), KEEP, &[])
     }
 
     fn secs(s: u64) -> Duration {
@@ -465,7 +509,8 @@ mod tests {
     fn s_maxage_wins_in_a_shared_cache_only() {
         let h = [("cache-control", "max-age=10, s-maxage=100")];
         assert_eq!(shared(&[], &h).unwrap().fresh_for, secs(100));
-        let private = Policy::Rfc9111 { shared: false }.lifetime(&req(&[]), &res(200, &h), KEEP);
+        let private =
+            Policy::Rfc9111 { shared: false }.lifetime(&req(&[]), &res(200, &h), KEEP, &[]);
         assert_eq!(private.unwrap().fresh_for, secs(10));
     }
 
@@ -509,7 +554,7 @@ mod tests {
             ("cache-control", "private, max-age=60"),
             ("set-cookie", "a=1"),
         ];
-        assert!(p.lifetime(&req(&[]), &res(200, &h), KEEP).is_ok());
+        assert!(p.lifetime(&req(&[]), &res(200, &h), KEEP, &[]).is_ok());
     }
 
     #[test]
@@ -591,8 +636,17 @@ mod tests {
         assert_eq!(l.serve(&none, t0, t0 + secs(5)), Serve::Fresh);
         assert_eq!(l.serve(&none, t0, t0 + secs(25)), Serve::Stale);
         assert_eq!(l.serve(&none, t0, t0 + secs(31)), Serve::Forward);
-        assert!(l.serves_on_error(&none, t0, t0 + secs(100)));
-        assert!(!l.serves_on_error(&none, t0, t0 + secs(111)));
+        assert!(l.serves_on_error(&none, t0, t0 + secs(100), Duration::ZERO));
+        assert!(!l.serves_on_error(&none, t0, t0 + secs(111), Duration::ZERO));
+        assert!(
+            l.serves_on_error(&none, t0, t0 + secs(111), secs(3600)),
+            "unreachable origin"
+        );
+        let fresh_please = RequestDirectives {
+            no_cache: true,
+            ..RequestDirectives::default()
+        };
+        assert!(!l.serves_on_error(&fresh_please, t0, t0 + secs(111), secs(3600)));
         let insists = RequestDirectives {
             max_age: Some(Duration::ZERO),
             ..Default::default()
@@ -630,24 +684,29 @@ mod tests {
     #[test]
     fn fixed_policy_lifetimes_and_refusals() {
         let p = Policy::fixed(secs(10), secs(60));
-        let l = p.lifetime(&req(&[]), &res(200, &[]), KEEP).unwrap();
+        let l = p.lifetime(&req(&[]), &res(200, &[]), KEEP, &[]).unwrap();
         assert_eq!(
             (l.fresh_for, l.stale_while_revalidate, l.keep_for),
             (secs(10), secs(50), secs(60))
         );
-        assert!(p.lifetime(&req(&[]), &res(500, &[]), KEEP).is_err());
+        assert!(p.lifetime(&req(&[]), &res(500, &[]), KEEP, &[]).is_err());
         assert!(
-            p.lifetime(&req(&[]), &res(200, &[("cache-control", "private")]), KEEP)
-                .is_err()
+            p.lifetime(
+                &req(&[]),
+                &res(200, &[("cache-control", "private")]),
+                KEEP,
+                &[]
+            )
+            .is_err()
         );
         assert!(
-            p.lifetime(&req(&[]), &res(200, &[("set-cookie", "s=1")]), KEEP)
+            p.lifetime(&req(&[]), &res(200, &[("set-cookie", "s=1")]), KEEP, &[])
                 .is_err()
         );
         let coalesce_only = Policy::fixed(Duration::ZERO, Duration::ZERO);
         assert_eq!(
             coalesce_only
-                .lifetime(&req(&[]), &res(200, &[]), KEEP)
+                .lifetime(&req(&[]), &res(200, &[]), KEEP, &[])
                 .unwrap()
                 .keep_for,
             Duration::ZERO

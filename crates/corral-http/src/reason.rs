@@ -63,8 +63,11 @@ impl NotStored {
 pub(crate) enum Detail {
     /// Served stale while one revalidation runs.
     StaleWhileRevalidate,
-    /// Served stale because the origin failed.
+    /// Served stale because the origin answered with an error (stale-if-error).
     StaleIfError,
+    /// Served stale because the origin could not be reached or did not answer in
+    /// time (RFC 9111 §4.2.4).
+    OriginUnreachable,
     /// The key is marked hit-for-miss: its last response could not be shared.
     HitForMiss,
     /// A request with `Authorization` never waits on another request's fetch.
@@ -85,6 +88,7 @@ impl Detail {
         match self {
             Detail::StaleWhileRevalidate => "stale-while-revalidate",
             Detail::StaleIfError => "stale-if-error",
+            Detail::OriginUnreachable => "origin unreachable",
             Detail::HitForMiss => "hit-for-miss",
             Detail::Authorization => "authorization",
             Detail::NotShared => "not shareable",

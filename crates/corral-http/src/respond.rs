@@ -155,15 +155,18 @@ impl State {
         self.finish(response, report, head)
     }
 
-    /// A waiter's answer when the fetch it waited on got a server error: that status,
-    /// with a short reason of its own.
+    /// A waiter's answer when the fetch it waited on got a server error that may not
+    /// be shared with it (it is private, sets a cookie, or answered credentials):
+    /// that status, with a short reason of its own that says so.
     pub(crate) fn origin_failed(
         &self,
         status: StatusCode,
         head: bool,
         report: Report,
     ) -> Response<Body> {
-        let reason = format!("the origin answered {status} to the request this one waited on\n");
+        let reason = format!(
+            "the origin answered {status} to the request this one waited on, in a response that may not be shared\n"
+        );
         let response = Body::text_response(status, reason);
         self.finish(response, report, head)
     }

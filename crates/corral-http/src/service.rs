@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use corral::{Entry, Source};
@@ -258,10 +259,15 @@ async fn forward(
                     Found::Forward => continue,
                 }
             }
-            Err(_) if lookup.stale_serves_on_error().is_some() => {
-                let report = Report::new(CacheStatus::Stale).detail(Detail::StaleIfError);
+            Err(error)
+                if lookup
+                    .stale_serves_on_error(unreachable_window(&state, Some(&error)))
+                    .is_some() =>
+            {
+                let window = unreachable_window(&state, Some(&error));
+                let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));
                 let stale = lookup
-                    .stale_serves_on_error()
+                    .stale_serves_on_error(window)
                     .unwrap_or_else(|| unreachable!("guarded"));
                 return state.serve(stale, &lookup.parts, lookup.head, report, Instant::now());
             }
@@ -294,7 +300,7 @@ async fn forward(
                         collapsed: true,
                         ..Report::new(CacheStatus::Miss)
                             .forward(forward)
-                            .detail(Detail::NotStored(NotStored::ServerError))
+                            .detail(Detail::NotShared)
                     };
                     return state.origin_failed(status, lookup.head, report);
                 }
@@ -310,6 +316,29 @@ async fn forward(
         .forward(Forward::Bypass)
         .detail(Detail::NotShared);
     solo(state, upstream, lookup.parts, lookup.stale, report).await
+}
+
+/// The cache's own window for serving a stale response when a fetch failed with
+/// `error` (`None`: the origin answered, with a server error): `stale-on-disconnect`
+/// when the origin could not be reached or did not answer in time (RFC 9111 §4.2.4),
+/// none when it answered.
+fn unreachable_window(
+    state: &State,
+    error: Option<&(dyn std::error::Error + 'static)>,
+) -> Duration {
+    match error {
+        Some(error) if OriginFailed::find(error).is_none() => state.options.stale_on_disconnect,
+        _ => Duration::ZERO,
+    }
+}
+
+/// Why a stale response answered a request whose fetch failed.
+fn stale_detail(unreachable: Duration) -> Detail {
+    if unreachable.is_zero() {
+        Detail::StaleIfError
+    } else {
+        Detail::OriginUnreachable
+    }
 }
 
 /// Starts one background revalidation of a stale response (stale-while-revalidate).
@@ -371,12 +400,18 @@ async fn alone(
             ..
         }))
         | Err(_)
-            if lookup.stale_serves_on_error().is_some() =>
+            if lookup
+                .stale_serves_on_error(unreachable_window(
+                    &state,
+                    fetched.as_ref().err().map(|e| &**e as _),
+                ))
+                .is_some() =>
         {
+            let window = unreachable_window(&state, fetched.as_ref().err().map(|e| &**e as _));
             let stale = lookup
-                .stale_serves_on_error()
+                .stale_serves_on_error(window)
                 .unwrap_or_else(|| unreachable!("guarded"));
-            let report = Report::new(CacheStatus::Stale).detail(Detail::StaleIfError);
+            let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));
             state.serve(stale, &lookup.parts, head, report, Instant::now())
         }
         Ok(Fetched::Private(Private { response, .. })) => {
@@ -412,11 +447,14 @@ async fn solo(
     let failed = outcome
         .as_ref()
         .map_or(true, |r| r.status().is_server_error());
+    let window = unreachable_window(&state, outcome.as_ref().err().map(|e| &**e as _));
     let now = Instant::now();
-    if let Some(stale) =
-        stale.filter(|s| failed && s.lifetime.serves_on_error(&directives, s.stored_at, now))
-    {
-        let report = Report::new(CacheStatus::Stale).detail(Detail::StaleIfError);
+    if let Some(stale) = stale.filter(|s| {
+        failed
+            && s.lifetime
+                .serves_on_error(&directives, s.stored_at, now, window)
+    }) {
+        let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));
         return state.serve(&stale, &parts, head, report, now);
     }
     match outcome {
@@ -451,8 +489,9 @@ where
     framing::frame_request(&parts.method, &mut parts.headers, &body);
     let head = parts.method == Method::HEAD;
     let asked_upgrade = parts.headers.contains_key(UPGRADE);
+    // RFC 9111 §4.4: every method not known to be safe, extension methods included.
     let unsafe_method =
-        [Method::POST, Method::PUT, Method::DELETE, Method::PATCH].contains(&parts.method);
+        ![Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(&parts.method);
     let changed = unsafe_method.then(|| {
         let mut copy = Request::new(());
         *copy.method_mut() = parts.method.clone();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral::Cache;
 use http::header::{CONTENT_LOCATION, LOCATION};
-use http::{HeaderMap, request};
+use http::{HeaderMap, HeaderName, request};
 use metrics::Counter;
 
 use crate::hot::HotHeads;
@@ -24,10 +24,15 @@ pub(crate) struct Options {
     /// The largest body stored.
     pub max_body: usize,
     pub keep_stale_for: Duration,
+    /// How long past freshness a response may answer when its origin cannot be
+    /// reached (zero: only where stale-if-error allows).
+    pub stale_on_disconnect: Duration,
     pub max_keep: Option<Duration>,
     pub hit_for_miss: Duration,
     /// Whether responses carry `X-Cache` and `Cache-Status`.
     pub status_headers: bool,
+    /// The targeted cache-control fields heeded, in order (RFC 9213).
+    pub targeted: Vec<HeaderName>,
     /// The cache's name in `Cache-Status` and in metrics.
     pub name: String,
 }
@@ -76,15 +81,31 @@ impl State {
         req: &request::Parts,
         res: &http::response::Parts,
     ) -> Result<Lifetime, NotStored> {
-        let mut lifetime = self
-            .options
-            .policy
-            .lifetime(req, res, self.options.keep_stale_for)?;
+        let mut lifetime = self.options.policy.lifetime(
+            req,
+            res,
+            self.options.keep_stale_for,
+            &self.options.targeted,
+        )?;
+        // Kept while it may answer for an unreachable origin.
+        if !lifetime.revalidate_when_stale && !lifetime.always_revalidate {
+            let usable = lifetime.fresh_for.saturating_sub(lifetime.initial_age);
+            lifetime.keep_for = lifetime
+                .keep_for
+                .max(usable.saturating_add(self.options.stale_on_disconnect));
+        }
         if let Some(max_keep) = self.options.max_keep {
             lifetime.keep_for = lifetime.keep_for.min(max_keep);
             lifetime.fresh_for = lifetime.fresh_for.min(lifetime.initial_age + max_keep);
         }
         Ok(lifetime)
+    }
+
+    /// Whether `res`, not stored, may go to the requests that waited on its fetch.
+    pub(crate) fn may_share(&self, req: &request::Parts, res: &http::response::Parts) -> bool {
+        self.options
+            .policy
+            .may_share(req, res, &self.options.targeted)
     }
 
     /// Invalidates what a successful unsafe request changed: its URL and its

@@ -9,6 +9,20 @@ use corral_http::{HttpCache, UpstreamError};
 use support::{Origin, Reply, cached, get};
 use tower::ServiceExt;
 
+/// `n` GETs for `url` through `cache`, all started at once.
+fn concurrent_gets(
+    cache: &support::Cached,
+    url: &str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<support::Got>> {
+    (0..n)
+        .map(|_| {
+            let (cache, url) = (cache.clone(), url.to_owned());
+            tokio::spawn(async move { get(&cache, &url).await })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_concurrent_requests_for_one_cold_url_reach_the_origin_once() {
     let origin = Origin::start().await;
@@ -19,12 +33,7 @@ async fn five_hundred_concurrent_requests_for_one_cold_url_reach_the_origin_once
     });
     let cache = cached(HttpCache::builder());
     let url = origin.url("/cold");
-    let requests: Vec<_> = (0..500)
-        .map(|_| {
-            let (cache, url) = (cache.clone(), url.clone());
-            tokio::spawn(async move { get(&cache, &url).await })
-        })
-        .collect();
+    let requests = concurrent_gets(&cache, &url, 500);
     let mut statuses = std::collections::HashMap::<String, usize>::new();
     for request in requests {
         let got = request.await.unwrap();
@@ -50,12 +59,7 @@ async fn waiters_of_an_unshareable_response_go_upstream_on_their_own_and_the_key
     });
     let cache = cached(HttpCache::builder().hit_for_miss(Duration::from_secs(30)));
     let url = origin.url("/private");
-    let requests: Vec<_> = (0..20)
-        .map(|_| {
-            let (cache, url) = (cache.clone(), url.clone());
-            tokio::spawn(async move { get(&cache, &url).await })
-        })
-        .collect();
+    let requests = concurrent_gets(&cache, &url, 20);
     let mut bodies = Vec::new();
     for request in requests {
         let got = request.await.unwrap();
@@ -116,12 +120,7 @@ async fn a_fetch_that_outlives_the_fetch_timeout_gives_its_waiters_a_504() {
     });
     let cache = cached(HttpCache::builder().fetch_timeout(Duration::from_millis(200)));
     let url = origin.url("/slow");
-    let requests: Vec<_> = (0..10)
-        .map(|_| {
-            let (cache, url) = (cache.clone(), url.clone());
-            tokio::spawn(async move { get(&cache, &url).await })
-        })
-        .collect();
+    let requests = concurrent_gets(&cache, &url, 10);
     for request in requests {
         let got = request.await.unwrap();
         assert_eq!(got.status, 504);
@@ -145,12 +144,7 @@ async fn a_server_error_reaches_the_origin_once_and_is_not_stored() {
     });
     let cache = cached(HttpCache::builder());
     let url = origin.url("/flaky");
-    let requests: Vec<_> = (0..50)
-        .map(|_| {
-            let (cache, url) = (cache.clone(), url.clone());
-            tokio::spawn(async move { get(&cache, &url).await })
-        })
-        .collect();
+    let requests = concurrent_gets(&cache, &url, 50);
     let mut own = 0;
     for request in requests {
         let got = request.await.unwrap();
@@ -177,4 +171,73 @@ async fn a_server_error_reaches_the_origin_once_and_is_not_stored() {
         "fine",
         "nor is the failure stored"
     );
+}
+
+/// Issue 14, point 10: an API's JSON error body reaches every waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_a_shareable_server_error_get_the_origins_own_response() {
+    let origin = Origin::start().await;
+    origin.route("/api", |_, n| {
+        Reply::ok(&format!("{{\"error\": \"overloaded\", \"call\": {n}}}"))
+            .status(503)
+            .header("content-type", "application/json")
+            .header("retry-after", "5")
+            .delay(Duration::from_millis(100))
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/api");
+    let requests = concurrent_gets(&cache, &url, 20);
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!(
+            (got.status.as_u16(), got.text()),
+            (503, "{\"error\": \"overloaded\", \"call\": 1}")
+        );
+        assert_eq!(got.header("content-type"), "application/json");
+        assert_eq!(got.header("retry-after"), "5");
+        assert!(
+            !got.header("cache-status").contains("stored"),
+            "{}",
+            got.header("cache-status")
+        );
+    }
+    assert_eq!(origin.count("/api"), 1, "one call to the handler");
+    let after = get(&cache, &url).await;
+    assert_eq!(
+        after.text(),
+        "{\"error\": \"overloaded\", \"call\": 2}",
+        "not stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_a_private_server_error_get_a_response_that_says_it_could_not_be_shared() {
+    let origin = Origin::start().await;
+    origin.route("/me", |_, _| {
+        Reply::ok("{\"error\": \"your quota\"}")
+            .status(500)
+            .header("cache-control", "private")
+            .delay(Duration::from_millis(100))
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/me");
+    let requests = concurrent_gets(&cache, &url, 10);
+    let mut own = 0;
+    for request in requests {
+        let got = request.await.unwrap();
+        assert_eq!(got.status, 500);
+        if got.text() == "{\"error\": \"your quota\"}" {
+            own += 1;
+        } else {
+            assert!(got.text().contains("may not be shared"), "{}", got.text());
+            assert!(
+                got.header("cache-status")
+                    .contains("detail=\"not shareable\""),
+                "{}",
+                got.header("cache-status")
+            );
+        }
+    }
+    assert_eq!(own, 1);
+    assert_eq!(origin.count("/me"), 1);
 }

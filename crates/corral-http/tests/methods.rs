@@ -195,3 +195,30 @@ async fn invalidation_removes_every_variant_of_a_url() {
         "the other variant went too"
     );
 }
+
+/// RFC 9111 §4.4: "including methods whose safety is unknown".
+#[tokio::test]
+async fn rfc9111_4_4_extension_methods_invalidate_and_safe_ones_do_not() {
+    let origin = Origin::start().await;
+    origin.route("/doc", |req, n| match req.method.as_str() {
+        "GET" => Reply::ok(&format!("v{n}")).header("cache-control", "max-age=600"),
+        _ => Reply::ok("done"),
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/doc");
+    get(&cache, &url).await;
+    for safe in ["OPTIONS", "TRACE"] {
+        send(&cache, request(safe, &url)).await;
+        assert_eq!(get(&cache, &url).await.x_cache(), "HIT", "{safe}");
+    }
+    for (unknown, version) in [("M-SEARCH", "v5"), ("PURGE", "v7"), ("LINK", "v9")] {
+        let answer = send(&cache, request(unknown, &url)).await;
+        assert_eq!(answer.status, 200);
+        let after = get(&cache, &url).await;
+        assert_eq!(
+            (after.text(), after.x_cache()),
+            (version, "MISS"),
+            "{unknown} invalidated the URL"
+        );
+    }
+}

@@ -126,7 +126,9 @@ impl Proxy {
             .max_bytes(config.max_bytes.0)
             .max_body_bytes(usize::try_from(config.max_body_bytes.0).unwrap_or(usize::MAX))
             .fetch_timeout(config.fetch_timeout)
-            .cache_status_headers(config.cache_status_headers);
+            .stale_on_disconnect(config.stale_on_disconnect)
+            .cache_status_headers(config.cache_status_headers)
+            .targeted_cache_control(config.targeted_fields()?);
         let builder = match &config.redis_url {
             Some(url) => builder.redis(
                 corral::redis::RedisTier::builder(url.clone())

@@ -52,7 +52,7 @@ fn freshness(headers: &HeaderMap) -> Duration {
     let (mut response, ()) = Response::new(()).into_parts();
     response.headers = headers.clone();
     response.headers.remove(LAST_MODIFIED);
-    match (Policy::Rfc9111 { shared: false }).lifetime(&request, &response, Duration::ZERO) {
+    match (Policy::Rfc9111 { shared: false }).lifetime(&request, &response, Duration::ZERO, &[]) {
         Ok(lifetime) if !lifetime.always_revalidate => {
             lifetime.fresh_for.saturating_sub(lifetime.initial_age)
         }

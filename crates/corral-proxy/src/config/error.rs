@@ -70,6 +70,12 @@ pub enum ConfigError {
         /// The rule.
         rule: String,
     },
+    /// A name of `targeted-cache-control` is not a field name.
+    #[error("targeted-cache-control: `{name}` is not a field name")]
+    TargetedField {
+        /// The name.
+        name: String,
+    },
     /// `via` is not one token.
     #[error(transparent)]
     Via(#[from] crate::forwarded::InvalidPseudonym),

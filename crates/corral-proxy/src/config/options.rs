@@ -85,6 +85,14 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[default(corral_http::DEFAULT_FETCH_TIMEOUT)]
     pub fetch_timeout: Duration,
+    /// How long past freshness a stored response answers when its origin cannot be
+    /// reached (refused, reset, closed before answering, or past `fetch-timeout`),
+    /// unless the response forbids serving it stale; `0s`: only where
+    /// `stale-if-error` allows.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(corral_http::DEFAULT_STALE_ON_DISCONNECT)]
+    pub stale_on_disconnect: Duration,
     /// Requests in flight to origins at once, each until its response body is read
     /// or dropped; more wait (within `fetch-timeout`).
     #[arg(long)]
@@ -103,6 +111,13 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
     #[default(true)]
     pub cache_status_headers: bool,
+    /// The targeted cache-control fields (RFC 9213) heeded over `Cache-Control`, first
+    /// valid one first (comma-separated as a flag): name one of your own (e.g.
+    /// `corral-cache-control`) before `cdn-cache-control` to give this proxy
+    /// directives of its own. Empty: `Cache-Control` alone.
+    #[arg(long, value_delimiter = ',')]
+    #[default(vec!["cdn-cache-control".to_owned()])]
+    pub targeted_cache_control: Vec<String>,
     /// A forward proxy's allow-list: host names (`example.com`, optionally `:port`),
     /// globs (`*.example.com`) and CIDRs (`10.0.0.0/8`); repeat the flag for more. A
     /// name rule never reaches loopback, link-local or cloud-metadata addresses unless
@@ -224,6 +239,7 @@ impl Config {
             });
         }
         self.trusted_networks()?;
+        self.targeted_fields()?;
         crate::forwarded::Forwarding::new(self.via.as_deref())?;
         if self
             .admin_token
@@ -301,6 +317,17 @@ impl Config {
                     .map_err(|_| ConfigError::TrustedProxy {
                         rule: rule.to_owned(),
                     })
+            })
+            .collect()
+    }
+
+    /// `targeted-cache-control` as field names.
+    pub fn targeted_fields(&self) -> Result<Vec<http::HeaderName>, ConfigError> {
+        self.targeted_cache_control
+            .iter()
+            .map(|name| {
+                http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| ConfigError::TargetedField { name: name.clone() })
             })
             .collect()
     }
