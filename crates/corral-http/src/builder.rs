@@ -171,8 +171,9 @@ impl HttpCacheBuilder {
     /// cache; `Cache-Status` then says `detail="origin unreachable"`. Never for a
     /// response whose `no-cache`, `must-revalidate`, `proxy-revalidate` or `s-maxage`
     /// forbids serving it stale, nor for a request that asks for a fresh one
-    /// (`no-cache`, `max-age`, `min-fresh`). Responses are kept this long past
-    /// freshness for it (within `max_bytes`). An origin that answers with a server
+    /// (`no-cache`, `max-age`, `min-fresh`). Under [`Policy::Rfc9111`] responses are
+    /// kept this long past freshness for it (within `max_bytes`); a fixed policy keeps
+    /// to its `ttl`. An origin that answers with a server
     /// error is not unreachable: there `stale-if-error` decides. Zero turns it off.
     /// Default 1 day.
     pub fn stale_on_disconnect(mut self, stale_on_disconnect: Duration) -> Self {

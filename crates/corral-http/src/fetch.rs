@@ -94,12 +94,10 @@ pub(crate) fn upstream_request(
     if let Some(stale) = stale {
         let (etag, last_modified) = stale.validators();
         if let Some(etag) = etag {
-            parts.headers.insert(IF_NONE_MATCH, etag.clone());
+            parts.headers.insert(IF_NONE_MATCH, etag);
         }
         if let Some(last_modified) = last_modified {
-            parts
-                .headers
-                .insert(IF_MODIFIED_SINCE, last_modified.clone());
+            parts.headers.insert(IF_MODIFIED_SINCE, last_modified);
         }
     }
     parts

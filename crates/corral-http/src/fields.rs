@@ -187,17 +187,7 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(lines: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in lines {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::testing::header_map as map;
 
     #[test]
     fn fields_keep_every_line_in_order_and_give_the_same_map_back() {

@@ -148,17 +148,7 @@ mod tests {
     use http_body_util::{Empty, Full, StreamBody};
 
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
+    use crate::testing::header_map as headers;
 
     fn streaming() -> impl HttpBody<Data = Bytes> {
         let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> =

@@ -153,18 +153,7 @@ pub(crate) fn http_date(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    v.parse().unwrap(),
-                )
-            })
-            .collect()
-    }
+    use crate::testing::header_map as headers;
 
     fn lifetime(shared: bool, status: u16, pairs: &[(&str, &str)]) -> Option<Duration> {
         let h = headers(pairs);

@@ -16,14 +16,16 @@ use tokio::time::Instant;
 
 use crate::directives::{MAX_DELTA, RequestDirectives, ResponseDirectives, split_list};
 use crate::framing::{declared_length, frame_response};
-use crate::freshness::Governing;
 use crate::key::{default_key, same_origin_get};
-use crate::policy::{Lifetime, Policy, Serve};
+use crate::policy::{KeepStale, Lifetime, Policy, Serve};
 use crate::remove_hop_by_hop;
 use crate::vary::{Vary, selecting_values};
 
 /// How long past freshness the cache keeps a response, as the policy is asked here.
-const KEEP_STALE_FOR: Duration = Duration::from_secs(3600);
+const KEEP_STALE: KeepStale = KeepStale {
+    for_revalidation: Duration::from_secs(3600),
+    while_unreachable: Duration::from_secs(86_400),
+};
 
 /// Parses each line of `data` as one `Cache-Control` field line, of a response and of
 /// a request, and checks that splitting the directives over more lines means the
@@ -59,20 +61,10 @@ pub fn cache_control(data: &[u8]) {
     let pragma = RequestDirectives::parse(&field_lines(PRAGMA, &lines));
     assert_eq!(pragma.no_cache, pragma_no_cache);
     // Repeating a delta directive takes the most restrictive value: the smallest.
-    let deltas = |name: &str| {
-        directives
-            .iter()
-            .filter_map(|d| d.to_str().ok())
-            .filter_map(|d| d.split_once('='))
-            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .count()
-    };
-    if deltas("max-age") > 1 {
-        let last_alone = ResponseDirectives::parse(&field_lines(
-            CACHE_CONTROL,
-            &directives[directives.len() - 1..],
-        ));
-        if let (Some(all), Some(last)) = (response.max_age, last_alone.max_age) {
+    if let Some(last) = directives.last() {
+        let alone =
+            ResponseDirectives::parse(&field_lines(CACHE_CONTROL, std::slice::from_ref(last)));
+        if let (Some(all), Some(last)) = (response.max_age, alone.max_age) {
             assert!(all <= last, "{all:?} > {last:?}");
         }
     }
@@ -219,11 +211,10 @@ fn lifetimes(request: &request::Parts, response: &response::Parts) {
         Policy::Rfc9111 { shared: false },
         fixed,
     ] {
-        let Ok(lifetime) = policy.lifetime(request, response, KEEP_STALE_FOR, &targets) else {
+        let Ok(lifetime) = policy.lifetime(request, response, KEEP_STALE, &targets) else {
             continue;
         };
-        let heeded: &[HeaderName] = if policy.is_shared() { &targets } else { &[] };
-        let directives = Governing::of(&response.headers, heeded).directives;
+        let directives = policy.governing(&response.headers, &targets).directives;
         assert_ne!(Vary::parse(&response.headers), Vary::Any);
         assert!(!directives.no_store);
         if policy.is_shared() {
@@ -323,7 +314,7 @@ fn max_age_alone(response: &HeaderMap) {
             continue;
         }
         let private = Policy::Rfc9111 { shared: false };
-        let lifetime = private.lifetime(&get("http://shop.example/"), &alone, KEEP_STALE_FOR, &[]);
+        let lifetime = private.lifetime(&get("http://shop.example/"), &alone, KEEP_STALE, &[]);
         assert_eq!(
             lifetime.map(|l| l.fresh_for),
             Ok(max_age),

@@ -104,6 +104,8 @@ mod state;
 mod status;
 mod stored;
 mod targeted;
+#[cfg(test)]
+mod testing;
 mod upstream;
 mod vary;
 #[cfg(feature = "redis")]

@@ -157,14 +157,19 @@ impl Policy {
         res: &response::Parts,
         targets: &[HeaderName],
     ) -> bool {
-        let targets = if self.is_shared() { targets } else { &[] };
-        let directives = Governing::of(&res.headers, targets).directives;
+        let directives = self.governing(&res.headers, targets).directives;
         !directives.private
             && !directives.no_store
             && !res.headers.contains_key(SET_COOKIE)
             && Vary::parse(&res.headers) != Vary::Any
             && !req.headers.contains_key(AUTHORIZATION)
             && !self.passes_credentials(req)
+    }
+
+    /// The directives that govern a response with `headers`: a shared cache heeds
+    /// `targets` (RFC 9213), a private one only `Cache-Control`.
+    pub(crate) fn governing(&self, headers: &http::HeaderMap, targets: &[HeaderName]) -> Governing {
+        Governing::of(headers, if self.is_shared() { targets } else { &[] })
     }
 
     /// Whether responses are shared between users.
@@ -183,15 +188,16 @@ impl Policy {
         }
     }
 
-    /// Whether (and how long) the response to `req` may be stored, or why not. A zero `keep_for` means: share with the waiters of this load,
-    /// but do not store.
+    /// Whether (and how long) the response to `req` may be stored, or why not. A zero
+    /// `keep_for` means: share with the waiters of this load, but do not store.
+    /// `keep_stale` says how long RFC 9111 responses are kept past freshness;
     /// `targets` are the targeted fields (RFC 9213) a shared cache heeds, first
-    /// valid one first; a private cache heeds none.
+    /// valid one first (a private cache heeds none).
     pub(crate) fn lifetime(
         &self,
         req: &request::Parts,
         res: &response::Parts,
-        keep_stale_for: Duration,
+        keep_stale: KeepStale,
         targets: &[HeaderName],
     ) -> Result<Lifetime, NotStored> {
         if req.method != Method::GET {
@@ -203,15 +209,14 @@ impl Policy {
         if Vary::parse(&res.headers) == Vary::Any {
             return Err(NotStored::VaryAny);
         }
-        let targets = if self.is_shared() { targets } else { &[] };
-        let governing = Governing::of(&res.headers, targets);
+        let governing = self.governing(&res.headers, targets);
         let directives = &governing.directives;
         if self.is_shared() && res.headers.contains_key(SET_COOKIE) {
             return Err(NotStored::SetsCookie);
         }
         match self {
             Policy::Rfc9111 { shared } => {
-                rfc9111_lifetime(*shared, req, res, &governing, keep_stale_for)
+                rfc9111_lifetime(*shared, req, res, &governing, keep_stale)
             }
             Policy::Fixed {
                 fresh_for,
@@ -252,7 +257,7 @@ fn rfc9111_lifetime(
     req: &request::Parts,
     res: &response::Parts,
     governing: &Governing,
-    keep_stale_for: Duration,
+    keep_stale: KeepStale,
 ) -> Result<Lifetime, NotStored> {
     let directives = &governing.directives;
     if directives.no_store || RequestDirectives::parse(&req.headers).no_store {
@@ -292,16 +297,17 @@ fn rfc9111_lifetime(
     let stale_while_revalidate = directives.stale_while_revalidate.unwrap_or_default();
     let stale_if_error = directives.stale_if_error.unwrap_or_default();
     // Once stale it may still serve: clients' max-stale, stale-while-revalidate,
-    // stale-if-error, or a revalidation; unless nothing but a revalidation is allowed
-    // and it has no validators.
+    // stale-if-error, an unreachable origin, or a revalidation; unless nothing but a
+    // revalidation is allowed and it has no validators.
     let stale_use = if (revalidate_when_stale || always_revalidate) && !has_validators {
         Duration::ZERO
     } else if revalidate_when_stale || always_revalidate {
-        keep_stale_for
+        keep_stale.for_revalidation
     } else {
         stale_while_revalidate
             .max(stale_if_error)
-            .max(keep_stale_for)
+            .max(keep_stale.for_revalidation)
+            .max(keep_stale.while_unreachable)
     };
     Ok(Lifetime {
         initial_age,
@@ -330,6 +336,16 @@ pub(crate) fn age_of(headers: &http::HeaderMap) -> Duration {
     age.parse::<u64>()
         .map_or(MAX_DELTA, Duration::from_secs)
         .min(MAX_DELTA)
+}
+
+/// How long past freshness the cache keeps an RFC 9111 response it may still use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KeepStale {
+    /// To revalidate it, or to serve it to clients' `max-stale` (`keep_stale_for`).
+    pub for_revalidation: Duration,
+    /// To answer while its origin cannot be reached (`stale_on_disconnect`), when it
+    /// may be served stale at all.
+    pub while_unreachable: Duration,
 }
 
 /// How long a stored response is fresh, and what may be done with it after.
@@ -464,6 +480,10 @@ mod tests {
     use super::*;
 
     const KEEP: Duration = Duration::from_secs(3600);
+    const KEEP_STALE: KeepStale = KeepStale {
+        for_revalidation: KEEP,
+        while_unreachable: Duration::ZERO,
+    };
 
     fn req(headers: &[(&str, &str)]) -> request::Parts {
         let mut b = http::Request::get("http://example.com/x");
@@ -482,7 +502,7 @@ mod tests {
     }
 
     fn shared(req_h: &[(&str, &str)], res_h: &[(&str, &str)]) -> Result<Lifetime, NotStored> {
-        Policy::Rfc9111 { shared: true }.lifetime(&req(req_h), &res(200, res_h), KEEP, &[])
+        Policy::Rfc9111 { shared: true }.lifetime(&req(req_h), &res(200, res_h), KEEP_STALE, &[])
     }
 
     fn secs(s: u64) -> Duration {
@@ -510,7 +530,7 @@ mod tests {
         let h = [("cache-control", "max-age=10, s-maxage=100")];
         assert_eq!(shared(&[], &h).unwrap().fresh_for, secs(100));
         let private =
-            Policy::Rfc9111 { shared: false }.lifetime(&req(&[]), &res(200, &h), KEEP, &[]);
+            Policy::Rfc9111 { shared: false }.lifetime(&req(&[]), &res(200, &h), KEEP_STALE, &[]);
         assert_eq!(private.unwrap().fresh_for, secs(10));
     }
 
@@ -554,7 +574,10 @@ mod tests {
             ("cache-control", "private, max-age=60"),
             ("set-cookie", "a=1"),
         ];
-        assert!(p.lifetime(&req(&[]), &res(200, &h), KEEP, &[]).is_ok());
+        assert!(
+            p.lifetime(&req(&[]), &res(200, &h), KEEP_STALE, &[])
+                .is_ok()
+        );
     }
 
     #[test]
@@ -682,31 +705,75 @@ mod tests {
     }
 
     #[test]
+    fn a_response_that_may_go_stale_is_kept_for_an_unreachable_origin() {
+        let keep = KeepStale {
+            while_unreachable: secs(86_400),
+            ..KEEP_STALE
+        };
+        let shared = Policy::Rfc9111 { shared: true };
+        let lifetime = |cc| {
+            shared
+                .lifetime(
+                    &req(&[]),
+                    &res(200, &[("cache-control", cc), ("etag", "\"e\"")]),
+                    keep,
+                    &[],
+                )
+                .unwrap()
+                .keep_for
+        };
+        assert_eq!(lifetime("max-age=60"), secs(60 + 86_400));
+        assert_eq!(lifetime("max-age=60, must-revalidate"), secs(60) + KEEP);
+    }
+
+    #[test]
     fn fixed_policy_lifetimes_and_refusals() {
         let p = Policy::fixed(secs(10), secs(60));
-        let l = p.lifetime(&req(&[]), &res(200, &[]), KEEP, &[]).unwrap();
+        let l = p
+            .lifetime(&req(&[]), &res(200, &[]), KEEP_STALE, &[])
+            .unwrap();
         assert_eq!(
             (l.fresh_for, l.stale_while_revalidate, l.keep_for),
             (secs(10), secs(50), secs(60))
         );
-        assert!(p.lifetime(&req(&[]), &res(500, &[]), KEEP, &[]).is_err());
+        let unreachable = KeepStale {
+            while_unreachable: secs(86_400),
+            ..KEEP_STALE
+        };
+        let l = p
+            .lifetime(&req(&[]), &res(200, &[]), unreachable, &[])
+            .unwrap();
+        assert_eq!(
+            l.keep_for,
+            secs(60),
+            "a fixed ttl is kept to, whatever the cache's window"
+        );
+        assert!(
+            p.lifetime(&req(&[]), &res(500, &[]), KEEP_STALE, &[])
+                .is_err()
+        );
         assert!(
             p.lifetime(
                 &req(&[]),
                 &res(200, &[("cache-control", "private")]),
-                KEEP,
+                KEEP_STALE,
                 &[]
             )
             .is_err()
         );
         assert!(
-            p.lifetime(&req(&[]), &res(200, &[("set-cookie", "s=1")]), KEEP, &[])
-                .is_err()
+            p.lifetime(
+                &req(&[]),
+                &res(200, &[("set-cookie", "s=1")]),
+                KEEP_STALE,
+                &[]
+            )
+            .is_err()
         );
         let coalesce_only = Policy::fixed(Duration::ZERO, Duration::ZERO);
         assert_eq!(
             coalesce_only
-                .lifetime(&req(&[]), &res(200, &[]), KEEP, &[])
+                .lifetime(&req(&[]), &res(200, &[]), KEEP_STALE, &[])
                 .unwrap()
                 .keep_for,
             Duration::ZERO

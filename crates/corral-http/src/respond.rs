@@ -76,7 +76,7 @@ impl State {
             let mut headers = HeaderMap::new();
             for name in &NOT_MODIFIED_HEADERS {
                 for value in stored.headers.get_all(name) {
-                    headers.append(name.clone(), value.clone());
+                    headers.append(name.clone(), value);
                 }
             }
             let mut response = Response::new(Body::empty());

@@ -227,6 +227,7 @@ async fn forward(
         } else {
             Forward::Miss
         };
+        let window = unreachable_window(&state, outcome.as_ref().err().map(|e| e as _));
         match outcome {
             Ok((Stored::Response(fetched), source)) if fetched.matches(&lookup.parts.headers) => {
                 let report = match (source, fetched.provenance) {
@@ -259,12 +260,7 @@ async fn forward(
                     Found::Forward => continue,
                 }
             }
-            Err(error)
-                if lookup
-                    .stale_serves_on_error(unreachable_window(&state, Some(&error)))
-                    .is_some() =>
-            {
-                let window = unreachable_window(&state, Some(&error));
+            Err(_) if lookup.stale_serves_on_error(window).is_some() => {
                 let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));
                 let stale = lookup
                     .stale_serves_on_error(window)
@@ -381,6 +377,7 @@ async fn alone(
         Err(error) => Err(error),
     };
     let head = lookup.head;
+    let window = unreachable_window(&state, fetched.as_ref().err().map(|e| &**e as _));
     match fetched {
         Ok(Fetched::Shareable(response)) => {
             let target = lookup.target();
@@ -400,14 +397,8 @@ async fn alone(
             ..
         }))
         | Err(_)
-            if lookup
-                .stale_serves_on_error(unreachable_window(
-                    &state,
-                    fetched.as_ref().err().map(|e| &**e as _),
-                ))
-                .is_some() =>
+            if lookup.stale_serves_on_error(window).is_some() =>
         {
-            let window = unreachable_window(&state, fetched.as_ref().err().map(|e| &**e as _));
             let stale = lookup
                 .stale_serves_on_error(window)
                 .unwrap_or_else(|| unreachable!("guarded"));

@@ -12,7 +12,7 @@ use metrics::Counter;
 
 use crate::hot::HotHeads;
 use crate::key::{KeyFn, same_origin_get};
-use crate::policy::{Lifetime, Policy};
+use crate::policy::{KeepStale, Lifetime, Policy};
 use crate::reason::NotStored;
 use crate::status::CacheStatus;
 use crate::stored::Stored;
@@ -81,19 +81,14 @@ impl State {
         req: &request::Parts,
         res: &http::response::Parts,
     ) -> Result<Lifetime, NotStored> {
-        let mut lifetime = self.options.policy.lifetime(
-            req,
-            res,
-            self.options.keep_stale_for,
-            &self.options.targeted,
-        )?;
-        // Kept while it may answer for an unreachable origin.
-        if !lifetime.revalidate_when_stale && !lifetime.always_revalidate {
-            let usable = lifetime.fresh_for.saturating_sub(lifetime.initial_age);
-            lifetime.keep_for = lifetime
-                .keep_for
-                .max(usable.saturating_add(self.options.stale_on_disconnect));
-        }
+        let keep_stale = KeepStale {
+            for_revalidation: self.options.keep_stale_for,
+            while_unreachable: self.options.stale_on_disconnect,
+        };
+        let mut lifetime =
+            self.options
+                .policy
+                .lifetime(req, res, keep_stale, &self.options.targeted)?;
         if let Some(max_keep) = self.options.max_keep {
             lifetime.keep_for = lifetime.keep_for.min(max_keep);
             lifetime.fresh_for = lifetime.fresh_for.min(lifetime.initial_age + max_keep);

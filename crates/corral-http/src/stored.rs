@@ -220,17 +220,7 @@ impl StoredResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
+    use crate::testing::header_map as headers;
 
     fn stored(h: &[(&str, &str)]) -> StoredResponse {
         StoredResponse::sample(&headers(h))

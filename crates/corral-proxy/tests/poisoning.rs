@@ -211,3 +211,57 @@ async fn a_request_that_names_two_hosts_is_a_400() {
     );
     assert_eq!(origin.count("/dup"), 1);
 }
+
+/// A hot response's head is made once a second and copied for each hit: what one
+/// client's connection adds to its copy (HTTP/1.0's `Connection: keep-alive`, a
+/// `Connection: close`) must never reach the next client, and every copy is framed by
+/// the body it goes with.
+#[tokio::test]
+async fn a_ready_made_head_carries_nothing_one_connection_added_to_another() {
+    let origin = Origin::start().await;
+    origin.route("/hot", |_, _| {
+        Reply::ok("the hot page").header("cache-control", "max-age=600")
+    });
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    let request = |version: &str, connection: &str| {
+        format!("GET /hot {version}\r\nhost: site\r\n{connection}\r\n").into_bytes()
+    };
+    // Warm it: stored, then hit enough to have its head made.
+    let mut warm = RawClient::connect(proxy.addr).await;
+    for _ in 0..3 {
+        warm.write(&request("HTTP/1.1", "")).await;
+        assert_eq!(warm.response(false).await.text(), "the hot page");
+    }
+    // An HTTP/1.0 client that keeps its connection, and one that closes it.
+    let mut old = RawClient::connect(proxy.addr).await;
+    for _ in 0..2 {
+        old.write(&request("HTTP/1.0", "connection: keep-alive\r\n"))
+            .await;
+        let hit = old.response(false).await;
+        assert_eq!(
+            (hit.text().as_str(), hit.header("x-cache")),
+            ("the hot page", Some("HIT"))
+        );
+        assert_eq!(hit.header("connection"), Some("keep-alive"));
+    }
+    let mut closing = RawClient::connect(proxy.addr).await;
+    closing
+        .write(&request("HTTP/1.1", "connection: close\r\n"))
+        .await;
+    assert_eq!(
+        closing.response(false).await.header("connection"),
+        Some("close")
+    );
+    // The next HTTP/1.1 client sees none of it, and keeps its connection.
+    for head in [false, true, false] {
+        let method = if head { "HEAD" } else { "GET" };
+        warm.write(format!("{method} /hot HTTP/1.1\r\nhost: site\r\n\r\n").as_bytes())
+            .await;
+        let hit = warm.response(head).await;
+        assert_eq!(hit.header("x-cache"), Some("HIT"));
+        assert_eq!(hit.header("connection"), None, "{method}");
+        assert_eq!(hit.header("content-length"), Some("12"), "{method}");
+        assert_eq!(hit.body.len(), if head { 0 } else { 12 });
+    }
+    assert_eq!(origin.count("/hot"), 1);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::header::LAST_MODIFIED;
 use http::{HeaderMap, Method, Request, Response};
 
-use crate::policy::Policy;
+use crate::policy::{KeepStale, Policy};
 
 /// One URL's refresh intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,12 @@ fn freshness(headers: &HeaderMap) -> Duration {
     let (mut response, ()) = Response::new(()).into_parts();
     response.headers = headers.clone();
     response.headers.remove(LAST_MODIFIED);
-    match (Policy::Rfc9111 { shared: false }).lifetime(&request, &response, Duration::ZERO, &[]) {
+    match (Policy::Rfc9111 { shared: false }).lifetime(
+        &request,
+        &response,
+        KeepStale::default(),
+        &[],
+    ) {
         Ok(lifetime) if !lifetime.always_revalidate => {
             lifetime.fresh_for.saturating_sub(lifetime.initial_age)
         }
@@ -65,6 +70,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::testing::header_map as headers;
 
     const MIN: Duration = Duration::from_secs(60);
     const MAX: Duration = Duration::from_secs(3600);
@@ -73,13 +79,6 @@ mod tests {
         max: MAX,
         fixed: None,
     };
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(n, v)| (http::HeaderName::from_static(n), v.parse().unwrap()))
-            .collect()
-    }
 
     #[test]
     fn max_age_less_age_clamped_to_min_and_max() {
