@@ -5,10 +5,13 @@
 # hits, 200 clients at once on a cold URL with a 100 ms origin; then memory per
 # cached 1 KiB object (RSS growth over MEM_N objects) for corral and the peers; then
 # user-space instructions per 1 KiB hit (callgrind) for the origin and for corral
-# with the access log off and on.
+# with the access log off and on, and per range hit (1 KiB of a stored 1 MiB, from
+# its start and its end) beside a full 1 KiB hit; then the hit-ratio replay of a
+# Zipf trace through corral's memory tier and the policies nginx and Varnish evict by.
 #
 #     ./bench/proxy.sh              # ROUNDS=5 DUR=10 by default; MEM=0 skips memory,
-#                                   # INSTR=0 the instruction counts
+#                                   # INSTR=0 the instruction counts, HIT_RATIO=0 the
+#                                   # replay (2.5 minutes)
 #
 # Needs wrk, curl, taskset, nginx, varnishd, squid, valgrind, ab (Debian packages:
 # apache2-utils for ab). Servers run on CPU 0 and the load generator on CPU 1, as the
@@ -20,6 +23,7 @@ HARNESS=${HARNESS:-$(cd .. && pwd)/shared/bench}
 PORT=${PORT:-19401}
 MEM=${MEM:-1}
 INSTR=${INSTR:-1}
+HIT_RATIO=${HIT_RATIO:-1}
 export ROUNDS=${ROUNDS:-5} DUR=${DUR:-10}
 
 [ -x "$HARNESS/peers.sh" ] || { echo "proxy.sh: no harness at $HARNESS (set HARNESS=)" >&2; exit 1; }
@@ -70,4 +74,26 @@ if [ "$INSTR" = 1 ]; then
         count "corral-access-log-$log" "$CORRAL" serve --listen "127.0.0.1:$((PORT + 1))" \
             --upstream http://127.0.0.1:19001 --admin false --access-log "$log"
     done
+    # Range hits, in one run with a full 1 KiB hit: the harness's counter sends its
+    # requests with the `ab` it finds first on PATH, here one that adds the `Range`.
+    ranged() { # name, range, path
+        local shim; shim=$(mktemp -d)
+        if [ -n "$2" ]; then
+            printf '#!/bin/sh\nexec %s -H "Range: %s" "$@"\n' "$(command -v ab)" "$2" >"$shim/ab"
+            chmod +x "$shim/ab"
+        fi
+        printf 'RESULT round=%s peer=corral fig=%s %s\n' "${round:-1}" "$1" \
+            "$(PATH="$shim:$PATH" "$HARNESS/instr-per-request.sh" "http://127.0.0.1:$((PORT + 1))$3" 5000 4 -- \
+                "$CORRAL" serve --listen "127.0.0.1:$((PORT + 1))" --upstream http://127.0.0.1:19001 \
+                --admin false --access-log false)"
+        rm -rf "$shim"
+    }
+    for round in 1 2; do
+        ranged instr-full-1k "" /static/1
+        ranged instr-range-first-1k "bytes=0-1023" /sized/1048576/1
+        ranged instr-range-last-1k "bytes=-1024" /sized/1048576/1
+    done
+fi
+if [ "$HIT_RATIO" = 1 ]; then
+    cargo run --release -q -p corral-bench --bin hit_ratio
 fi

@@ -95,6 +95,7 @@ mod lookup;
 mod policy;
 #[cfg(feature = "pool")]
 pub mod pool;
+mod ranges;
 mod reason;
 #[cfg(feature = "refresh")]
 pub mod refresh;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral::{Entry, Source};
 use http::header::RANGE;
-use http::{Method, Response, request};
+use http::{HeaderValue, Method, Response, request};
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -24,6 +24,8 @@ use crate::vary::{VarySpec, variant_key};
 pub(crate) struct Lookup {
     pub parts: request::Parts,
     pub head: bool,
+    /// A GET's `Range`: served from the whole response, stored or fetched.
+    pub range: Option<HeaderValue>,
     pub directives: RequestDirectives,
     /// The URL's key.
     pub primary: String,
@@ -38,7 +40,7 @@ pub(crate) struct Lookup {
 }
 
 /// How a GET or HEAD starts: looked up, or sent past the cache (no key, `no-store`,
-/// `Range`, credentials the policy does not share).
+/// credentials the policy does not share).
 pub(crate) enum Start {
     Look(Lookup),
     Bypass(request::Parts, Report),
@@ -67,14 +69,13 @@ impl Lookup {
             return bypass(parts, Forward::Bypass);
         };
         let directives = state.options.policy.request_directives(&parts);
-        if directives.no_store
-            || parts.headers.contains_key(RANGE)
-            || state.options.policy.passes_credentials(&parts)
-        {
+        if directives.no_store || state.options.policy.passes_credentials(&parts) {
             return bypass(parts, Forward::Request);
         }
+        let head = parts.method == Method::HEAD;
         Start::Look(Lookup {
-            head: parts.method == Method::HEAD,
+            range: parts.headers.get(RANGE).filter(|_| !head).cloned(),
+            head,
             parts,
             directives,
             primary,
@@ -114,6 +115,7 @@ impl Lookup {
                                 &stored,
                                 &self.parts,
                                 self.head,
+                                self.range.as_ref(),
                                 report,
                                 now,
                             ));
@@ -121,8 +123,14 @@ impl Lookup {
                         Serve::Stale => {
                             let report = Report::new(CacheStatus::Stale)
                                 .detail(Detail::StaleWhileRevalidate);
-                            let response =
-                                state.serve(&stored, &self.parts, self.head, report, now);
+                            let response = state.serve(
+                                &stored,
+                                &self.parts,
+                                self.head,
+                                self.range.as_ref(),
+                                report,
+                                now,
+                            );
                             return Found::Stale(response, stored);
                         }
                         Serve::Forward => self.stale = Some(stored),

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use http::header::{AGE, CONTENT_LOCATION};
+use http::header::{AGE, CONTENT_LOCATION, CONTENT_RANGE, IF_RANGE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, RequestBodyError};
 use crate::framing;
+use crate::ranges::{self, Ranged};
 use crate::reason::Detail;
 use crate::state::State;
 use crate::status::{CacheStatus, Forward, Report};
@@ -35,17 +36,24 @@ const NOT_MODIFIED_HEADERS: [http::HeaderName; 7] = [
 
 impl State {
     /// A stored response as the answer to `request` (a 304 if the request's own
-    /// conditions match it; no body for a HEAD).
+    /// conditions match it; no body for a HEAD; the ranges of a GET's `range`).
     pub(crate) fn serve(
         &self,
         stored: &Arc<StoredResponse>,
         request: &request::Parts,
         head: bool,
+        range: Option<&HeaderValue>,
         mut report: Report,
         now: Instant,
     ) -> Response<Body> {
         let conditional = stored.satisfies_conditional(&request.headers);
-        if report.is_plain_hit() && self.options.status_headers && !conditional {
+        // The ranges a GET asks for, unless its own conditions answer it (a 304).
+        let ranged = match range.filter(|_| !head && !conditional) {
+            Some(range) => ranges::answer(range, request.headers.get(IF_RANGE), stored),
+            None => Ranged::Whole,
+        };
+        let unsatisfiable = matches!(ranged, Ranged::Unsatisfiable { .. });
+        if report.is_plain_hit() && self.options.status_headers && !conditional && !unsatisfiable {
             // The hot path: a response hit many times a second has its head ready.
             let age_secs = stored.age(now).as_secs();
             let headers = self.hot.head(stored, age_secs, now, || {
@@ -60,6 +68,10 @@ impl State {
                 report.write(&self.options.name, &mut headers);
                 headers
             });
+            self.count(CacheStatus::Hit);
+            if let Ranged::Partial(part) = ranged {
+                return part.respond(headers);
+            }
             let body = if head {
                 Body::empty()
             } else {
@@ -68,7 +80,6 @@ impl State {
             let mut response = Response::new(body);
             *response.status_mut() = stored.status;
             *response.headers_mut() = headers;
-            self.count(CacheStatus::Hit);
             return response;
         }
         report.ttl = Some(stored.lifetime.ttl_seconds(stored.stored_at, now));
@@ -84,15 +95,26 @@ impl State {
             *response.headers_mut() = headers;
             response
         } else {
-            let body = if head {
-                Body::empty()
-            } else {
-                Body::full(stored.body.clone())
-            };
-            let mut response = Response::new(body);
-            *response.status_mut() = stored.status;
-            *response.headers_mut() = stored.headers.to_map(4);
-            response
+            match ranged {
+                Ranged::Whole => {
+                    let body = if head {
+                        Body::empty()
+                    } else {
+                        Body::full(stored.body.clone())
+                    };
+                    let mut response = Response::new(body);
+                    *response.status_mut() = stored.status;
+                    *response.headers_mut() = stored.headers.to_map(4);
+                    response
+                }
+                Ranged::Partial(part) => part.respond(stored.headers.to_map(5)),
+                Ranged::Unsatisfiable { content_range } => {
+                    let mut response = Response::new(Body::empty());
+                    *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                    response.headers_mut().insert(CONTENT_RANGE, content_range);
+                    response
+                }
+            }
         };
         response
             .headers_mut()

@@ -245,7 +245,14 @@ async fn forward(
                         ..Report::new(CacheStatus::Miss).forward(forward)
                     },
                 };
-                return state.serve(&fetched, &lookup.parts, lookup.head, report, Instant::now());
+                return state.serve(
+                    &fetched,
+                    &lookup.parts,
+                    lookup.head,
+                    lookup.range.as_ref(),
+                    report,
+                    Instant::now(),
+                );
             }
             Ok((Stored::Variants(spec), source)) if lookup.index.is_none() => {
                 lookup.follow(spec);
@@ -265,13 +272,29 @@ async fn forward(
                 let stale = lookup
                     .stale_serves_on_error(window)
                     .unwrap_or_else(|| unreachable!("guarded"));
-                return state.serve(stale, &lookup.parts, lookup.head, report, Instant::now());
+                return state.serve(
+                    stale,
+                    &lookup.parts,
+                    lookup.head,
+                    lookup.range.as_ref(),
+                    report,
+                    Instant::now(),
+                );
             }
             Ok((Stored::Uncacheable, Source::Stored)) => {
                 return alone(state, upstream, lookup, Detail::HitForMiss).await;
             }
             outcome => {
                 if let Ok(Private { response, reason }) = handed.try_recv() {
+                    if lookup.range.is_some() && response.status() == StatusCode::OK {
+                        // The whole of a response that is not stored (too large, or
+                        // only this request's): the origin answers the range itself.
+                        drop(response);
+                        let report = Report::new(CacheStatus::Bypass)
+                            .forward(Forward::Request)
+                            .detail(Detail::NotStored(reason));
+                        return solo(state, upstream, lookup.parts, None, report).await;
+                    }
                     // This request's own fetch, which only it may have.
                     let status = match reason {
                         NotStored::ServerError => CacheStatus::Miss,
@@ -370,6 +393,13 @@ async fn alone(
     lookup: Lookup,
     why: Detail,
 ) -> Response<Body> {
+    if lookup.range.is_some() {
+        // Not collapsed into a fetch of the whole: the origin answers the range.
+        let report = Report::new(CacheStatus::Bypass)
+            .forward(Forward::Request)
+            .detail(why);
+        return solo(state, upstream, lookup.parts, lookup.stale, report).await;
+    }
     let request = fetch::upstream_request(&lookup.parts, lookup.stale.as_deref());
     let sending = upstream.send(request.clone());
     let fetched = match sending.await {
@@ -390,7 +420,14 @@ async fn alone(
                     .forward(Forward::Miss)
                     .detail(why)
             };
-            state.serve(&response, &lookup.parts, head, report, Instant::now())
+            state.serve(
+                &response,
+                &lookup.parts,
+                head,
+                lookup.range.as_ref(),
+                report,
+                Instant::now(),
+            )
         }
         Ok(Fetched::Private(Private {
             reason: NotStored::ServerError,
@@ -403,7 +440,14 @@ async fn alone(
                 .stale_serves_on_error(window)
                 .unwrap_or_else(|| unreachable!("guarded"));
             let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));
-            state.serve(stale, &lookup.parts, head, report, Instant::now())
+            state.serve(
+                stale,
+                &lookup.parts,
+                head,
+                lookup.range.as_ref(),
+                report,
+                Instant::now(),
+            )
         }
         Ok(Fetched::Private(Private { response, .. })) => {
             let report = Report {
@@ -446,7 +490,7 @@ async fn solo(
                 .serves_on_error(&directives, s.stored_at, now, window)
     }) {
         let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));
-        return state.serve(&stale, &parts, head, report, now);
+        return state.serve(&stale, &parts, head, None, report, now);
     }
     match outcome {
         Ok(response) => {

@@ -353,7 +353,8 @@ async fn only_if_cached_answers_from_the_cache_or_with_a_504() {
     let hit = get_with(&cache, &origin.url("/c"), &only).await;
     assert_eq!((hit.status.as_u16(), hit.text()), (200, "cached"));
     // Nor does it reach the origin for a key marked uncacheable (hit-for-miss), or
-    // for a request that bypasses the cache (a range).
+    // for a request that bypasses the cache (`no-store`); a range is answered from
+    // the stored whole.
     origin.route("/private", |_, _| {
         Reply::ok("mine").header("cache-control", "private")
     });
@@ -361,11 +362,14 @@ async fn only_if_cached_answers_from_the_cache_or_with_a_504() {
     let refused = get_with(&cache, &origin.url("/private"), &only).await;
     assert_eq!(refused.status, 504);
     assert_eq!(origin.count("/private"), 1);
-    let range = [("cache-control", "only-if-cached"), ("range", "bytes=0-1")];
+    let bypassing = [("cache-control", "only-if-cached, no-store")];
     assert_eq!(
-        get_with(&cache, &origin.url("/c"), &range).await.status,
+        get_with(&cache, &origin.url("/c"), &bypassing).await.status,
         504
     );
+    let range = [("cache-control", "only-if-cached"), ("range", "bytes=0-1")];
+    let part = get_with(&cache, &origin.url("/c"), &range).await;
+    assert_eq!((part.status.as_u16(), part.text()), (206, "ca"));
     assert_eq!(origin.count("/c"), 1);
 }
 

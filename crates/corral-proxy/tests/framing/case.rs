@@ -48,6 +48,8 @@ pub(crate) struct Request {
     pub expect_continue: bool,
     /// `Connection: close`.
     pub close: bool,
+    /// A GET's `Range: bytes=first-last`.
+    pub range: Option<(u64, u64)>,
 }
 
 /// A request body and how it is framed on the wire.
@@ -107,6 +109,12 @@ impl Body {
 }
 
 impl Request {
+    /// The `Range` field's value, if it asks for one.
+    pub(crate) fn range_field(&self) -> Option<String> {
+        self.range
+            .map(|(first, last)| format!("bytes={first}-{last}"))
+    }
+
     /// Whether the server must close the connection after answering this request.
     pub(crate) fn demands_close(&self) -> bool {
         self.close || self.body.demands_close()
@@ -279,6 +287,7 @@ impl Case {
                     body: Body::None,
                     expect_continue: false,
                     close: false,
+                    range: None,
                 })
                 .collect(),
         };
@@ -353,13 +362,21 @@ impl Request {
                 },
             }
         };
+        let expect_continue = h1 && rng.u32(0..10) == 0;
+        let close = h1 && rng.u32(0..12) == 0;
+        // Ranges that fall inside a body, past its end, and across it.
+        let range = (method == "GET" && rng.u32(0..5) == 0).then(|| {
+            let first = rng.u64(0..64);
+            (first, first + rng.u64(0..64))
+        });
         Request {
             tag,
             method,
             target,
             body,
-            expect_continue: h1 && rng.u32(0..10) == 0,
-            close: h1 && rng.u32(0..12) == 0,
+            expect_continue,
+            close,
+            range,
         }
     }
 }
@@ -559,7 +576,7 @@ impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[{}] {} {} ({}){}{}",
+            "[{}] {} {} ({}){}{}{}",
             self.tag,
             self.method,
             self.target,
@@ -569,7 +586,10 @@ impl fmt::Display for Request {
             } else {
                 ""
             },
-            if self.close { " Connection: close" } else { "" }
+            if self.close { " Connection: close" } else { "" },
+            self.range
+                .map(|(first, last)| format!(" Range: bytes={first}-{last}"))
+                .unwrap_or_default()
         )
     }
 }

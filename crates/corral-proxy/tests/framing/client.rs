@@ -34,6 +34,9 @@ pub(crate) fn encode(request: &Request) -> Vec<u8> {
     if request.close {
         head.push_str("connection: close\r\n");
     }
+    if let Some(range) = request.range_field() {
+        head.push_str(&format!("range: {range}\r\n"));
+    }
     let chunked = "transfer-encoding: chunked\r\n";
     let (fields, body) = match &request.body {
         Body::None => (String::new(), Vec::new()),

@@ -39,10 +39,11 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// The id of the origin's answer this claims to be: from the body when it has one,
-    /// from the `x-framing-id` field otherwise.
+    /// The id of the origin's answer this claims to be: from the body when it has one
+    /// (a whole one: not a `206`'s part of it), from the `x-framing-id` field
+    /// otherwise.
     pub(crate) fn id(&self) -> Option<(String, IdFrom)> {
-        if !self.body.is_empty() {
+        if !self.body.is_empty() && self.status != 206 {
             let text = String::from_utf8_lossy(&self.body);
             let id = text.strip_prefix("id=")?.split(' ').next()?;
             return Some((id.to_owned(), IdFrom::Body));

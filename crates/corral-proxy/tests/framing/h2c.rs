@@ -21,6 +21,9 @@ async fn open(client: &SendRequest<Bytes>, request: &Request) -> Result<Response
         .method(request.method.as_str())
         .uri(format!("http://fuzz.test{}", request.target))
         .header("x-framing-tag", &request.tag);
+    if let Some(range) = request.range_field() {
+        head = head.header("range", range);
+    }
     let chunks: Vec<Vec<u8>> = match &request.body {
         Body::None => Vec::new(),
         Body::ZeroLength => {

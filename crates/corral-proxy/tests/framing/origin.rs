@@ -54,6 +54,8 @@ pub(crate) struct Arrival {
     pub content_length: Option<String>,
     pub chunked: bool,
     pub expect_continue: bool,
+    /// Its `Range`.
+    pub range: Option<String>,
     /// The body, decoded (what was read of it, if it was cut short).
     pub body: Vec<u8>,
     pub state: State,
@@ -239,6 +241,7 @@ async fn read_request(
             content_length: fields.get("content-length"),
             chunked: fields.all("transfer-encoding").next().is_some(),
             expect_continue: fields.lists("expect", "100-continue"),
+            range: fields.get("range"),
             body: Vec::new(),
             state: State::Reading,
         });

@@ -41,6 +41,10 @@ pub(crate) enum Kind {
     /// A response served from the cache whose `Age` is not one number (the cache's
     /// own statement of its age).
     AgeMisstated,
+    /// A `206` or `416` made from a stored response that does not answer the request's
+    /// `Range` exactly (its part of the body, its `Content-Range`), or one to a
+    /// request that asked for no range.
+    RangeMisstated,
     /// A success response the origin never sent.
     ForeignResponse,
     /// An HTTP/2 stream that failed.
