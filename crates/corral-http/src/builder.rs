@@ -42,6 +42,7 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`stale_on_disconnect`](Self::stale_on_disconnect) | 1 day | how long past freshness a response answers when its origin cannot be reached |
 /// | [`fetch_timeout`](Self::fetch_timeout) | 30 s | how long one upstream fetch may take before its waiters get a 504 |
 /// | [`targeted_cache_control`](Self::targeted_cache_control) | `CDN-Cache-Control` | the targeted fields (RFC 9213) a shared cache heeds over `Cache-Control` |
+/// | [`normalize_vary`](Self::normalize_vary) | on | `Accept-Encoding` and `Accept-Language` that differ only in order, case or spacing select one variant |
 /// | [`cache_status_headers`](Self::cache_status_headers) | on | add `X-Cache` and `Cache-Status` |
 /// | [`name`](Self::name) | `"corral"` | the `Cache-Status` cache name and the metrics label |
 ///
@@ -70,6 +71,7 @@ pub struct HttpCacheBuilder {
     fetch_timeout: Duration,
     cache_status_headers: bool,
     targeted: Vec<HeaderName>,
+    normalize_vary: bool,
     name: String,
     #[cfg(feature = "redis")]
     redis: Option<corral::redis::RedisTier>,
@@ -83,6 +85,7 @@ impl std::fmt::Debug for HttpCacheBuilder {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("fetch_timeout", &self.fetch_timeout)
             .field("targeted_cache_control", &self.targeted)
+            .field("normalize_vary", &self.normalize_vary)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -102,6 +105,7 @@ impl Default for HttpCacheBuilder {
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             cache_status_headers: true,
             targeted: vec![CDN_CACHE_CONTROL],
+            normalize_vary: true,
             name: "corral".to_owned(),
             #[cfg(feature = "redis")]
             redis: None,
@@ -216,6 +220,17 @@ impl HttpCacheBuilder {
         self
     }
 
+    /// Whether requests whose `Accept-Encoding` or `Accept-Language` differ only in
+    /// the order, letter case or spacing of their members select the same stored
+    /// variant of a response that varies on them: each is read as one list, its
+    /// members lowercased, stripped of spaces and tabs, sorted and deduplicated
+    /// (`gzip, br` and `BR,gzip` are one variant; `br;q=0.5` and `br` are two). Other
+    /// fields are compared exactly. Default on; off compares these exactly too.
+    pub fn normalize_vary(mut self, on: bool) -> Self {
+        self.normalize_vary = on;
+        self
+    }
+
     /// The cache's name in `Cache-Status` and in metrics. Default `"corral"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -267,6 +282,7 @@ impl HttpCacheBuilder {
                 hit_for_miss: self.hit_for_miss,
                 status_headers: self.cache_status_headers,
                 targeted: self.targeted,
+                normalize_vary: self.normalize_vary,
                 name: self.name,
             },
             hot_heads,

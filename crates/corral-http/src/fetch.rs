@@ -146,7 +146,7 @@ pub(crate) async fn classify(
     };
     let vary = match Vary::parse(&parts.headers) {
         Vary::Names(names) => {
-            let values = selecting_values(&names, &request.headers);
+            let values = selecting_values(&names, &request.headers, state.options.normalize_vary);
             Some((names, values))
         }
         Vary::None | Vary::Any => None,

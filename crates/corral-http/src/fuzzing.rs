@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    AGE, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, PRAGMA, SET_COOKIE, TRANSFER_ENCODING, VARY,
+    ACCEPT_ENCODING, ACCEPT_LANGUAGE, AGE, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, PRAGMA,
+    SET_COOKIE, TRANSFER_ENCODING, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, request, response};
 use http_body_util::{Empty, Full};
@@ -19,7 +20,7 @@ use crate::framing::{declared_length, frame_response};
 use crate::key::{default_key, same_origin_get};
 use crate::policy::{KeepStale, Lifetime, Policy, Serve};
 use crate::remove_hop_by_hop;
-use crate::vary::{Vary, selecting_values};
+use crate::vary::{Vary, normal_form, selecting_values};
 
 /// How long past freshness the cache keeps a response, as the policy is asked here.
 const KEEP_STALE: KeepStale = KeepStale {
@@ -115,19 +116,38 @@ fn vary(response: &HeaderMap, request: &HeaderMap) {
     for (i, name) in names.iter().enumerate() {
         assert!(!names[..i].contains(name), "{name} listed twice");
     }
-    let selecting = selecting_values(&names, request);
-    let segments: Vec<&str> = selecting.split('\u{1f}').collect();
-    assert_eq!(segments.len(), names.len() + 1, "{selecting:?}");
-    for (name, segment) in names.iter().zip(&segments) {
-        let values = segment
-            .strip_prefix(name.as_str())
-            .and_then(|s| s.strip_prefix('='))
-            .unwrap_or_else(|| panic!("{segment:?} does not start with {name}="));
-        let decoded: Vec<Vec<u8>> = values.split('\u{1e}').map(percent_decoded).collect();
-        let sent: Vec<&[u8]> = request.get_all(name).iter().map(|v| v.as_bytes()).collect();
-        // No line and one empty line are encoded alike.
-        let absent = sent.is_empty() && decoded == [b""];
-        assert!(absent || decoded == sent, "{values:?} is not {sent:?}");
+    for normalize in [false, true] {
+        let selecting = selecting_values(&names, request, normalize);
+        let segments: Vec<&str> = selecting.split('\u{1f}').collect();
+        assert_eq!(segments.len(), names.len() + 1, "{selecting:?}");
+        for (name, segment) in names.iter().zip(&segments) {
+            let values = segment
+                .strip_prefix(name.as_str())
+                .and_then(|s| s.strip_prefix('='))
+                .unwrap_or_else(|| panic!("{segment:?} does not start with {name}="));
+            let decoded: Vec<Vec<u8>> = values.split('\u{1e}').map(percent_decoded).collect();
+            if normalize && [ACCEPT_ENCODING, ACCEPT_LANGUAGE].contains(name) {
+                // One list in normal form, whatever the order of its members.
+                let normal = normal_form(request.get_all(name));
+                assert_eq!(decoded, std::slice::from_ref(&normal), "{values:?}");
+                let mut members: Vec<&[u8]> = request
+                    .get_all(name)
+                    .iter()
+                    .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+                    .collect();
+                members.reverse();
+                let reversed = HeaderValue::from_bytes(&members.join(&b',')[..]);
+                if let Ok(reversed) = reversed {
+                    let lines = field_lines(name.clone(), &[reversed]);
+                    assert_eq!(normal_form(lines.get_all(name)), normal);
+                }
+                continue;
+            }
+            let sent: Vec<&[u8]> = request.get_all(name).iter().map(|v| v.as_bytes()).collect();
+            // No line and one empty line are encoded alike.
+            let absent = sent.is_empty() && decoded == [b""];
+            assert!(absent || decoded == sent, "{values:?} is not {sent:?}");
+        }
     }
 }
 
@@ -532,7 +552,7 @@ mod stored {
         let headers = super::fields(fields);
         let names: Vec<HeaderName> = headers.keys().take(3).cloned().collect();
         let vary = (flags & 4 != 0).then(|| {
-            let selecting = selecting_values(&names, &headers);
+            let selecting = selecting_values(&names, &headers, false);
             (names.clone(), selecting)
         });
         let now = Instant::now();

@@ -91,11 +91,13 @@ impl Lookup {
         loop {
             match state.cache.peek(self.key()).map(Entry::into_value) {
                 Some(Stored::Variants(spec)) if self.index.is_none() => {
-                    self.follow(spec);
+                    self.follow(spec, state.options.normalize_vary);
                     continue;
                 }
                 Some(Stored::Uncacheable) => return Found::Alone(Detail::HitForMiss),
-                Some(Stored::Response(stored)) if stored.matches(&self.parts.headers) => {
+                Some(Stored::Response(stored))
+                    if stored.matches(&self.parts.headers, state.options.normalize_vary) =>
+                {
                     let now = Instant::now();
                     match stored
                         .lifetime
@@ -147,9 +149,15 @@ impl Lookup {
         self.variant.as_deref().unwrap_or(&self.primary)
     }
 
-    /// Switches to the variant of the URL that `spec` selects for this request.
-    pub(crate) fn follow(&mut self, spec: Arc<VarySpec>) {
-        self.variant = Some(variant_key(&self.primary, &spec, &self.parts.headers));
+    /// Switches to the variant of the URL that `spec` selects for this request
+    /// (its values read in normal form if `normalize`).
+    pub(crate) fn follow(&mut self, spec: Arc<VarySpec>, normalize: bool) {
+        self.variant = Some(variant_key(
+            &self.primary,
+            &spec,
+            &self.parts.headers,
+            normalize,
+        ));
         self.index = Some(spec);
     }
 

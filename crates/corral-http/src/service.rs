@@ -210,10 +210,11 @@ async fn forward(
         // index to follow, or a hit-for-miss marker to obey.
         let usable = {
             let (headers, directives) = (lookup.parts.headers.clone(), lookup.directives.clone());
+            let normalize = state.options.normalize_vary;
             let following = lookup.index.is_none();
             move |entry: &Entry<Stored>| match entry.value() {
                 Stored::Response(r) => {
-                    r.matches(&headers)
+                    r.matches(&headers, normalize)
                         && r.lifetime.serve(&directives, r.stored_at, Instant::now())
                             == Serve::Fresh
                 }
@@ -229,7 +230,9 @@ async fn forward(
         };
         let window = unreachable_window(&state, outcome.as_ref().err().map(|e| e as _));
         match outcome {
-            Ok((Stored::Response(fetched), source)) if fetched.matches(&lookup.parts.headers) => {
+            Ok((Stored::Response(fetched), source))
+                if fetched.matches(&lookup.parts.headers, state.options.normalize_vary) =>
+            {
                 let report = match (source, fetched.provenance) {
                     (Source::Stored, _) => Report::new(CacheStatus::Hit),
                     (source, Provenance::Revalidated) => Report {
@@ -255,7 +258,7 @@ async fn forward(
                 );
             }
             Ok((Stored::Variants(spec), source)) if lookup.index.is_none() => {
-                lookup.follow(spec);
+                lookup.follow(spec, state.options.normalize_vary);
                 lookup.fetched = (source != Source::Stored).then_some(source);
                 match lookup.look(&state) {
                     Found::Answer(response) => return response,

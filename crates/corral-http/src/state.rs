@@ -31,6 +31,8 @@ pub(crate) struct Options {
     pub hit_for_miss: Duration,
     /// Whether responses carry `X-Cache` and `Cache-Status`.
     pub status_headers: bool,
+    /// Whether `Accept-Encoding` and `Accept-Language` select variants in normal form.
+    pub normalize_vary: bool,
     /// The targeted cache-control fields heeded, in order (RFC 9213).
     pub targeted: Vec<HeaderName>,
     /// The cache's name in `Cache-Status` and in metrics.

@@ -137,11 +137,12 @@ impl StoredResponse {
     }
 
     /// Whether this response was selected by the same request header values as
-    /// `headers` carries (always, if it does not vary).
-    pub(crate) fn matches(&self, headers: &HeaderMap) -> bool {
-        self.vary
-            .as_ref()
-            .is_none_or(|(names, values)| crate::vary::selecting_values(names, headers) == *values)
+    /// `headers` carries (always, if it does not vary), read in normal form if
+    /// `normalize`.
+    pub(crate) fn matches(&self, headers: &HeaderMap, normalize: bool) -> bool {
+        self.vary.as_ref().is_none_or(|(names, values)| {
+            crate::vary::selecting_values(names, headers, normalize) == *values
+        })
     }
 
     /// Its validators, for a conditional request: (`If-None-Match`, `If-Modified-Since`).

@@ -65,24 +65,34 @@ pub(crate) fn new_generation() -> u64 {
         .hash_one(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The request fields whose values [`selecting_values`] reads in a normal form when
+/// asked to: lists whose members' order, letter case and spacing mean nothing to the
+/// origins that vary on them.
+const NORMALIZED: [HeaderName; 2] = [http::header::ACCEPT_ENCODING, http::header::ACCEPT_LANGUAGE];
+
 /// The request's values of `names`, encoded unambiguously (bytes outside printable
 /// ASCII and the separators are percent-escaped; several field lines are joined with
-/// a separator that cannot occur in a value).
-pub(crate) fn selecting_values(names: &[HeaderName], headers: &HeaderMap) -> String {
+/// a separator that cannot occur in a value). With `normalize`, `Accept-Encoding` and
+/// `Accept-Language` are read as one list whose members are lowercased, stripped of
+/// spaces and tabs, and sorted (empty and repeated ones dropped): `gzip, br` and
+/// `BR,gzip` select the same variant; `br;q=0.5` and `br` do not.
+pub(crate) fn selecting_values(
+    names: &[HeaderName],
+    headers: &HeaderMap,
+    normalize: bool,
+) -> String {
     let mut out = String::new();
     for name in names {
         out.push_str(name.as_str());
         out.push('=');
-        for (i, value) in headers.get_all(name).iter().enumerate() {
-            if i > 0 {
-                out.push('\u{1e}');
-            }
-            for &b in value.as_bytes() {
-                if b.is_ascii_graphic() && b != b'%' || b == b' ' {
-                    out.push(b as char);
-                } else {
-                    out.push_str(&format!("%{b:02X}"));
+        if normalize && NORMALIZED.contains(name) {
+            escape(&mut out, &normal_form(headers.get_all(name)));
+        } else {
+            for (i, value) in headers.get_all(name).iter().enumerate() {
+                if i > 0 {
+                    out.push('\u{1e}');
                 }
+                escape(&mut out, value.as_bytes());
             }
         }
         out.push('\u{1f}');
@@ -90,9 +100,48 @@ pub(crate) fn selecting_values(names: &[HeaderName], headers: &HeaderMap) -> Str
     out
 }
 
+/// A list field's lines as one list in normal form (see [`selecting_values`]).
+pub(crate) fn normal_form(lines: http::header::GetAll<'_, http::HeaderValue>) -> Vec<u8> {
+    let mut members: Vec<Vec<u8>> = lines
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .map(|member| {
+            member
+                .iter()
+                .filter(|b| !matches!(b, b' ' | b'\t'))
+                .map(u8::to_ascii_lowercase)
+                .collect::<Vec<u8>>()
+        })
+        .filter(|member| !member.is_empty())
+        .collect();
+    members.sort_unstable();
+    members.dedup();
+    members.join(&b',')
+}
+
+/// Appends `bytes`, percent-escaping those outside printable ASCII and `%`.
+fn escape(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        if b.is_ascii_graphic() && b != b'%' || b == b' ' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
 /// The key under which the variant of `primary` selected by `headers` is stored.
-pub(crate) fn variant_key(primary: &str, spec: &VarySpec, headers: &HeaderMap) -> String {
-    variant_key_for(primary, spec, &selecting_values(&spec.names, headers))
+pub(crate) fn variant_key(
+    primary: &str,
+    spec: &VarySpec,
+    headers: &HeaderMap,
+    normalize: bool,
+) -> String {
+    variant_key_for(
+        primary,
+        spec,
+        &selecting_values(&spec.names, headers, normalize),
+    )
 }
 
 /// The key of the variant of `primary` whose selecting values (as
@@ -139,26 +188,66 @@ mod tests {
             names: vec![HeaderName::from_static("accept-encoding")],
             generation: 1,
         };
-        let gzip = variant_key("k", &spec, &headers(&[("accept-encoding", b"gzip")]));
-        let br = variant_key("k", &spec, &headers(&[("accept-encoding", b"br")]));
-        let none = variant_key("k", &spec, &HeaderMap::new());
+        let gzip = variant_key("k", &spec, &headers(&[("accept-encoding", b"gzip")]), false);
+        let br = variant_key("k", &spec, &headers(&[("accept-encoding", b"br")]), false);
+        let none = variant_key("k", &spec, &HeaderMap::new(), false);
         assert!(gzip != br && br != none && gzip != none);
-        let again = variant_key("k", &spec, &headers(&[("accept-encoding", b"gzip")]));
+        let again = variant_key("k", &spec, &headers(&[("accept-encoding", b"gzip")]), false);
         assert_eq!(gzip, again);
     }
 
     #[test]
     fn values_cannot_be_confused_by_their_bytes() {
         let names = [HeaderName::from_static("x-a")];
-        let two_lines = selecting_values(&names, &headers(&[("x-a", b"a"), ("x-a", b"b")]));
-        let one_line = selecting_values(&names, &headers(&[("x-a", b"a%1Eb")]));
+        let two_lines = selecting_values(&names, &headers(&[("x-a", b"a"), ("x-a", b"b")]), false);
+        let one_line = selecting_values(&names, &headers(&[("x-a", b"a%1Eb")]), false);
         assert_ne!(two_lines, one_line);
-        let latin = selecting_values(&names, &headers(&[("x-a", b"caf\xe9")]));
+        let latin = selecting_values(&names, &headers(&[("x-a", b"caf\xe9")]), false);
         assert_eq!(latin, "x-a=caf%E9\u{1f}");
     }
 
     #[test]
     fn generations_differ() {
         assert_ne!(new_generation(), new_generation());
+    }
+
+    #[test]
+    fn accept_lists_in_normal_form_ignore_order_case_and_spacing_only() {
+        let names = [http::header::ACCEPT_ENCODING, http::header::ACCEPT_LANGUAGE];
+        let select = |pairs: &[(&str, &[u8])], normalize| {
+            selecting_values(&names, &headers(pairs), normalize)
+        };
+        let a = select(
+            &[
+                ("accept-encoding", b"gzip, br"),
+                ("accept-language", b"de-DE, en;q=0.5"),
+            ],
+            true,
+        );
+        let b = select(
+            &[
+                ("accept-encoding", b"BR,gzip"),
+                ("accept-language", b"EN; q=0.5"),
+                ("accept-language", b"de-de,,de-de"),
+            ],
+            true,
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            select(&[("accept-encoding", b"br;q=0.5")], true),
+            select(&[("accept-encoding", b"br")], true),
+            "a weight is a difference"
+        );
+        assert_ne!(
+            select(&[("accept-encoding", b"gzip, br")], false),
+            select(&[("accept-encoding", b"br, gzip")], false),
+            "off: compared exactly"
+        );
+        let other = [HeaderName::from_static("x-a")];
+        assert_ne!(
+            selecting_values(&other, &headers(&[("x-a", b"a, b")]), true),
+            selecting_values(&other, &headers(&[("x-a", b"b, a")]), true),
+            "other fields are compared exactly"
+        );
     }
 }

@@ -420,3 +420,70 @@ async fn rfc9111_4_2_4_no_stale_response_when_forbidden_turned_off_or_a_fresh_on
         "the client asked for a fresh response"
     );
 }
+
+/// §4.1: a cache may normalise the selecting fields "using knowledge of the semantics
+/// of the header field"; it does so for `Accept-Encoding` and `Accept-Language`.
+#[tokio::test]
+async fn rfc9111_4_1_accept_lists_that_differ_only_in_order_case_or_spacing_select_one_variant() {
+    for normalize in [true, false] {
+        let origin = Origin::start().await;
+        origin.route("/v", |_, n| {
+            Reply::ok(&format!("variant {n}"))
+                .header("cache-control", "max-age=600")
+                .header("vary", "accept-encoding, accept-language")
+        });
+        let cache = cached(HttpCache::builder().normalize_vary(normalize));
+        let url = origin.url("/v");
+        let ask =
+            |encoding, language| [("accept-encoding", encoding), ("accept-language", language)];
+        support::get_with(&cache, &url, &ask("gzip, br", "de-DE, en;q=0.5")).await;
+        let reordered = support::get_with(&cache, &url, &ask("BR,gzip", "en; q=0.5,de-de")).await;
+        assert_eq!(
+            reordered.x_cache() == "HIT",
+            normalize,
+            "normalize_vary({normalize})"
+        );
+        let weighted =
+            support::get_with(&cache, &url, &ask("gzip, br;q=0.1", "de-DE, en;q=0.5")).await;
+        assert_eq!(weighted.x_cache(), "MISS", "a weight is a difference");
+    }
+}
+
+/// §4.3.4 and §3.2: a 304 updates the stored response's fields, but never the ones
+/// that describe its stored body.
+#[tokio::test]
+async fn rfc9111_4_3_4_a_304_updates_stored_fields_but_not_those_that_frame_the_body() {
+    let origin = Origin::start().await;
+    origin.route("/r", |req, n| {
+        if req.headers.contains_key("if-none-match") {
+            Reply::ok("")
+                .status(304)
+                .header("etag", "\"e\"")
+                .header("cache-control", "max-age=600")
+                .header("content-encoding", "gzip")
+                .header("content-range", "bytes 0-1/2")
+                .header("x-revision", &n.to_string())
+        } else {
+            Reply::ok("the body")
+                .header("etag", "\"e\"")
+                .header("cache-control", "max-age=1")
+                .header("age", "1")
+                .header("x-revision", "1")
+        }
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/r");
+    get(&cache, &url).await;
+    let revalidated = get(&cache, &url).await;
+    assert_eq!(revalidated.x_cache(), "REVALIDATED");
+    assert_eq!(revalidated.text(), "the body");
+    assert_eq!(revalidated.header("x-revision"), "2", "updated");
+    assert_eq!(revalidated.header("content-length"), "8");
+    assert!(
+        revalidated.headers.get("content-encoding").is_none(),
+        "not the body's coding"
+    );
+    assert!(revalidated.headers.get("content-range").is_none());
+    let hit = get(&cache, &url).await;
+    assert_eq!((hit.x_cache(), hit.header("x-revision")), ("HIT", "2"));
+}

@@ -127,6 +127,7 @@ impl Proxy {
             .max_body_bytes(usize::try_from(config.max_body_bytes.0).unwrap_or(usize::MAX))
             .fetch_timeout(config.fetch_timeout)
             .stale_on_disconnect(config.stale_on_disconnect)
+            .normalize_vary(config.normalize_vary)
             .cache_status_headers(config.cache_status_headers)
             .targeted_cache_control(config.targeted_fields()?);
         let builder = match &config.redis_url {

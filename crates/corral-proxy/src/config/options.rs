@@ -111,6 +111,12 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
     #[default(true)]
     pub cache_status_headers: bool,
+    /// Requests whose `Accept-Encoding` or `Accept-Language` differ only in the order,
+    /// letter case or spacing of their members select one stored variant; off:
+    /// compared exactly.
+    #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
+    #[default(true)]
+    pub normalize_vary: bool,
     /// The targeted cache-control fields (RFC 9213) heeded over `Cache-Control`, first
     /// valid one first (comma-separated as a flag): name one of your own (e.g.
     /// `corral-cache-control`) before `cdn-cache-control` to give this proxy
