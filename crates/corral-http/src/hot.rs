@@ -3,7 +3,8 @@
 //! A hit's head is the stored fields, its `Age`, `X-Cache` and `Cache-Status`: a
 //! `HeaderMap` built field by field (every name hashed, every value checked again).
 //! For a response hit many times a second, that map is the same for the whole second
-//! of its age, so it is built once and cloned. The ready-made heads live in a
+//! of its age, so it is built once and cloned. So is the head of a hit on one range of
+//! it (a `206` of one part, with its `Content-Range`), kept with the part it names. The ready-made heads live in a
 //! table of a fixed number of slots, not in the stored responses: memory is spent
 //! on what is hot now, not on every response that was hit once, and the table's
 //! size bounds it. A response takes the slot its address falls in when the slot is
@@ -14,7 +15,7 @@
 use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwapOption;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use crate::stored::StoredResponse;
@@ -37,16 +38,27 @@ pub(crate) struct HotHeads {
     started: Instant,
 }
 
-/// The head of a plain hit on one response during one second of its age.
+/// The head of a hit on one response (or one range of it) during one second of its
+/// age.
 struct Head {
     /// The response it was made for. (A `Weak` keeps the response's allocation,
     /// and so its address, from being reused by another response while this head
     /// names it.)
     response: Weak<StoredResponse>,
     age_secs: u64,
+    /// The `Range` it answers.
+    range: Option<HeaderValue>,
     /// The second, on the cache's clock, it was made in.
     made_in: u64,
-    headers: HeaderMap,
+    ready: Ready,
+}
+
+/// A ready-made answer's head.
+#[derive(Debug, Clone)]
+pub(crate) struct Ready {
+    pub headers: HeaderMap,
+    /// The first and last byte of the stored body a `206` carries; `None`: all of it.
+    pub part: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for HotHeads {
@@ -68,42 +80,52 @@ impl HotHeads {
         }
     }
 
-    /// The head of a plain hit on `response` at `age_secs` of its age, at `now`:
-    /// the ready-made one if there is one, else `make`'s (kept for the rest of the
-    /// second if the slot is free, holds an earlier second's head or one of this
-    /// response's).
+    /// The head of a hit on `response` (on its `range`, if any) at `age_secs` of its
+    /// age, at `now`: the ready-made one if there is one, else `make`'s (kept for the
+    /// rest of the second if the slot is free, holds an earlier second's head or one
+    /// of this response's). `make` may have none to give (`None`: the answer is not
+    /// one the table keeps).
     pub(crate) fn head(
         &self,
         response: &Arc<StoredResponse>,
         age_secs: u64,
+        range: Option<&HeaderValue>,
         now: Instant,
-        make: impl FnOnce() -> HeaderMap,
-    ) -> HeaderMap {
+        make: impl FnOnce() -> Option<Ready>,
+    ) -> Option<Ready> {
         let address = Arc::as_ptr(response) as usize;
         // Allocations are aligned to at least 16 bytes: the low bits say nothing.
-        let slot = &self.slots[(address >> 4) & (self.slots.len() - 1)];
+        let spread = range.map_or(0, |r| {
+            r.as_bytes().iter().fold(0usize, |h, &b| {
+                h.wrapping_mul(31).wrapping_add(usize::from(b))
+            })
+        });
+        let slot = &self.slots[((address >> 4) ^ spread) & (self.slots.len() - 1)];
         let clock_secs = now.saturating_duration_since(self.started).as_secs();
         let current = slot.load();
         if let Some(head) = &*current {
-            let same = std::ptr::eq(head.response.as_ptr(), Arc::as_ptr(response));
+            let same = std::ptr::eq(head.response.as_ptr(), Arc::as_ptr(response))
+                && head.range.as_ref().map(HeaderValue::as_bytes)
+                    == range.map(HeaderValue::as_bytes);
             if same && head.age_secs == age_secs {
-                return head.headers.clone();
+                return Some(head.ready.clone());
             }
             if !same && head.made_in == clock_secs {
                 return make();
             }
         }
-        let headers = make();
-        if headers.len() > MOST_FIELDS {
-            return headers;
+        let ready = make()?;
+        if ready.headers.len() > MOST_FIELDS {
+            return Some(ready);
         }
         slot.store(Some(Arc::new(Head {
             response: Arc::downgrade(response),
             age_secs,
+            range: range.cloned(),
             made_in: clock_secs,
-            headers: headers.clone(),
+            ready: ready.clone(),
         })));
-        headers
+        Some(ready)
     }
 }
 
@@ -121,13 +143,29 @@ mod tests {
     }
 
     /// A head that says which call made it.
-    fn head_of(made: &Cell<u32>) -> impl FnOnce() -> HeaderMap + '_ {
+    fn head_of(made: &Cell<u32>) -> impl FnOnce() -> Option<Ready> + '_ {
         move || {
             made.set(made.get() + 1);
             let mut headers = HeaderMap::new();
             headers.insert("x-made", HeaderValue::from(made.get()));
-            headers
+            Some(Ready {
+                headers,
+                part: None,
+            })
         }
+    }
+
+    /// The head of a plain hit.
+    fn plain(
+        hot: &HotHeads,
+        response: &Arc<StoredResponse>,
+        age_secs: u64,
+        now: Instant,
+        make: impl FnOnce() -> Option<Ready>,
+    ) -> HeaderMap {
+        hot.head(response, age_secs, None, now, make)
+            .unwrap()
+            .headers
     }
 
     #[tokio::test(start_paused = true)]
@@ -136,11 +174,11 @@ mod tests {
         let (a, made) = (response(), Cell::new(0));
         let now = Instant::now();
         for _ in 0..3 {
-            assert_eq!(hot.head(&a, 5, now, head_of(&made))["x-made"], "1");
+            assert_eq!(plain(&hot, &a, 5, now, head_of(&made))["x-made"], "1");
         }
         let later = now + Duration::from_millis(1500);
-        assert_eq!(hot.head(&a, 6, later, head_of(&made))["x-made"], "2");
-        assert_eq!(hot.head(&a, 6, later, head_of(&made))["x-made"], "2");
+        assert_eq!(plain(&hot, &a, 6, later, head_of(&made))["x-made"], "2");
+        assert_eq!(plain(&hot, &a, 6, later, head_of(&made))["x-made"], "2");
         assert_eq!(made.get(), 2);
     }
 
@@ -157,14 +195,14 @@ mod tests {
             .unwrap();
         let (a, b) = (&responses[first], &responses[second]);
         let (made_a, made_b) = (Cell::new(0), Cell::new(0));
-        hot.head(a, 0, now, head_of(&made_a));
-        hot.head(b, 0, now, head_of(&made_b));
-        hot.head(b, 0, now, head_of(&made_b));
-        hot.head(a, 0, now, head_of(&made_a));
+        plain(&hot, a, 0, now, head_of(&made_a));
+        plain(&hot, b, 0, now, head_of(&made_b));
+        plain(&hot, b, 0, now, head_of(&made_b));
+        plain(&hot, a, 0, now, head_of(&made_a));
         assert_eq!((made_a.get(), made_b.get()), (1, 2), "a keeps the slot");
         let later = now + Duration::from_secs(1);
-        hot.head(b, 1, later, head_of(&made_b));
-        hot.head(b, 1, later, head_of(&made_b));
+        plain(&hot, b, 1, later, head_of(&made_b));
+        plain(&hot, b, 1, later, head_of(&made_b));
         assert_eq!(made_b.get(), 3, "b takes it in the next second");
     }
 
@@ -174,13 +212,13 @@ mod tests {
         let now = Instant::now();
         let made = Cell::new(0);
         let a = response();
-        hot.head(&a, 0, now, head_of(&made));
+        plain(&hot, &a, 0, now, head_of(&made));
         drop(a);
         // Whatever address the next responses get, none is given a's head.
         for _ in 0..100 {
             let b = response();
             let before = made.get();
-            hot.head(&b, 0, now, head_of(&made));
+            plain(&hot, &b, 0, now, head_of(&made));
             assert_eq!(made.get(), before + 1);
         }
     }
@@ -191,18 +229,57 @@ mod tests {
         let (a, now, made) = (response(), Instant::now(), Cell::new(0));
         let big = || {
             made.set(made.get() + 1);
-            (0..=MOST_FIELDS)
+            let headers = (0..=MOST_FIELDS)
                 .map(|i| {
                     (
                         http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
                         HeaderValue::from(i),
                     )
                 })
-                .collect::<HeaderMap>()
+                .collect::<HeaderMap>();
+            Some(Ready {
+                headers,
+                part: None,
+            })
         };
-        hot.head(&a, 0, now, big);
-        hot.head(&a, 0, now, big);
+        plain(&hot, &a, 0, now, big);
+        plain(&hot, &a, 0, now, big);
         assert_eq!(made.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_range_of_a_response_has_its_own_head_and_what_make_declines_is_not_kept() {
+        let hot = HotHeads::new(0);
+        let (a, now, made) = (response(), Instant::now(), Cell::new(0));
+        let first = HeaderValue::from_static("bytes=0-1");
+        let ranged = |range: &HeaderValue, made: &Cell<u32>| {
+            hot.head(&a, 0, Some(range), now, || {
+                let mut ready = head_of(made)()?;
+                ready.part = Some((0, 1));
+                Some(ready)
+            })
+            .unwrap()
+        };
+        let one = ranged(&first, &made);
+        assert_eq!(
+            (one.headers["x-made"].clone(), one.part),
+            ("1".parse().unwrap(), Some((0, 1)))
+        );
+        assert_eq!(ranged(&first, &made).headers["x-made"], "1", "kept");
+        assert_eq!(
+            plain(&hot, &a, 0, now, head_of(&made))["x-made"],
+            "2",
+            "not the plain head"
+        );
+        let declined = Cell::new(0);
+        for _ in 0..2 {
+            let none = hot.head(&a, 5, Some(&first), now + Duration::from_secs(5), || {
+                declined.set(declined.get() + 1);
+                None
+            });
+            assert!(none.is_none());
+        }
+        assert_eq!(declined.get(), 2, "a declined answer is asked for again");
     }
 
     #[test]

@@ -42,20 +42,37 @@ pub(crate) struct Part {
     /// The `Content-Range` of one range; the multipart `Content-Type` of several.
     field: (HeaderName, HeaderValue),
     body: Bytes,
+    /// Where the body lies in the stored one, for one range.
+    span: Option<(usize, usize)>,
 }
 
 impl Part {
-    /// The `206`: the stored response's `headers` described anew (its
-    /// `Content-Length` set to the part's, the part's field added), and its body.
-    pub(crate) fn respond(self, mut headers: HeaderMap) -> Response<Body> {
+    /// The stored response's `headers` described anew for this part: its
+    /// `Content-Length` set to the part's, the part's field added.
+    pub(crate) fn describe(&self, headers: &mut HeaderMap) {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body.len()));
-        let (name, value) = self.field;
-        headers.insert(name, value);
-        let mut response = Response::new(Body::full(self.body));
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        *response.headers_mut() = headers;
-        response
+        headers.insert(self.field.0.clone(), self.field.1.clone());
     }
+
+    /// The first and last byte of the stored body this part is, for one range
+    /// (several make a body of their own).
+    pub(crate) fn span(&self) -> Option<(usize, usize)> {
+        self.span
+    }
+
+    /// The `206`, with the stored response's `headers` described anew.
+    pub(crate) fn respond(self, mut headers: HeaderMap) -> Response<Body> {
+        self.describe(&mut headers);
+        partial(headers, self.body)
+    }
+}
+
+/// A `206` of `headers` (already describing it) and `body`.
+pub(crate) fn partial(headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// How `range` (with the request's `If-Range`) is answered from `stored`.
@@ -121,17 +138,20 @@ pub(crate) fn answer(
     Ranged::Partial(Part {
         field: (CONTENT_TYPE, content_type),
         body: multipart.freeze(),
+        span: None,
     })
 }
 
 /// A `206` of one range.
 fn one_part(body: &Bytes, span: Span) -> Ranged {
+    let (first, last) = (span.first as usize, span.last as usize);
     Ranged::Partial(Part {
         field: (
             CONTENT_RANGE,
             header(content_range(&span, body.len() as u64)),
         ),
-        body: body.slice(span.first as usize..=span.last as usize),
+        body: body.slice(first..=last),
+        span: Some((first, last)),
     })
 }
 
@@ -267,6 +287,7 @@ mod tests {
             Ranged::Partial(Part {
                 field: (CONTENT_RANGE, value),
                 body,
+                ..
             }) => (value.to_str().unwrap().to_owned(), body),
             other => panic!("{range}: {other:?}"),
         }
@@ -302,6 +323,7 @@ mod tests {
         let Ranged::Partial(Part {
             field: (CONTENT_TYPE, content_type),
             body,
+            span: None,
         }) = ranged("bytes=0-1, -2", None)
         else {
             panic!("multipart")

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, RequestBodyError};
 use crate::framing;
+use crate::hot::Ready;
 use crate::ranges::{self, Ranged};
 use crate::reason::Detail;
 use crate::state::State;
@@ -47,16 +48,16 @@ impl State {
         now: Instant,
     ) -> Response<Body> {
         let conditional = stored.satisfies_conditional(&request.headers);
-        // The ranges a GET asks for, unless its own conditions answer it (a 304).
-        let ranged = match range.filter(|_| !head && !conditional) {
-            Some(range) => ranges::answer(range, request.headers.get(IF_RANGE), stored),
-            None => Ranged::Whole,
-        };
-        let unsatisfiable = matches!(ranged, Ranged::Unsatisfiable { .. });
-        if report.is_plain_hit() && self.options.status_headers && !conditional && !unsatisfiable {
-            // The hot path: a response hit many times a second has its head ready.
+        // A GET's `Range` (a HEAD gets the whole head), unless its own conditions
+        // answer it (a 304 comes first).
+        let range = range.filter(|_| !head && !conditional);
+        // Ranges under `If-Range` are answered afresh: the table keys on `Range` alone.
+        let plain_range = range.is_none() || !request.headers.contains_key(IF_RANGE);
+        if report.is_plain_hit() && self.options.status_headers && !conditional && plain_range {
+            // The hot path: a response (or range) hit many times a second has its
+            // head ready.
             let age_secs = stored.age(now).as_secs();
-            let headers = self.hot.head(stored, age_secs, now, || {
+            let ready = self.hot.head(stored, age_secs, range, now, || {
                 // Room for Age, X-Cache and Cache-Status, and for a `Connection`
                 // field a server adds for an HTTP/1.0 client.
                 let mut headers = stored.headers.to_map(4);
@@ -66,22 +67,42 @@ impl State {
                     ..report
                 };
                 report.write(&self.options.name, &mut headers);
-                headers
+                match range.map_or(Ranged::Whole, |range| ranges::answer(range, None, stored)) {
+                    Ranged::Whole => Some(Ready {
+                        headers,
+                        part: None,
+                    }),
+                    // One range, kept as where it lies in the stored body.
+                    Ranged::Partial(part) => part.span().map(|span| {
+                        part.describe(&mut headers);
+                        Ready {
+                            headers,
+                            part: Some(span),
+                        }
+                    }),
+                    Ranged::Unsatisfiable { .. } => None,
+                }
             });
-            self.count(CacheStatus::Hit);
-            if let Ranged::Partial(part) = ranged {
-                return part.respond(headers);
+            if let Some(Ready { headers, part }) = ready {
+                self.count(CacheStatus::Hit);
+                if let Some((first, last)) = part {
+                    return ranges::partial(headers, stored.body.slice(first..=last));
+                }
+                let body = if head {
+                    Body::empty()
+                } else {
+                    Body::full(stored.body.clone())
+                };
+                let mut response = Response::new(body);
+                *response.status_mut() = stored.status;
+                *response.headers_mut() = headers;
+                return response;
             }
-            let body = if head {
-                Body::empty()
-            } else {
-                Body::full(stored.body.clone())
-            };
-            let mut response = Response::new(body);
-            *response.status_mut() = stored.status;
-            *response.headers_mut() = headers;
-            return response;
         }
+        let ranged = match range {
+            Some(range) => ranges::answer(range, request.headers.get(IF_RANGE), stored),
+            None => Ranged::Whole,
+        };
         report.ttl = Some(stored.lifetime.ttl_seconds(stored.stored_at, now));
         let mut response = if conditional {
             let mut headers = HeaderMap::new();
