@@ -27,8 +27,13 @@ const LEAST_SLOTS: usize = 16;
 /// Heads of more fields than this are not kept.
 const MOST_FIELDS: usize = 32;
 
+/// Heads of a range written in more bytes than this are not kept (the table keeps a
+/// copy of each range it answers).
+const MOST_RANGE_BYTES: usize = 64;
+
 /// What the table reckons one head to take, at most: a map of [`MOST_FIELDS`] and
-/// its index, and the allocation of the response it names.
+/// its index, a range of [`MOST_RANGE_BYTES`], and the allocation of the response it
+/// names.
 const HEAD_BYTES: u64 = 4096;
 
 /// Ready-made heads of plain hits, one per slot.
@@ -46,8 +51,9 @@ struct Head {
     /// names it.)
     response: Weak<StoredResponse>,
     age_secs: u64,
-    /// The `Range` it answers.
-    range: Option<HeaderValue>,
+    /// The `Range` it answers, copied (a value as parsed is a slice of its
+    /// connection's read buffer, which it would keep alive).
+    range: Option<Box<[u8]>>,
     /// The second, on the cache's clock, it was made in.
     made_in: u64,
     ready: Ready,
@@ -93,10 +99,14 @@ impl HotHeads {
         now: Instant,
         make: impl FnOnce() -> Option<Ready>,
     ) -> Option<Ready> {
+        let range = range.map(HeaderValue::as_bytes);
+        if range.is_some_and(|range| range.len() > MOST_RANGE_BYTES) {
+            return make();
+        }
         let address = Arc::as_ptr(response) as usize;
         // Allocations are aligned to at least 16 bytes: the low bits say nothing.
         let spread = range.map_or(0, |r| {
-            r.as_bytes().iter().fold(0usize, |h, &b| {
+            r.iter().fold(0usize, |h, &b| {
                 h.wrapping_mul(31).wrapping_add(usize::from(b))
             })
         });
@@ -105,8 +115,7 @@ impl HotHeads {
         let current = slot.load();
         if let Some(head) = &*current {
             let same = std::ptr::eq(head.response.as_ptr(), Arc::as_ptr(response))
-                && head.range.as_ref().map(HeaderValue::as_bytes)
-                    == range.map(HeaderValue::as_bytes);
+                && head.range.as_deref() == range;
             if same && head.age_secs == age_secs {
                 return Some(head.ready.clone());
             }
@@ -121,7 +130,7 @@ impl HotHeads {
         slot.store(Some(Arc::new(Head {
             response: Arc::downgrade(response),
             age_secs,
-            range: range.cloned(),
+            range: range.map(Box::from),
             made_in: clock_secs,
             ready: ready.clone(),
         })));
@@ -280,6 +289,18 @@ mod tests {
             assert!(none.is_none());
         }
         assert_eq!(declined.get(), 2, "a declined answer is asked for again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_range_is_answered_but_never_kept() {
+        let hot = HotHeads::new(0);
+        let (a, now, made) = (response(), Instant::now(), Cell::new(0));
+        let long =
+            HeaderValue::from_str(&format!("bytes=0-1{}", " ".repeat(MOST_RANGE_BYTES))).unwrap();
+        for _ in 0..2 {
+            assert!(hot.head(&a, 0, Some(&long), now, head_of(&made)).is_some());
+        }
+        assert_eq!(made.get(), 2);
     }
 
     #[test]

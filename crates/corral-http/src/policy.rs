@@ -149,8 +149,10 @@ impl Policy {
 
     /// Whether a response that is not stored may still go to the other requests that
     /// waited on its fetch: it is not `private` or `no-store` (by the directives that
-    /// govern it), sets no cookie, does not vary on everything, and the request did
-    /// not carry `Authorization` (which the response may depend on).
+    /// govern it), sets no cookie, does not vary on everything, and the request
+    /// carried neither `Authorization` nor `Cookie` (a response that states no
+    /// lifetime has not said it is the same for every user, and an error page may
+    /// echo what it was sent).
     pub(crate) fn may_share(
         &self,
         req: &request::Parts,
@@ -163,7 +165,7 @@ impl Policy {
             && !res.headers.contains_key(SET_COOKIE)
             && Vary::parse(&res.headers) != Vary::Any
             && !req.headers.contains_key(AUTHORIZATION)
-            && !self.passes_credentials(req)
+            && !req.headers.contains_key(COOKIE)
     }
 
     /// The directives that govern a response with `headers`: a shared cache heeds

@@ -51,6 +51,10 @@ impl Part {
     /// `Content-Length` set to the part's, the part's field added.
     pub(crate) fn describe(&self, headers: &mut HeaderMap) {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        if self.field.0 != CONTENT_RANGE {
+            // Each part says its range; a stored `Content-Range` describes no part.
+            headers.remove(CONTENT_RANGE);
+        }
         headers.insert(self.field.0.clone(), self.field.1.clone());
     }
 

@@ -67,20 +67,23 @@ impl State {
                     ..report
                 };
                 report.write(&self.options.name, &mut headers);
-                match range.map_or(Ranged::Whole, |range| ranges::answer(range, None, stored)) {
-                    Ranged::Whole => Some(Ready {
+                match range.map(|range| ranges::answer(range, None, stored)) {
+                    None => Some(Ready {
                         headers,
                         part: None,
                     }),
+                    // A range answered whole (one it does not serve) is not kept:
+                    // any bytes would do, and each would take a slot.
+                    Some(Ranged::Whole) => None,
                     // One range, kept as where it lies in the stored body.
-                    Ranged::Partial(part) => part.span().map(|span| {
+                    Some(Ranged::Partial(part)) => part.span().map(|span| {
                         part.describe(&mut headers);
                         Ready {
                             headers,
                             part: Some(span),
                         }
                     }),
-                    Ranged::Unsatisfiable { .. } => None,
+                    Some(Ranged::Unsatisfiable { .. }) => None,
                 }
             });
             if let Some(Ready { headers, part }) = ready {

@@ -289,9 +289,13 @@ async fn forward(
             }
             outcome => {
                 if let Ok(Private { response, reason }) = handed.try_recv() {
-                    if lookup.range.is_some() && response.status() == StatusCode::OK {
-                        // The whole of a response that is not stored (too large, or
-                        // only this request's): the origin answers the range itself.
+                    if lookup.range.is_some()
+                        && reason == NotStored::TooLarge
+                        && response.status() == StatusCode::OK
+                    {
+                        // The whole of a response too large to store: the origin
+                        // answers the range itself (other responses that are not
+                        // stored go whole: a server may ignore a `Range`).
                         drop(response);
                         let report = Report::new(CacheStatus::Bypass)
                             .forward(Forward::Request)

@@ -66,16 +66,14 @@ pub(crate) fn new_generation() -> u64 {
 }
 
 /// The request fields whose values [`selecting_values`] reads in a normal form when
-/// asked to: lists whose members' order, letter case and spacing mean nothing to the
-/// origins that vary on them.
+/// asked to: lists whose letter case and spacing mean nothing to the origins that
+/// vary on them.
 const NORMALIZED: [HeaderName; 2] = [http::header::ACCEPT_ENCODING, http::header::ACCEPT_LANGUAGE];
 
 /// The request's values of `names`, encoded unambiguously (bytes outside printable
 /// ASCII and the separators are percent-escaped; several field lines are joined with
 /// a separator that cannot occur in a value). With `normalize`, `Accept-Encoding` and
-/// `Accept-Language` are read as one list whose members are lowercased, stripped of
-/// spaces and tabs, and sorted (empty and repeated ones dropped): `gzip, br` and
-/// `BR,gzip` select the same variant; `br;q=0.5` and `br` do not.
+/// `Accept-Language` are read as one list in normal form ([`normal_form`]).
 pub(crate) fn selecting_values(
     names: &[HeaderName],
     headers: &HeaderMap,
@@ -86,7 +84,7 @@ pub(crate) fn selecting_values(
         out.push_str(name.as_str());
         out.push('=');
         if normalize && NORMALIZED.contains(name) {
-            escape(&mut out, &normal_form(headers.get_all(name)));
+            escape(&mut out, &normal_form(name, headers.get_all(name)));
         } else {
             for (i, value) in headers.get_all(name).iter().enumerate() {
                 if i > 0 {
@@ -100,23 +98,43 @@ pub(crate) fn selecting_values(
     out
 }
 
-/// A list field's lines as one list in normal form (see [`selecting_values`]).
-pub(crate) fn normal_form(lines: http::header::GetAll<'_, http::HeaderValue>) -> Vec<u8> {
+/// The lines of `name` (`Accept-Encoding` or `Accept-Language`) as one list whose
+/// members are lowercased, stripped of the spaces and tabs around them and around
+/// their parameters' `;` and `=`, and empty ones dropped: `en ; Q=0.5` is `en;q=0.5`.
+/// `Accept-Encoding`'s members are also sorted and deduplicated (any coding the
+/// origin picks from the list is one every such request accepts); `Accept-Language`
+/// keeps its order, which origins read as priority (RFC 9110 §12.5.4).
+pub(crate) fn normal_form(
+    name: &HeaderName,
+    lines: http::header::GetAll<'_, http::HeaderValue>,
+) -> Vec<u8> {
     let mut members: Vec<Vec<u8>> = lines
         .iter()
         .flat_map(|line| line.as_bytes().split(|&b| b == b','))
-        .map(|member| {
-            member
-                .iter()
-                .filter(|b| !matches!(b, b' ' | b'\t'))
-                .map(u8::to_ascii_lowercase)
-                .collect::<Vec<u8>>()
-        })
+        .map(normal_member)
         .filter(|member| !member.is_empty())
         .collect();
-    members.sort_unstable();
-    members.dedup();
+    if name == http::header::ACCEPT_ENCODING {
+        members.sort_unstable();
+        members.dedup();
+    }
     members.join(&b',')
+}
+
+/// One list member lowercased, with no spaces or tabs around it or its `;` and `=`.
+fn normal_member(member: &[u8]) -> Vec<u8> {
+    let trim = |part: &[u8]| part.trim_ascii().to_ascii_lowercase();
+    let params: Vec<Vec<u8>> = member
+        .split(|&b| b == b';')
+        .map(|param| {
+            let sides: Vec<Vec<u8>> = param.splitn(2, |&b| b == b'=').map(trim).collect();
+            sides.join(&b'=')
+        })
+        .collect();
+    if params.iter().all(Vec::is_empty) {
+        return Vec::new();
+    }
+    params.join(&b';')
 }
 
 /// Appends `bytes`, percent-escaping those outside printable ASCII and `%`.
@@ -212,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn accept_lists_in_normal_form_ignore_order_case_and_spacing_only() {
+    fn accept_lists_in_normal_form_ignore_case_and_spacing_and_encoding_order_only() {
         let names = [http::header::ACCEPT_ENCODING, http::header::ACCEPT_LANGUAGE];
         let select = |pairs: &[(&str, &[u8])], normalize| {
             selecting_values(&names, &headers(pairs), normalize)
@@ -226,13 +244,23 @@ mod tests {
         );
         let b = select(
             &[
-                ("accept-encoding", b"BR,gzip"),
-                ("accept-language", b"EN; q=0.5"),
-                ("accept-language", b"de-de,,de-de"),
+                ("accept-encoding", b"BR,gzip,,gzip"),
+                ("accept-language", b"DE-de ,"),
+                ("accept-language", b"en ; Q = 0.5"),
             ],
             true,
         );
         assert_eq!(a, b);
+        assert_ne!(
+            select(&[("accept-language", b"de, fr")], true),
+            select(&[("accept-language", b"fr, de")], true),
+            "a language list's order is its priority"
+        );
+        assert_ne!(
+            select(&[("accept-language", b"d e")], true),
+            select(&[("accept-language", b"de")], true),
+            "spaces inside a member stay"
+        );
         assert_ne!(
             select(&[("accept-encoding", b"br;q=0.5")], true),
             select(&[("accept-encoding", b"br")], true),

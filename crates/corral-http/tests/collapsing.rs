@@ -241,3 +241,35 @@ async fn waiters_of_a_private_server_error_get_a_response_that_says_it_could_not
     assert_eq!(own, 1);
     assert_eq!(origin.count("/me"), 1);
 }
+
+/// An error page that echoes what its request sent (a framework's debug page) is
+/// never given to another user's waiting request when that request carried a cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_to_a_request_with_a_cookie_is_never_given_to_other_waiters() {
+    let origin = Origin::start().await;
+    origin.route("/account", |req, _| {
+        let cookie = req
+            .headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        Reply::ok(&format!("error page; request cookie = {cookie}"))
+            .status(500)
+            .delay(Duration::from_millis(200))
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/account");
+    let alice = {
+        let (cache, url) = (cache.clone(), url.clone());
+        tokio::spawn(async move {
+            support::get_with(&cache, &url, &[("cookie", "session=ALICE-SECRET")]).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let bob = support::get_with(&cache, &url, &[("cookie", "session=bob")]).await;
+    let alice = alice.await.unwrap();
+    assert!(alice.text().contains("ALICE-SECRET"));
+    assert_eq!(bob.status, 500);
+    assert!(!bob.text().contains("ALICE"), "{}", bob.text());
+}

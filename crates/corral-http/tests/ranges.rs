@@ -189,3 +189,35 @@ async fn rfc9110_14_2_a_head_or_a_range_unit_the_cache_does_not_serve_gets_the_w
     }
     assert_eq!(origin.count("/doc"), 1);
 }
+
+#[tokio::test]
+async fn rfc9110_14_6_a_multipart_answer_keeps_no_stored_content_range() {
+    let origin = Origin::start().await;
+    origin.route("/odd", |_, _| {
+        Reply::ok(BODY)
+            .header("cache-control", "max-age=600")
+            .header("content-range", "bytes 0-19/20")
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/odd");
+    get(&cache, &url).await;
+    let got = ranged(&cache, &url, "bytes=0-1,4-5").await;
+    assert_eq!(got.status, 206);
+    assert!(
+        got.header("content-type")
+            .starts_with("multipart/byteranges")
+    );
+    assert!(got.headers.get("content-range").is_none());
+}
+
+#[tokio::test]
+async fn rfc9110_14_2_a_range_of_a_response_that_is_not_shared_gets_the_whole_once() {
+    let origin = Origin::start().await;
+    origin.route("/mine", |_, _| {
+        Reply::ok(BODY).header("cache-control", "private")
+    });
+    let cache = cached(HttpCache::builder());
+    let got = ranged(&cache, &origin.url("/mine"), "bytes=0-3").await;
+    assert_eq!((got.status.as_u16(), got.text()), (200, BODY));
+    assert_eq!(origin.count("/mine"), 1, "asked once");
+}
