@@ -73,6 +73,8 @@ pub struct HttpCacheBuilder {
     targeted: Vec<HeaderName>,
     normalize_vary: bool,
     name: String,
+    #[cfg(feature = "disk")]
+    disk: Option<corral::disk::DiskTier>,
     #[cfg(feature = "redis")]
     redis: Option<corral::redis::RedisTier>,
 }
@@ -107,6 +109,8 @@ impl Default for HttpCacheBuilder {
             targeted: vec![CDN_CACHE_CONTROL],
             normalize_vary: true,
             name: "corral".to_owned(),
+            #[cfg(feature = "disk")]
+            disk: None,
             #[cfg(feature = "redis")]
             redis: None,
         }
@@ -237,6 +241,24 @@ impl HttpCacheBuilder {
         self
     }
 
+    /// Keeps responses on a local disk too, in the directory `path`, its files taking
+    /// at most `max_bytes`: a cache larger than memory, kept across restarts. A hit
+    /// there is copied into memory. Disk failing never fails a request. See
+    /// [`corral::disk::DiskTier`]; [`disk_tier`](Self::disk_tier) takes one with its
+    /// options set.
+    #[cfg(feature = "disk")]
+    pub fn disk(self, path: impl Into<std::path::PathBuf>, max_bytes: u64) -> Self {
+        self.disk_tier(corral::disk::DiskTier::new(path, max_bytes))
+    }
+
+    /// Keeps responses on a local disk too, with the tier's options set (see
+    /// [`disk`](Self::disk)).
+    #[cfg(feature = "disk")]
+    pub fn disk_tier(mut self, tier: corral::disk::DiskTier) -> Self {
+        self.disk = Some(tier);
+        self
+    }
+
     /// Keeps responses in a Redis tier too, shared by every server using the same
     /// prefix: one upstream fetch per key across all of them, and purges that reach
     /// every server. Redis failing never fails a request. See [`corral::redis::RedisTier`].
@@ -264,6 +286,11 @@ impl HttpCacheBuilder {
             .name(self.name.clone())
             .max_bytes(self.max_bytes - hot_heads)
             .load_timeout(self.fetch_timeout);
+        #[cfg(feature = "disk")]
+        let builder = match self.disk {
+            Some(tier) => builder.disk_tier(tier),
+            None => builder,
+        };
         #[cfg(feature = "redis")]
         let builder = match self.redis {
             Some(tier) => builder.redis(tier),

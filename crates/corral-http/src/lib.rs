@@ -109,7 +109,7 @@ mod targeted;
 mod testing;
 mod upstream;
 mod vary;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "disk"))]
 mod wire;
 
 pub use body::{Body, BoxError, RequestBodyError};

@@ -352,7 +352,10 @@ pub(crate) struct KeepStale {
 
 /// How long a stored response is fresh, and what may be done with it after.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "redis", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    any(feature = "redis", feature = "disk"),
+    derive(serde::Serialize, serde::Deserialize)
+)]
 pub(crate) struct Lifetime {
     /// Its age when stored (from the `Age` it arrived with).
     pub initial_age: Duration,

@@ -16,7 +16,10 @@ use crate::vary::VarySpec;
 
 /// An entry of the HTTP cache's engine, and what the waiters of one upstream fetch get.
 #[derive(Debug, Clone)]
-#[cfg_attr(feature = "redis", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    any(feature = "redis", feature = "disk"),
+    derive(serde::Serialize, serde::Deserialize)
+)]
 pub(crate) enum Stored {
     /// A response, ready to serve.
     Response(Arc<StoredResponse>),
@@ -39,7 +42,10 @@ impl Weigh for Stored {
 
 /// How a stored response came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "redis", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    any(feature = "redis", feature = "disk"),
+    derive(serde::Serialize, serde::Deserialize)
+)]
 pub(crate) enum Provenance {
     /// A full response from the origin.
     Fetched,

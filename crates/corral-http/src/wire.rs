@@ -1,4 +1,5 @@
-//! How stored responses cross to the Redis tier (feature `redis`): headers as a list
+//! How stored responses cross to the Redis and disk tiers (features `redis`, `disk`):
+//! headers as a list
 //! of (name, value) lines in order, the body as bytes, and the response's own time as
 //! wall-clock milliseconds, so every server computes the same `Age`.
 

@@ -130,6 +130,10 @@ impl Proxy {
             .normalize_vary(config.normalize_vary)
             .cache_status_headers(config.cache_status_headers)
             .targeted_cache_control(config.targeted_fields()?);
+        let builder = match &config.disk {
+            Some(path) => builder.disk(path, config.disk_size.0),
+            None => builder,
+        };
         let builder = match &config.redis_url {
             Some(url) => builder.redis(
                 corral::redis::RedisTier::builder(url.clone())

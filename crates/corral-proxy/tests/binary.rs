@@ -310,3 +310,86 @@ async fn three_binaries_share_a_pool_and_survive_one_being_killed() {
         assert_eq!(fetch(addrs[i % 2], i).await, (200, format!("p {i}")));
     }
 }
+
+/// Sends GETs for `/d/0` .. `/d/{n}` to a proxy; returns the bodies and ages.
+async fn fetch_all(addr: std::net::SocketAddr, n: usize) -> Vec<(String, u64)> {
+    let client = origin::client();
+    let mut got = Vec::new();
+    for i in 0..n {
+        let url = format!("http://{addr}/d/{i}");
+        let response = client.get(url.parse().unwrap()).await.expect("a response");
+        assert_eq!(response.status(), 200, "{url}");
+        let age = response
+            .headers()
+            .get("age")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        got.push((String::from_utf8(body.to_vec()).unwrap(), age));
+    }
+    got
+}
+
+/// Waits for a `corral serve` to exit after SIGTERM.
+fn terminate(served: &mut Served) {
+    let term = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
+    const N: usize = 60;
+    let origin = Origin::start().await;
+    for i in 0..N {
+        origin.route(&format!("/d/{i}"), move |_, _| {
+            Reply::ok(&format!("object {i} ").repeat(200)).header("cache-control", "max-age=600")
+        });
+    }
+    let dir = std::env::temp_dir().join(format!("corral-proxy-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = [
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--admin".into(),
+        "false".into(),
+        "--upstream".into(),
+        format!("http://{}", origin.addr),
+        "--disk".into(),
+        dir.display().to_string(),
+        "--disk-size".into(),
+        "64MiB".into(),
+    ];
+    let expected: Vec<String> = (0..N).map(|i| format!("object {i} ").repeat(200)).collect();
+    let mut served = Served::start(&args, &[]);
+    let first = fetch_all(served.addr, N).await;
+    assert!(first.iter().map(|(b, _)| b).eq(expected.iter()));
+    let fetched = |origin: &Origin| (0..N).map(|i| origin.count(&format!("/d/{i}"))).sum::<usize>();
+    assert_eq!(fetched(&origin), N);
+
+    terminate(&mut served);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut served = Served::start(&args, &[]);
+    let warm = fetch_all(served.addr, N).await;
+    assert!(warm.iter().map(|(b, _)| b).eq(expected.iter()));
+    assert_eq!(fetched(&origin), N, "after SIGTERM: every object from disk");
+    assert!(warm.iter().all(|(_, age)| *age >= 1), "ages go on from before the restart");
+
+    served.kill(); // SIGKILL
+    let served = Served::start(&args, &[]);
+    let warm = fetch_all(served.addr, N).await;
+    assert!(warm.iter().map(|(b, _)| b).eq(expected.iter()));
+    assert_eq!(fetched(&origin), N, "after SIGKILL: every object from disk");
+    drop(served);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -29,6 +29,7 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`ttl`](Self::ttl) | `fresh_for` (nothing stale is served) | how long an entry is kept; from `fresh_for` to `ttl` it is served stale while one background refresh runs |
 /// | [`load_timeout`](Self::load_timeout) | 30 s | how long one load may run before its waiters get [`Error::Timeout`](crate::Error::Timeout) |
 /// | [`weigher`](Self::weigher) | the values' [`Weigh`](crate::Weigh) impl | how many bytes a value holds, for `max_bytes` (or `weigh_serialized`, `serde` feature) |
+/// | `disk` | none | a tier below memory on a local disk, kept across restarts (`disk` feature) |
 /// | `redis` | none | a tier below memory shared by many servers (`redis` feature) |
 ///
 /// ```
@@ -213,8 +214,37 @@ impl<V, W> CacheBuilder<V, W> {
         self
     }
 
+    /// Adds a disk tier in the directory `path`, its files taking at most `max_bytes`,
+    /// with the other options at their defaults: loads look there before any Redis
+    /// tier, and it keeps its entries across restarts. See
+    /// [`DiskTier`](crate::disk::DiskTier); [`disk_tier`](Self::disk_tier) takes one
+    /// with its options set.
+    #[cfg(feature = "disk")]
+    pub fn disk(self, path: impl Into<std::path::PathBuf>, max_bytes: u64) -> Self
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.disk_tier(crate::disk::DiskTier::new(path, max_bytes))
+    }
+
+    /// Adds a disk tier with its options set (see [`disk`](Self::disk)). The tiers
+    /// below memory are looked in in the order they were added: add the disk tier
+    /// before a Redis tier.
+    #[cfg(feature = "disk")]
+    pub fn disk_tier<C>(mut self, tier: crate::disk::DiskTier<C>) -> Self
+    where
+        V: Send + Sync + 'static,
+        C: crate::codec::Codec<V>,
+    {
+        self.lower
+            .push(Arc::new(crate::tier::disk::DiskSpec::new(tier)));
+        self
+    }
+
     /// Checks the options and builds the cache. Nothing connects yet: a Redis tier
-    /// connects on first use, so the cache works whether or not Redis is up.
+    /// connects on first use, so the cache works whether or not Redis is up. A disk
+    /// tier opens its directory here (an error if it cannot) and indexes what it holds
+    /// in the background.
     ///
     /// The values must be weighable: of a type that implements [`Weigh`](crate::Weigh),
     /// or of any type once the builder has a [`weigher`](Self::weigher).
@@ -225,7 +255,11 @@ impl<V, W> CacheBuilder<V, W> {
     {
         let config = self.config()?;
         let metrics = Arc::new(Metrics::new(&config.name));
-        let tiers = self.lower.iter().map(|spec| spec.build(&metrics)).collect();
+        let tiers = self
+            .lower
+            .iter()
+            .map(|spec| spec.build(&config.name, &metrics))
+            .collect::<Result<_, _>>()?;
         let state = State::new(config, Arc::new(self.weigher), metrics, tiers);
         Ok(Cache::from_state(state))
     }

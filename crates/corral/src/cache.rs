@@ -376,9 +376,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub fn stats(&self) -> Stats {
         let state = &*self.state;
         let (entries, bytes) = state.memory.size();
-        state
+        let mut stats = state
             .metrics
-            .snapshot(entries, bytes, state.flights.len() as u64)
+            .snapshot(entries, bytes, state.flights.len() as u64);
+        for tier in &state.tiers {
+            tier.report(&mut stats);
+        }
+        stats
     }
 
     /// Runs the memory tier's pending maintenance now (evictions and expirations), so

@@ -137,6 +137,15 @@ pub enum ConfigError {
     #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]
     InvalidRedisUrl(String),
+    /// The disk tier's directory cannot be used: not writable, in use by another
+    /// process, or holding files that are not a disk tier's (the message says which).
+    #[cfg(feature = "disk")]
+    #[error("disk tier: {0}")]
+    Disk(String),
+    /// The disk tier's `max_bytes` is zero.
+    #[cfg(feature = "disk")]
+    #[error("the disk tier's max_bytes must be greater than zero")]
+    ZeroDiskBytes,
     /// A Redis timeout or lease is zero.
     #[cfg(feature = "redis")]
     #[error("redis timeouts and the lock lease must be greater than zero")]

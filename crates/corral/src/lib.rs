@@ -20,6 +20,8 @@
 //!   not pass it on).
 //! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
 //!   (see the [`stats`] module for the metric names).
+//! - With the `disk` feature, `corral::disk` adds a tier on a local disk (`DiskTier`):
+//!   larger than memory, kept across restarts, every file checked before it is served.
 //! - With the `redis` feature, `corral::redis` adds a tier shared by many servers
 //!   (`RedisTier`): one load per key per cluster (a lock in Redis, waiters woken by
 //!   pub/sub), values encoded by a codec from `corral::codec` (`MessagePack` by
@@ -37,7 +39,9 @@
 //! | `load.rs` | one load: its task and timeout, the tiers below memory, the loader, a panic turned into an error |
 //! | `tier.rs` | the `Tier` trait every tier below memory implements |
 //! | `tier/memory.rs` | the memory tier (moka, bounded by weighted bytes) |
+//! | `tier/disk.rs`, `tier/disk/` | the disk tier: one file per entry, S3-FIFO eviction, the walk at start |
 //! | `tier/redis.rs`, `tier/redis/` | the Redis tier; its cross-server lock in `tier/redis/lock.rs` |
+//! | `tier/wall.rs` | wall-clock lifetimes for the tiers that outlive the process |
 //! | `entry.rs`, `loaded.rs`, `error.rs` | an entry and its lifetime; what a loader returns; errors |
 //! | `weigh.rs`, `codec.rs`, `stats.rs` | weighing values; encoding them; counting |
 //!
@@ -87,7 +91,9 @@ pub use entry::{Entry, Freshness};
 pub use error::{ConfigError, Error, SharedError, Unshared};
 pub use load::panic_message;
 pub use loaded::Loaded;
-pub use stats::Stats;
+pub use stats::{DiskStats, Stats};
+#[cfg(feature = "disk")]
+pub use tier::disk;
 pub use tier::memory::ENTRY_OVERHEAD;
 #[cfg(feature = "redis")]
 pub use tier::redis;

@@ -135,6 +135,38 @@ pub struct Stats {
     pub remote_decode_errors: u64,
     /// Whether the breaker is skipping Redis now.
     pub remote_breaker_open: bool,
+    /// The disk tier's counters, if the cache has one.
+    pub disk: Option<DiskStats>,
+}
+
+/// A disk tier's counters (see `corral::disk`), in [`Stats::disk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskStats {
+    /// Loads answered from disk.
+    pub hits: u64,
+    /// Entries written.
+    pub writes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+    /// Writes skipped: too many at once, too large for the tier, or the tier off.
+    pub writes_skipped: u64,
+    /// Files evicted to stay within the tier's bound.
+    pub evictions: u64,
+    /// Files that failed their check (read as misses, and removed).
+    pub corrupt: u64,
+    /// I/O errors that turned the tier off.
+    pub faults: u64,
+    /// Files indexed now.
+    pub entries: u64,
+    /// The disk they take, in bytes (in 4 KiB blocks).
+    pub bytes: u64,
+    /// Whether the tier is off now (after a fault, until a probe passes).
+    pub off: bool,
+    /// Files the walk at start indexed.
+    pub recovered: u64,
+    /// How long that walk took; `None` while it runs.
+    pub recovery_time: Option<Duration>,
 }
 
 /// The live counters and their `metrics` handles.
@@ -320,6 +352,7 @@ impl Metrics {
             remote_errors: self.remote.errors.load(Relaxed),
             remote_decode_errors: self.remote.decode_errors.load(Relaxed),
             remote_breaker_open: self.remote.breaker_open.load(Relaxed),
+            disk: None,
         }
     }
 }

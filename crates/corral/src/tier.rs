@@ -1,5 +1,6 @@
 //! Where entries are kept: the memory tier in every cache, and the tiers below it, each
-//! an implementation of [`Tier`] (today the Redis tier, with the `redis` feature).
+//! an implementation of [`Tier`]: the disk tier (feature `disk`) and the Redis tier
+//! (feature `redis`).
 //!
 //! The memory tier is not a [`Tier`]: it is read on every call and written under the
 //! flight's lock, synchronously. The tiers below it are slower, shared or persistent,
@@ -19,9 +20,13 @@
 //! - Inserts and invalidations go to every tier; the invalidations other servers make
 //!   reach this one through [`Tier::listen`].
 
+#[cfg(feature = "disk")]
+pub mod disk;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "redis", feature = "disk"))]
+pub(crate) mod wall;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -30,8 +35,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::entry::Entry;
-use crate::error::{Error, SharedError};
-use crate::stats::Metrics;
+use crate::error::{ConfigError, Error, SharedError};
+use crate::stats::{Metrics, Stats};
 
 /// A caller's test of whether a stored entry will do (fresh enough, say).
 pub(crate) type Usable<V> = dyn Fn(&Entry<V>) -> bool + Send + Sync;
@@ -70,6 +75,11 @@ pub(crate) trait Tier<V>: Send + Sync {
     /// nothing to hand on: the default does nothing.
     fn listen(self: Arc<Self>, sink: Sink) {
         drop(sink);
+    }
+
+    /// Adds this tier's own counters to a cache's [`Stats`]. The default adds none.
+    fn report(&self, stats: &mut Stats) {
+        let _ = stats;
     }
 }
 
@@ -155,8 +165,8 @@ pub(crate) enum Invalidation<'a> {
 pub(crate) type Sink = Box<dyn Fn(Invalidation<'_>) -> BoxFuture<'static, bool> + Send + Sync>;
 
 /// A tier as the builder holds it: made into a [`Tier`] when the cache is built, with
-/// the cache's metrics.
+/// the cache's name and metrics.
 pub(crate) trait TierSpec<V>: fmt::Debug + Send + Sync {
-    /// The tier, for one cache.
-    fn build(&self, metrics: &Arc<Metrics>) -> Arc<dyn Tier<V>>;
+    /// The tier, for one cache; an error if it cannot be opened (its directory, say).
+    fn build(&self, cache: &str, metrics: &Arc<Metrics>) -> Result<Arc<dyn Tier<V>>, ConfigError>;
 }

@@ -14,6 +14,9 @@ use super::byte_size::ByteSize;
 use super::error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET};
 use crate::allow::AllowList;
 
+/// The default `disk-size`: 10 GiB.
+pub(crate) const DEFAULT_DISK_SIZE: u64 = 10 << 30;
+
 /// What `check-config` prints for a secret that is set.
 const HIDDEN: &str = "(set, not shown)";
 
@@ -65,6 +68,15 @@ pub struct Config {
     #[arg(long)]
     #[default(ByteSize(corral_http::DEFAULT_MAX_BODY_BYTES as u64))]
     pub max_body_bytes: ByteSize,
+    /// A directory for a disk tier: responses kept on disk too, beyond memory and
+    /// across restarts (one proxy per directory; made if missing). Unset: no disk.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<PathBuf>,
+    /// The most disk the disk tier's files take (counted in 4 KiB blocks).
+    #[arg(long)]
+    #[default(ByteSize(DEFAULT_DISK_SIZE))]
+    pub disk_size: ByteSize,
     /// A Redis tier shared with other proxies (`redis://`, `rediss://`,
     /// `redis+unix://`). Unset: memory only.
     #[arg(long)]

@@ -7,11 +7,10 @@
 //! ```
 //! Times are Unix milliseconds, big-endian. Anything that does not parse is a miss.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use tokio::time::Instant;
 
 use crate::entry::Entry;
+use crate::tier::wall::Clocks;
 
 /// The record format this build writes and reads.
 pub(crate) const VERSION: u8 = 1;
@@ -32,36 +31,13 @@ pub(crate) enum RecordError {
     Payload(#[from] crate::codec::CodecError),
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The wall-clock time of a (tokio) instant.
-fn wall(instant: Instant, now: Instant, wall_now: SystemTime) -> SystemTime {
-    if instant >= now {
-        wall_now + (instant - now)
-    } else {
-        wall_now.checked_sub(now - instant).unwrap_or(UNIX_EPOCH)
-    }
-}
-
-/// The (tokio) instant of a wall-clock time.
-fn local(wall_ms: u64, now: Instant, wall_now: SystemTime) -> Instant {
-    let at = UNIX_EPOCH + Duration::from_millis(wall_ms);
-    match at.duration_since(wall_now) {
-        Ok(ahead) => now + ahead,
-        Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
-    }
-}
-
 /// Encodes an entry whose value the codec turned into `payload`.
 pub(crate) fn encode<V>(entry: &Entry<V>, codec: u8, payload: &[u8]) -> Vec<u8> {
-    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    let clocks = Clocks::now();
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.push(VERSION);
     for instant in [entry.stored_at, entry.fresh_until, entry.stale_until] {
-        out.extend_from_slice(&unix_ms(wall(instant, now, wall_now)).to_be_bytes());
+        out.extend_from_slice(&clocks.unix_ms(instant).to_be_bytes());
     }
     out.push(codec);
     out.extend_from_slice(payload);
@@ -99,11 +75,11 @@ pub(crate) fn decode(bytes: &[u8], codec: u8) -> Result<Record<'_>, RecordError>
     if !(stored <= fresh && fresh <= stale) {
         return Err(RecordError::Lifetime);
     }
-    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    let clocks = Clocks::now();
     Ok(Record {
-        stored_at: local(stored, now, wall_now),
-        fresh_until: local(fresh, now, wall_now),
-        stale_until: local(stale, now, wall_now),
+        stored_at: clocks.instant(stored),
+        fresh_until: clocks.instant(fresh),
+        stale_until: clocks.instant(stale),
         payload: &bytes[HEADER..],
     })
 }
@@ -118,6 +94,8 @@ pub(crate) fn millis_until(instant: Instant) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

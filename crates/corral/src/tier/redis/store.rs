@@ -13,6 +13,7 @@ use super::record;
 use super::scripts::Scripts;
 use crate::codec::Codec;
 use crate::entry::Entry;
+use crate::error::ConfigError;
 use crate::stats::{Metrics, RemoteOp};
 use crate::tier::{Tier, TierSpec};
 
@@ -40,12 +41,12 @@ impl<V> fmt::Debug for RemoteSpec<V> {
 }
 
 impl<V: Send + Sync + 'static> TierSpec<V> for RemoteSpec<V> {
-    fn build(&self, metrics: &Arc<Metrics>) -> Arc<dyn Tier<V>> {
-        Arc::new(RedisStore::new(
+    fn build(&self, _: &str, metrics: &Arc<Metrics>) -> Result<Arc<dyn Tier<V>>, ConfigError> {
+        Ok(Arc::new(RedisStore::new(
             self.options.clone(),
             Arc::clone(&self.codec),
             Arc::clone(metrics),
-        ))
+        )))
     }
 }
 

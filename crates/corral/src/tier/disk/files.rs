@@ -1,0 +1,457 @@
+//! The disk tier's files, and everything done to them: reading and checking an entry,
+//! writing one (whole, through a temporary file renamed into place), removing, purging,
+//! and the walk through every file that indexes them at start and sweeps purges. The
+//! calls here block: the tier runs them on Tokio's blocking threads.
+//!
+//! What the directory holds and the index say the same thing: every change to the
+//! directory's object files (a rename into place, a removal) is made holding the lock
+//! on the index, and reads open a file without it (a file replaced or removed while it
+//! is read is read whole, as it was).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::health::Health;
+use super::index::Index;
+use super::layout::{self, Layout, LayoutError};
+use super::metrics::DiskMetrics;
+use super::purge::{Ledger, Purges, Scope};
+use super::record::{self, HEADER, Head, RecordError, Times};
+use crate::stats::DiskStats;
+
+/// The longest key a file holds.
+pub(crate) const MAX_KEY: usize = 64 * 1024;
+
+/// One disk tier's directory, index and state.
+#[derive(Debug)]
+pub(crate) struct Disk {
+    layout: Layout,
+    inner: Mutex<Inner>,
+    pub(crate) health: Health,
+    pub(crate) metrics: DiskMetrics,
+    /// While the walk at start runs, a key missing from the index may still have a file.
+    recovering: AtomicBool,
+    max_entry_bytes: u64,
+    /// One walk at a time.
+    walking: Arc<Mutex<()>>,
+    /// Held (locked) for as long as the tier is open: one process per directory.
+    _lock: File,
+}
+
+#[derive(Debug)]
+struct Inner {
+    index: Index,
+    ledger: Ledger,
+    purges: Purges,
+}
+
+/// An entry read from disk and checked: its whole record.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub(crate) head: Head,
+    bytes: Vec<u8>,
+}
+
+impl Checked {
+    /// The payload: the value as its codec encoded it.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.bytes[HEADER + self.head.key_len..]
+    }
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Disk {
+    /// Opens the directory `root` for a tier of at most `max_bytes`, and starts the walk
+    /// that indexes what an earlier process left there.
+    pub(crate) fn open(
+        root: &Path,
+        max_bytes: u64,
+        max_entry_bytes: u64,
+        cache: &str,
+    ) -> Result<Arc<Self>, LayoutError> {
+        let layout = Layout::open(root)?;
+        let lock_path = root.join("lock");
+        let io = |source| LayoutError::Io {
+            path: lock_path.clone(),
+            source,
+        };
+        if !lock_path.exists() {
+            File::create(&lock_path).map_err(io)?;
+        }
+        // Held open for reading only, so that the file system can still be made
+        // read-only under a running tier.
+        let lock = File::open(&lock_path).map_err(io)?;
+        // A tier just dropped in this process may still be ending a walk (it lets go
+        // after the file it is on): wait for it a moment.
+        let mut tries = 0;
+        while lock.try_lock().is_err() {
+            tries += 1;
+            if tries > 50 {
+                return Err(LayoutError::InUse(root.to_owned()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let purges = Purges::load(&layout).map_err(io)?;
+        let disk = Arc::new(Disk {
+            layout,
+            inner: Mutex::new(Inner {
+                index: Index::new(max_bytes),
+                ledger: Ledger::default(),
+                purges,
+            }),
+            health: Health::default(),
+            metrics: DiskMetrics::new(cache),
+            recovering: AtomicBool::new(true),
+            max_entry_bytes,
+            walking: Arc::default(),
+            _lock: lock,
+        });
+        let weak = Arc::downgrade(&disk);
+        std::thread::Builder::new()
+            .name("corral-disk-recovery".to_owned())
+            .spawn(move || walk(&weak, true))
+            .map_err(|source| LayoutError::Io {
+                path: root.to_owned(),
+                source,
+            })?;
+        Ok(disk)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads `key`'s entry: `None` if there is none, or none that passes its check (a
+    /// corrupt file is counted and removed), or it has expired or was purged (removed).
+    pub(crate) fn read(&self, key: &str) -> io::Result<Option<Checked>> {
+        let hash = self.layout.hash(key);
+        if !self.recovering.load(Ordering::Acquire) && !self.lock().index.contains(hash) {
+            return Ok(None);
+        }
+        let path = self.layout.object(hash);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.lock().index.remove(hash);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let head = match record::open(&bytes) {
+            Ok(record) if record.key != key.as_bytes() => return Ok(None),
+            Ok(record) => record.head,
+            Err(error) => {
+                self.corrupt(hash, &path, &error)?;
+                return Ok(None);
+            }
+        };
+        let mut inner = self.lock();
+        if head.times.stale_ms <= now_ms()
+            || inner.purges.covers(key.as_bytes(), head.times.stored_ms)
+        {
+            self.remove_locked(&mut inner, hash)?;
+            return Ok(None);
+        }
+        if inner.index.contains(hash) {
+            inner.index.read(hash);
+        } else {
+            let victims = inner.index.recovered(hash, head.record_len());
+            self.evict_locked(&inner, victims)?;
+        }
+        Ok(Some(Checked { head, bytes }))
+    }
+
+    /// The number of the latest invalidation, for a write to start from.
+    pub(crate) fn since(&self) -> u64 {
+        self.lock().ledger.last()
+    }
+
+    /// Writes `key`'s entry, unless it is too large or an invalidation after `since`
+    /// covers it; evicts what the bound asks.
+    pub(crate) fn write(
+        &self,
+        key: &str,
+        codec: u8,
+        times: Times,
+        payload: &[u8],
+        since: u64,
+    ) -> io::Result<()> {
+        let len = (HEADER + key.len()) as u64 + payload.len() as u64;
+        if key.len() > MAX_KEY || len > self.max_entry_bytes || !self.lock().index.fits(len) {
+            self.metrics.writes_skipped.add(1);
+            return Ok(());
+        }
+        let temp = self.layout.temp();
+        let header = record::header(codec, times, key, payload);
+        let written = File::create(&temp).and_then(|mut file| {
+            file.write_all(&header)?;
+            file.write_all(key.as_bytes())?;
+            file.write_all(payload)
+        });
+        if let Err(e) = written {
+            let _ = layout::remove(&temp);
+            return Err(e);
+        }
+        let hash = self.layout.hash(key);
+        let mut inner = self.lock();
+        if inner.ledger.covers_since(since, hash, key) {
+            drop(inner);
+            return layout::remove(&temp);
+        }
+        let path = self.layout.object(hash);
+        if let Err(e) = rename_into(&temp, &path) {
+            drop(inner);
+            let _ = layout::remove(&temp);
+            return Err(e);
+        }
+        let victims = inner.index.insert(hash, len);
+        self.evict_locked(&inner, victims)?;
+        self.metrics.writes.add(1);
+        self.metrics.write_bytes.add(len);
+        Ok(())
+    }
+
+    /// Removes `key`'s entry; a write that started before this does not land.
+    pub(crate) fn remove(&self, key: &str) -> io::Result<()> {
+        let hash = self.layout.hash(key);
+        let mut inner = self.lock();
+        inner.ledger.record(Scope::Key(hash));
+        let removed = self.remove_locked(&mut inner, hash);
+        if removed.is_err() {
+            // The file stays (a read-only directory, say): a mark in memory keeps it
+            // from being served once the tier is back. It covers the key as a prefix,
+            // so it may cover a few more keys: misses, never a stale answer.
+            let _ = inner.purges.add(&self.layout, now_ms(), key);
+        }
+        removed
+    }
+
+    /// Purges the entries whose keys start with `prefix` (all, when empty): at once for
+    /// reads, and from the files by a walk started here.
+    pub(crate) fn purge(self: &Arc<Self>, prefix: &str) -> io::Result<()> {
+        {
+            let mut inner = self.lock();
+            inner.ledger.record(Scope::Prefix(prefix.into()));
+            inner.purges.add(&self.layout, now_ms(), prefix)?;
+        }
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("corral-disk-purge".to_owned())
+            .spawn(move || walk(&weak, false))?;
+        Ok(())
+    }
+
+    /// Checks that the directory works again (after a fault).
+    pub(crate) fn probe(&self) -> io::Result<()> {
+        self.layout.probe()
+    }
+
+    /// The tier's counters.
+    pub(crate) fn stats(&self) -> DiskStats {
+        let (entries, bytes) = {
+            let inner = self.lock();
+            (inner.index.len() as u64, inner.index.bytes())
+        };
+        self.metrics.size(entries as usize, bytes);
+        self.metrics.snapshot(entries, bytes, self.health.is_off())
+    }
+
+    fn remove_locked(&self, inner: &mut Inner, hash: u64) -> io::Result<()> {
+        inner.index.remove(hash);
+        layout::remove(&self.layout.object(hash))
+    }
+
+    fn evict_locked(&self, inner: &Inner, victims: Vec<u64>) -> io::Result<()> {
+        self.metrics.evictions.add(victims.len() as u64);
+        for hash in victims {
+            layout::remove(&self.layout.object(hash))?;
+        }
+        self.metrics.size(inner.index.len(), inner.index.bytes());
+        Ok(())
+    }
+
+    /// Removes `key`'s file, whose payload its codec could not decode.
+    pub(crate) fn undecodable(&self, key: &str, error: &dyn std::fmt::Display) -> io::Result<()> {
+        let hash = self.layout.hash(key);
+        self.corrupt(hash, &self.layout.object(hash), error)
+    }
+
+    fn corrupt(&self, hash: u64, path: &Path, error: &dyn std::fmt::Display) -> io::Result<()> {
+        self.metrics.corrupt.add(1);
+        tracing::warn!(path = %path.display(), %error, "corrupt file in the disk tier: removed, read as a miss");
+        let mut inner = self.lock();
+        self.remove_locked(&mut inner, hash)
+    }
+
+    /// Looks at one object file on a walk: removes it if it is corrupt, expired or
+    /// purged; indexes it if `recovery` and it is none of those. Returns whether it was
+    /// indexed.
+    fn visit(&self, hash: u64, path: &Path, recovery: bool, now: u64) -> io::Result<bool> {
+        let (head, key, len) = match read_head(path) {
+            Ok(found) => found,
+            Err(Visit::Gone) => return Ok(false),
+            Err(Visit::Io(e)) => return Err(e),
+            Err(Visit::Bad(error)) => {
+                self.corrupt(hash, path, &error)?;
+                return Ok(false);
+            }
+        };
+        if len != head.record_len() {
+            let error = RecordError::Length {
+                found: len,
+                promised: head.record_len(),
+            };
+            self.corrupt(hash, path, &error)?;
+            return Ok(false);
+        }
+        let mut inner = self.lock();
+        if head.times.stale_ms <= now || inner.purges.covers(&key, head.times.stored_ms) {
+            self.remove_locked(&mut inner, hash)?;
+            return Ok(false);
+        }
+        if !recovery {
+            return Ok(false);
+        }
+        let victims = inner.index.recovered(hash, len);
+        self.evict_locked(&inner, victims)?;
+        Ok(true)
+    }
+}
+
+/// Why a walk skipped a file.
+enum Visit {
+    /// Removed meanwhile.
+    Gone,
+    Io(io::Error),
+    Bad(RecordError),
+}
+
+/// Reads a file's header and key, and its length.
+fn read_head(path: &Path) -> Result<(Head, Vec<u8>, u64), Visit> {
+    let io = |e: io::Error| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Visit::Gone
+        } else {
+            Visit::Io(e)
+        }
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut header = [0u8; HEADER];
+    let read = read_up_to(&mut file, &mut header).map_err(io)?;
+    let head = record::head(&header[..read]).map_err(Visit::Bad)?;
+    if head.key_len > MAX_KEY {
+        return Err(Visit::Bad(RecordError::Length {
+            found: len,
+            promised: head.record_len(),
+        }));
+    }
+    let mut key = vec![0u8; head.key_len];
+    let read = read_up_to(&mut file, &mut key).map_err(io)?;
+    key.truncate(read);
+    Ok((head, key, len))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Renames a finished file into place, making its folder if need be.
+fn rename_into(temp: &Path, path: &Path) -> io::Result<()> {
+    match fs::rename(temp, path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(folder) = path.parent() {
+                fs::create_dir_all(folder)?;
+            }
+            fs::rename(temp, path)
+        }
+        other => other,
+    }
+}
+
+/// Walks every object file: at start (`recovery`) to index them, after a purge to
+/// remove what it covers. Stops early once the tier is dropped.
+fn walk(disk: &Weak<Disk>, recovery: bool) {
+    let Some(tier) = disk.upgrade() else { return };
+    let walking = Arc::clone(&tier.walking);
+    drop(tier);
+    let walking = walking.lock().unwrap_or_else(|p| p.into_inner());
+    let (started, started_ms) = (Instant::now(), now_ms());
+    let outcome = walk_files(disk, recovery, started_ms);
+    let Some(tier) = disk.upgrade() else { return };
+    match outcome {
+        Ok(recovered) => {
+            if recovery {
+                tier.metrics.recovered(recovered, started.elapsed());
+                tracing::info!(entries = recovered, took = ?started.elapsed(), "disk tier indexed");
+            }
+            let swept = tier.lock().purges.swept(&tier.layout, started_ms);
+            if let Err(error) = swept {
+                fault(&tier, "writing the purge list", &error);
+            }
+        }
+        Err(error) => fault(&tier, "walking the directory", &error),
+    }
+    if recovery {
+        tier.recovering.store(false, Ordering::Release);
+    }
+    drop(walking);
+}
+
+fn walk_files(disk: &Weak<Disk>, recovery: bool, now: u64) -> io::Result<u64> {
+    let folders = {
+        let Some(tier) = disk.upgrade() else {
+            return Ok(0);
+        };
+        if recovery {
+            tier.layout.sweep_temp()?;
+        }
+        tier.layout.object_folders()?
+    };
+    let mut indexed = 0;
+    for folder in folders {
+        let files = match fs::read_dir(&folder) {
+            Ok(files) => files,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for file in files {
+            let file = file?;
+            let Some(hash) = layout::object_hash(&file.file_name()) else {
+                continue;
+            };
+            let Some(tier) = disk.upgrade() else {
+                return Ok(indexed);
+            };
+            if tier.visit(hash, &file.path(), recovery, now)? {
+                indexed += 1;
+            }
+        }
+    }
+    Ok(indexed)
+}
+
+/// Turns the tier off after an I/O error.
+pub(crate) fn fault(disk: &Disk, doing: &str, error: &io::Error) {
+    if disk.health.fault(doing, error) {
+        disk.metrics.faults.add(1);
+        disk.metrics.off(true);
+    }
+}
