@@ -374,7 +374,11 @@ async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
     let mut served = Served::start(&args, &[]);
     let first = fetch_all(served.addr, N).await;
     assert!(first.iter().map(|(b, _)| b).eq(expected.iter()));
-    let fetched = |origin: &Origin| (0..N).map(|i| origin.count(&format!("/d/{i}"))).sum::<usize>();
+    let fetched = |origin: &Origin| {
+        (0..N)
+            .map(|i| origin.count(&format!("/d/{i}")))
+            .sum::<usize>()
+    };
     assert_eq!(fetched(&origin), N);
 
     terminate(&mut served);
@@ -383,7 +387,10 @@ async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
     let warm = fetch_all(served.addr, N).await;
     assert!(warm.iter().map(|(b, _)| b).eq(expected.iter()));
     assert_eq!(fetched(&origin), N, "after SIGTERM: every object from disk");
-    assert!(warm.iter().all(|(_, age)| *age >= 1), "ages go on from before the restart");
+    assert!(
+        warm.iter().all(|(_, age)| *age >= 1),
+        "ages go on from before the restart"
+    );
 
     served.kill(); // SIGKILL
     let served = Served::start(&args, &[]);

@@ -38,7 +38,9 @@ async fn recovered(cache: &Cache<String>) -> corral::DiskStats {
 }
 
 async fn refuse() -> Result<String, std::io::Error> {
-    Err(std::io::Error::other("the loader must not run: disk has it"))
+    Err(std::io::Error::other(
+        "the loader must not run: disk has it",
+    ))
 }
 
 /// The object files under a tier's directory.

@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::DiskStore;
 use super::files::Disk;
+use super::store::DiskStore;
 use crate::codec::{Codec, MessagePack};
 use crate::error::ConfigError;
 use crate::stats::Metrics;

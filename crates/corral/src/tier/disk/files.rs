@@ -139,8 +139,13 @@ impl Disk {
             return Ok(None);
         }
         let path = self.layout.object(hash);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let bytes = match read_bounded(&path, self.max_entry_bytes) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                let error = format!("larger than max_entry_bytes ({})", self.max_entry_bytes);
+                self.corrupt(hash, &path, &error)?;
+                return Ok(None);
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.lock().index.remove(hash);
                 return Ok(None);
@@ -360,6 +365,19 @@ fn read_head(path: &Path) -> Result<(Head, Vec<u8>, u64), Visit> {
     let read = read_up_to(&mut file, &mut key).map_err(io)?;
     key.truncate(read);
     Ok((head, key, len))
+}
+
+/// Reads a whole file, unless it is longer than `limit` (`None`): a file put in the
+/// directory by something else never makes the tier read gigabytes.
+fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {

@@ -1,0 +1,208 @@
+//! One cache's disk tier: the [`Tier`] the engine sees, for its value type. It encodes
+//! and decodes values with the cache's codec, runs the file work of `files.rs` on
+//! Tokio's blocking threads, and turns an I/O error into the tier going off.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::Semaphore;
+
+use super::files::{Disk, fault};
+use super::record::Times;
+use crate::codec::Codec;
+use crate::entry::Entry;
+use crate::stats::Stats;
+use crate::tier::wall::Clocks;
+use crate::tier::{Lock, Lookup, Permit, Release, Tier, Usable};
+
+/// One cache's disk tier, for its value type.
+pub(crate) struct DiskStore<V> {
+    disk: Arc<Disk>,
+    codec: Arc<dyn Codec<V>>,
+    writes: Arc<Semaphore>,
+}
+
+impl<V: Send + Sync + 'static> DiskStore<V> {
+    pub(crate) fn new(disk: Arc<Disk>, codec: Arc<dyn Codec<V>>, writes_at_once: usize) -> Self {
+        DiskStore {
+            disk,
+            codec,
+            writes: Arc::new(Semaphore::new(writes_at_once)),
+        }
+    }
+
+    /// Runs `work` on a blocking thread; an I/O error turns the tier off (`None`).
+    async fn blocking<R: Send + 'static>(
+        &self,
+        doing: &'static str,
+        work: impl FnOnce(&Arc<Disk>) -> io::Result<R> + Send + 'static,
+    ) -> Option<R> {
+        let disk = Arc::clone(&self.disk);
+        let error = match tokio::task::spawn_blocking(move || work(&disk)).await {
+            Ok(Ok(done)) => return Some(done),
+            Ok(Err(error)) => error,
+            Err(join) => io::Error::other(join.to_string()),
+        };
+        fault(&self.disk, doing, &error);
+        None
+    }
+
+    /// Whether the tier is on; while it is off, runs the probe when one is due.
+    async fn available(&self) -> bool {
+        let health = &self.disk.health;
+        if !health.is_off() {
+            return true;
+        }
+        if !health.probe_due() {
+            return false;
+        }
+        let back = self
+            .blocking("probing", |disk| disk.probe())
+            .await
+            .is_some();
+        if back {
+            health.back();
+            self.disk.metrics.off(false);
+        }
+        back
+    }
+
+    async fn look<'a>(&self, key: &str, usable: &Usable<V>) -> Lookup<'a, V> {
+        if !self.available().await {
+            return Lookup::Unavailable;
+        }
+        let (codec, owned) = (Arc::clone(&self.codec), key.to_owned());
+        let read = self.blocking("reading", move |disk| {
+            let Some(checked) = disk.read(&owned)? else {
+                return Ok(None);
+            };
+            if checked.head.codec != codec.id() {
+                return Ok(None);
+            }
+            match codec.decode(checked.payload()) {
+                Ok(value) => Ok(Some((checked.head.times, value))),
+                Err(error) => disk.undecodable(&owned, &error).map(|()| None),
+            }
+        });
+        let Some(found) = read.await else {
+            return Lookup::Unavailable;
+        };
+        let Some((times, value)) = found else {
+            return Lookup::Missing;
+        };
+        let clocks = Clocks::now();
+        let entry = Entry {
+            value,
+            stored_at: clocks.instant(times.stored_ms),
+            fresh_until: clocks.instant(times.fresh_ms),
+            stale_until: clocks.instant(times.stale_ms),
+        };
+        if !usable(&entry) {
+            return Lookup::Missing;
+        }
+        self.disk.metrics.hits.add(1);
+        Lookup::Found(entry)
+    }
+
+    /// Writes an entry unless an invalidation after `since` covers it; skipped when
+    /// the tier is off or [`writes_at_once`](super::DiskTier::writes_at_once) are running.
+    async fn write(&self, key: &str, entry: &Entry<V>, since: u64) {
+        let Ok(running) = Arc::clone(&self.writes).try_acquire_owned() else {
+            self.disk.metrics.writes_skipped.add(1);
+            return;
+        };
+        if !self.available().await {
+            self.disk.metrics.writes_skipped.add(1);
+            return;
+        }
+        let payload = match self.codec.encode(&entry.value) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::warn!(key, %error, "value not encodable for the disk tier; kept in memory only");
+                return;
+            }
+        };
+        let clocks = Clocks::now();
+        let times = Times {
+            stored_ms: clocks.unix_ms(entry.stored_at),
+            fresh_ms: clocks.unix_ms(entry.fresh_until),
+            stale_ms: clocks.unix_ms(entry.stale_until),
+        };
+        let (codec, key) = (self.codec.id(), key.to_owned());
+        self.blocking("writing", move |disk| {
+            disk.write(&key, codec, times, &payload, since)
+        })
+        .await;
+        drop(running);
+    }
+}
+
+/// Each method of the tier, by what it does to the files (`files.rs`).
+impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
+    fn lookup<'a>(&'a self, key: &'a str, usable: &'a Usable<V>) -> BoxFuture<'a, Lookup<'a, V>> {
+        Box::pin(self.look(key, usable))
+    }
+
+    fn lock<'a>(self: Arc<Self>, key: &'a str) -> BoxFuture<'a, Lock<'a, V>> {
+        let since = self.disk.since();
+        let permit = DiskPermit {
+            tier: self,
+            key: key.to_owned(),
+            since,
+        };
+        futures_util::future::ready(Lock::Won(Box::new(permit))).boxed()
+    }
+
+    fn store<'a>(&'a self, key: &'a str, entry: &'a Entry<V>) -> BoxFuture<'a, ()> {
+        Box::pin(self.write(key, entry, self.disk.since()))
+    }
+
+    fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        let key = key.to_owned();
+        Box::pin(
+            self.blocking("removing", move |disk| disk.remove(&key))
+                .map(drop),
+        )
+    }
+
+    fn invalidate_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()> {
+        let prefix = prefix.to_owned();
+        Box::pin(
+            self.blocking("purging", move |disk| disk.purge(&prefix))
+                .map(drop),
+        )
+    }
+
+    fn clear(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.blocking("clearing", |disk| disk.purge("")).map(drop))
+    }
+
+    fn report(&self, stats: &mut Stats) {
+        stats.disk = Some(self.disk.stats());
+    }
+}
+
+/// A load's right to store its value on disk, unless the key is invalidated first.
+struct DiskPermit<V> {
+    tier: Arc<DiskStore<V>>,
+    key: String,
+    /// The latest invalidation when the load began.
+    since: u64,
+}
+
+impl<V: Send + Sync + 'static> Permit<V> for DiskPermit<V> {
+    fn keep(&self) -> BoxFuture<'_, Infallible> {
+        futures_util::future::pending().boxed()
+    }
+
+    fn release<'a>(self: Box<Self>, outcome: Release<'a, V>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Release::Value(entry) = outcome {
+                self.tier.write(&self.key, entry, self.since).await;
+            }
+        })
+    }
+}
