@@ -307,6 +307,7 @@ mod tests {
         let all_set = Config {
             upstream: Some("http://origin.example".into()),
             redis_url: Some("redis://127.0.0.1".into()),
+            disk: Some("/var/cache/corral".into()),
             upstream_ca_file: Some("ca.pem".into()),
             via: Some("edge-1".into()),
             admin_token: Some("0123456789abcdef".into()),
