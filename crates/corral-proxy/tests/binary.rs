@@ -170,27 +170,13 @@ async fn serve_runs_until_sigterm_and_finishes_the_request_in_flight() {
         (status, body)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    sigterm(&served);
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(
         (status.as_u16(), &body[..]),
         (200, &b"finished in time"[..])
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "corral did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = exit_code(&mut served);
     assert_eq!(code, Some(0), "a graceful shutdown exits 0");
 }
 
@@ -333,16 +319,26 @@ async fn fetch_all(addr: std::net::SocketAddr, n: usize) -> Vec<(String, u64)> {
     got
 }
 
-/// Waits for a `corral serve` to exit after SIGTERM.
-fn terminate(served: &mut Served) {
+/// Sends SIGTERM to a `corral serve`.
+fn sigterm(served: &Served) {
     let term = Command::new("kill")
         .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
+}
+
+/// Waits (at most ten seconds) for a `corral serve` to exit; its exit code.
+fn exit_code(served: &mut Served) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while served.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "corral did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -381,7 +377,8 @@ async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
     };
     assert_eq!(fetched(&origin), N);
 
-    terminate(&mut served);
+    sigterm(&served);
+    exit_code(&mut served);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let mut served = Served::start(&args, &[]);
     let warm = fetch_all(served.addr, N).await;

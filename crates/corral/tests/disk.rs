@@ -15,6 +15,34 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A test's own directory, removed when the test ends, passing or not.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        Scratch(temp_dir(name))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn cache(dir: &Path, max_bytes: u64) -> Cache<String> {
     Cache::builder()
         .max_bytes(1 << 20)
@@ -63,7 +91,7 @@ fn disk_usage(dir: &Path) -> u64 {
 
 #[tokio::test]
 async fn a_restarted_cache_serves_what_was_on_disk_with_its_remaining_lifetime() {
-    let dir = temp_dir("restart");
+    let dir = Scratch::new("restart");
     let first = cache(&dir, 1 << 30);
     recovered(&first).await;
     for i in 0..100 {
@@ -93,24 +121,21 @@ async fn a_restarted_cache_serves_what_was_on_disk_with_its_remaining_lifetime()
     );
     let stats = second.stats();
     assert_eq!((stats.disk.unwrap().hits, stats.loads_ok), (100, 0));
-    drop(second);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_second_tier_on_the_same_directory_is_refused() {
-    let dir = temp_dir("in-use");
+    let dir = Scratch::new("in-use");
     let first = cache(&dir, 1 << 20);
-    let second = Cache::<String>::builder().disk(&dir, 1 << 20).build();
+    let second = Cache::<String>::builder().disk(&*dir, 1 << 20).build();
     let error = second.unwrap_err().to_string();
     assert!(error.contains("in use"), "{error}");
     drop(first);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_corrupt_file_is_a_miss_counted_and_removed() {
-    let dir = temp_dir("corrupt");
+    let dir = Scratch::new("corrupt");
     let cache = cache(&dir, 1 << 30);
     recovered(&cache).await;
     cache.insert("/page", "the right bytes".to_owned()).await;
@@ -138,13 +163,11 @@ async fn a_corrupt_file_is_a_miss_counted_and_removed() {
         bytes,
         "the corrupt file is gone"
     );
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_truncated_file_is_never_served() {
-    let dir = temp_dir("torn");
+    let dir = Scratch::new("torn");
     let cache = cache(&dir, 1 << 30);
     recovered(&cache).await;
     cache.insert("/page", "x".repeat(10_000)).await;
@@ -160,13 +183,11 @@ async fn a_truncated_file_is_never_served() {
         "the walk removes it"
     );
     assert!(objects(&dir).is_empty());
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn the_bound_holds_under_tenfold_overfill() {
-    let dir = temp_dir("bound");
+    let dir = Scratch::new("bound");
     let max = 4 << 20;
     let cache = cache(&dir, max);
     recovered(&cache).await;
@@ -180,13 +201,11 @@ async fn the_bound_holds_under_tenfold_overfill() {
     assert!(disk.evictions > 500, "{disk:?}");
     assert!(disk.bytes <= max && disk.bytes > max / 2, "{disk:?}");
     assert_eq!(disk.entries as usize, objects(&dir).len());
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn invalidations_reach_disk_and_outlast_a_restart() {
-    let dir = temp_dir("invalidate");
+    let dir = Scratch::new("invalidate");
     let cache = cache(&dir, 1 << 30);
     recovered(&cache).await;
     for key in ["/docs/a", "/docs/b", "/blog/c", "/blog/d", "/x"] {
@@ -217,13 +236,11 @@ async fn invalidations_reach_disk_and_outlast_a_restart() {
         cache.get_or_load("/blog/d", reload("new")).await.unwrap(),
         "new"
     );
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_load_invalidated_while_it_runs_does_not_land_on_disk() {
-    let dir = temp_dir("race");
+    let dir = Scratch::new("race");
     let cache = cache(&dir, 1 << 30);
     recovered(&cache).await;
     let (go, gate) = tokio::sync::oneshot::channel::<()>();
@@ -247,13 +264,11 @@ async fn a_load_invalidated_while_it_runs_does_not_land_on_disk() {
         objects(&dir).is_empty(),
         "nothing written after the invalidation"
     );
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_vanished_directory_fails_no_load_and_the_tier_comes_back() {
-    let dir = temp_dir("vanish");
+    let dir = Scratch::new("vanish");
     let cache = cache(&dir, 1 << 30);
     recovered(&cache).await;
     cache.insert("/before", "kept in memory".to_owned()).await;
@@ -283,8 +298,6 @@ async fn a_vanished_directory_fails_no_load_and_the_tier_comes_back() {
     let disk = cache.stats().disk.unwrap();
     assert!(!disk.off, "{disk:?}");
     assert!(!objects(&dir).is_empty(), "written again");
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A small tmpfs, if this machine lets the test mount one (root on Linux).
@@ -381,11 +394,11 @@ async fn child_writing_until_killed() {
 
 #[tokio::test]
 async fn after_a_sigkill_mid_write_every_entry_served_is_whole() {
-    let dir = temp_dir("sigkill");
+    let dir = Scratch::new("sigkill");
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_writing_until_killed", "--nocapture"])
-        .env("CORRAL_DISK_CHILD_DIR", &dir)
+        .env("CORRAL_DISK_CHILD_DIR", &*dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -422,6 +435,4 @@ async fn after_a_sigkill_mid_write_every_entry_served_is_whole() {
     );
     let tmp_left = std::fs::read_dir(dir.join("tmp")).unwrap().count();
     assert_eq!(tmp_left, 0, "half-written files swept");
-    drop(cache);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,6 +8,9 @@ use std::fmt;
 use fastrand::Rng;
 
 /// Everything one case does.
+/// Where a case's proxy options name the directory of its disk tier.
+pub(crate) const DISK: &str = "{disk}";
+
 pub(crate) struct Case {
     pub index: u64,
     /// The proxy's options besides its upstream, as TOML.
@@ -245,10 +248,13 @@ impl Case {
                 }
             })
             .collect();
-        let proxy_options = if rng.u32(0..4) == 0 {
-            "max-body-bytes = \"1KiB\"\n".to_owned()
-        } else {
-            String::new()
+        // A quarter of the cases store only small bodies; another quarter keep almost
+        // nothing in memory, so that stored responses are answered from the disk tier
+        // (the runner puts the case's own directory in place of `{disk}`).
+        let proxy_options = match rng.u32(0..4) {
+            0 => "max-body-bytes = \"1KiB\"\n".to_owned(),
+            1 => format!("max-bytes = \"2KiB\"\ndisk = \"{DISK}\"\n"),
+            _ => String::new(),
         };
         let count = pick(&mut rng, &[(50, 1), (35, 2), (15, 3)]);
         let mut connections: Vec<Connection> = (0..count)

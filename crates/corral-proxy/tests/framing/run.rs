@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
-use crate::case::{Case, Connection, Protocol};
+use crate::case::{Case, Connection, DISK, Protocol};
 use crate::check::check;
 use crate::exchange::Seen;
 use crate::origin::{Log, Origin};
@@ -42,9 +42,13 @@ pub(crate) fn run(case: &Case) -> Vec<Violation> {
 /// Starts the origin and the proxy, and talks to the proxy.
 async fn exercise(case: &Case) -> (Arc<Mutex<Log>>, Vec<Seen>) {
     let origin = Origin::start(case.index, case.plans.clone()).await;
+    let disk = DiskDir::for_case(case.index);
+    let options = case
+        .proxy_options
+        .replace(DISK, &disk.0.display().to_string());
     let proxy = support::start(&format!(
-        "upstream = \"http://{}\"\nadmin = false\nfetch-timeout = \"5s\"\n{}",
-        origin.addr, case.proxy_options
+        "upstream = \"http://{}\"\nadmin = false\nfetch-timeout = \"5s\"\n{options}",
+        origin.addr
     ))
     .await;
     let (connections, replay) = case.split_replay();
@@ -72,5 +76,23 @@ async fn talk(proxy: SocketAddr, connection: &Connection) -> Seen {
         Protocol::H2c { concurrent } => {
             h2c::converse(proxy, &connection.requests, concurrent).await
         }
+    }
+}
+
+/// A case's own directory for a disk tier, removed when the case ends.
+struct DiskDir(std::path::PathBuf);
+
+impl DiskDir {
+    fn for_case(index: u64) -> DiskDir {
+        let name = format!("corral-framing-disk-{}-{index}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        DiskDir(dir)
+    }
+}
+
+impl Drop for DiskDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

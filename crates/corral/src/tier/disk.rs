@@ -33,7 +33,8 @@
 //! |---|---|
 //! | `builder.rs` | [`DiskTier`] and the defaults |
 //! | `store.rs` | the tier as the engine sees it: values encoded, file work on blocking threads |
-//! | `files.rs` | the directory's files: read, write, remove, purge, and the walk at start |
+//! | `files.rs` | the directory's files: read, write, remove, purge |
+//! | `walk.rs` | the walk through every file: indexing at start, sweeping after a purge |
 //! | `layout.rs`, `record.rs` | where things are under the directory; the format of a file |
 //! | `index.rs` | which files exist, their sizes, and S3-FIFO eviction |
 //! | `purge.rs` | prefix purges kept until swept; the ledger that stops stale writes |
@@ -48,7 +49,7 @@ mod metrics;
 mod purge;
 mod record;
 mod store;
+mod walk;
 
 pub(crate) use builder::DiskSpec;
 pub use builder::{DEFAULT_MAX_ENTRY_BYTES, DEFAULT_WRITES_AT_ONCE, DiskTier};
-pub use layout::LayoutError;

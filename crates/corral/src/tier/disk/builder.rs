@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::files::Disk;
 use super::store::DiskStore;
+use super::walk;
 use crate::codec::{Codec, MessagePack};
 use crate::error::ConfigError;
 use crate::stats::Metrics;
@@ -138,6 +139,7 @@ impl<V: Send + Sync + 'static> TierSpec<V> for DiskSpec<V> {
         }
         let disk = Disk::open(&tier.path, tier.max_bytes, tier.max_entry_bytes, cache)
             .map_err(|e| ConfigError::Disk(e.to_string()))?;
+        walk::start(&disk, true).map_err(|e| ConfigError::Disk(e.to_string()))?;
         Ok(Arc::new(DiskStore::new(
             disk,
             Arc::clone(&self.codec),

@@ -1,7 +1,7 @@
 //! The disk tier's files, and everything done to them: reading and checking an entry,
 //! writing one (whole, through a temporary file renamed into place), removing, purging,
-//! and the walk through every file that indexes them at start and sweeps purges. The
-//! calls here block: the tier runs them on Tokio's blocking threads.
+//! and settling each file the walk (`walk.rs`) reads. The calls here block: the tier
+//! runs them on Tokio's blocking threads.
 //!
 //! What the directory holds and the index say the same thing: every change to the
 //! directory's object files (a rename into place, a removal) is made holding the lock
@@ -12,8 +12,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::health::Health;
 use super::index::Index;
@@ -54,12 +54,14 @@ struct Inner {
 pub(crate) struct Checked {
     pub(crate) head: Head,
     bytes: Vec<u8>,
+    /// Where the payload starts in `bytes`.
+    payload_at: usize,
 }
 
 impl Checked {
     /// The payload: the value as its codec encoded it.
     pub(crate) fn payload(&self) -> &[u8] {
-        &self.bytes[HEADER + self.head.key_len..]
+        &self.bytes[self.payload_at..]
     }
 }
 
@@ -71,8 +73,8 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Disk {
-    /// Opens the directory `root` for a tier of at most `max_bytes`, and starts the walk
-    /// that indexes what an earlier process left there.
+    /// Opens the directory `root` for a tier of at most `max_bytes`; until the walk at
+    /// start (`walk.rs`) has indexed it, reads look in the files themselves.
     pub(crate) fn open(
         root: &Path,
         max_bytes: u64,
@@ -116,14 +118,6 @@ impl Disk {
             walking: Arc::default(),
             _lock: lock,
         });
-        let weak = Arc::downgrade(&disk);
-        std::thread::Builder::new()
-            .name("corral-disk-recovery".to_owned())
-            .spawn(move || walk(&weak, true))
-            .map_err(|source| LayoutError::Io {
-                path: root.to_owned(),
-                source,
-            })?;
         Ok(disk)
     }
 
@@ -143,7 +137,7 @@ impl Disk {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 let error = format!("larger than max_entry_bytes ({})", self.max_entry_bytes);
-                self.corrupt(hash, &path, &error)?;
+                self.corrupt(hash, &error)?;
                 return Ok(None);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -152,11 +146,11 @@ impl Disk {
             }
             Err(e) => return Err(e),
         };
-        let head = match record::open(&bytes) {
+        let (head, payload_at) = match record::open(&bytes) {
             Ok(record) if record.key != key.as_bytes() => return Ok(None),
-            Ok(record) => record.head,
+            Ok(record) => (record.head, bytes.len() - record.payload.len()),
             Err(error) => {
-                self.corrupt(hash, &path, &error)?;
+                self.corrupt(hash, &error)?;
                 return Ok(None);
             }
         };
@@ -173,7 +167,11 @@ impl Disk {
             let victims = inner.index.recovered(hash, head.record_len());
             self.evict_locked(&inner, victims)?;
         }
-        Ok(Some(Checked { head, bytes }))
+        Ok(Some(Checked {
+            head,
+            bytes,
+            payload_at,
+        }))
     }
 
     /// The number of the latest invalidation, for a write to start from.
@@ -241,19 +239,12 @@ impl Disk {
         removed
     }
 
-    /// Purges the entries whose keys start with `prefix` (all, when empty): at once for
-    /// reads, and from the files by a walk started here.
-    pub(crate) fn purge(self: &Arc<Self>, prefix: &str) -> io::Result<()> {
-        {
-            let mut inner = self.lock();
-            inner.ledger.record(Scope::Prefix(prefix.into()));
-            inner.purges.add(&self.layout, now_ms(), prefix)?;
-        }
-        let weak = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("corral-disk-purge".to_owned())
-            .spawn(move || walk(&weak, false))?;
-        Ok(())
+    /// Purges the entries whose keys start with `prefix` (all, when empty) for reads at
+    /// once; a walk (`walk.rs`) then removes their files.
+    pub(crate) fn purge(&self, prefix: &str) -> io::Result<()> {
+        let mut inner = self.lock();
+        inner.ledger.record(Scope::Prefix(prefix.into()));
+        inner.purges.add(&self.layout, now_ms(), prefix)
     }
 
     /// Checks that the directory works again (after a fault).
@@ -287,36 +278,34 @@ impl Disk {
 
     /// Removes `key`'s file, whose payload its codec could not decode.
     pub(crate) fn undecodable(&self, key: &str, error: &dyn std::fmt::Display) -> io::Result<()> {
-        let hash = self.layout.hash(key);
-        self.corrupt(hash, &self.layout.object(hash), error)
+        self.corrupt(self.layout.hash(key), error)
     }
 
-    fn corrupt(&self, hash: u64, path: &Path, error: &dyn std::fmt::Display) -> io::Result<()> {
+    /// Counts and removes the file of `hash`, which failed its check.
+    pub(super) fn corrupt(&self, hash: u64, error: &dyn std::fmt::Display) -> io::Result<()> {
+        let path = self.layout.object(hash);
         self.metrics.corrupt.add(1);
         tracing::warn!(path = %path.display(), %error, "corrupt file in the disk tier: removed, read as a miss");
         let mut inner = self.lock();
         self.remove_locked(&mut inner, hash)
     }
 
-    /// Looks at one object file on a walk: removes it if it is corrupt, expired or
-    /// purged; indexes it if `recovery` and it is none of those. Returns whether it was
-    /// indexed.
-    fn visit(&self, hash: u64, path: &Path, recovery: bool, now: u64) -> io::Result<bool> {
-        let (head, key, len) = match read_head(path) {
-            Ok(found) => found,
-            Err(Visit::Gone) => return Ok(false),
-            Err(Visit::Io(e)) => return Err(e),
-            Err(Visit::Bad(error)) => {
-                self.corrupt(hash, path, &error)?;
-                return Ok(false);
-            }
-        };
+    /// Settles one object file a walk read (its header, key and length): removes it if
+    /// it is corrupt, expired or purged; indexes it if `recovery` and it is none of those.
+    /// Returns whether it was indexed.
+    pub(super) fn visit(
+        &self,
+        hash: u64,
+        (head, key, len): (Head, Vec<u8>, u64),
+        recovery: bool,
+        now: u64,
+    ) -> io::Result<bool> {
         if len != head.record_len() {
             let error = RecordError::Length {
                 found: len,
                 promised: head.record_len(),
             };
-            self.corrupt(hash, path, &error)?;
+            self.corrupt(hash, &error)?;
             return Ok(false);
         }
         let mut inner = self.lock();
@@ -331,40 +320,29 @@ impl Disk {
         self.evict_locked(&inner, victims)?;
         Ok(true)
     }
-}
 
-/// Why a walk skipped a file.
-enum Visit {
-    /// Removed meanwhile.
-    Gone,
-    Io(io::Error),
-    Bad(RecordError),
-}
-
-/// Reads a file's header and key, and its length.
-fn read_head(path: &Path) -> Result<(Head, Vec<u8>, u64), Visit> {
-    let io = |e: io::Error| {
-        if e.kind() == io::ErrorKind::NotFound {
-            Visit::Gone
-        } else {
-            Visit::Io(e)
-        }
-    };
-    let mut file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let mut header = [0u8; HEADER];
-    let read = read_up_to(&mut file, &mut header).map_err(io)?;
-    let head = record::head(&header[..read]).map_err(Visit::Bad)?;
-    if head.key_len > MAX_KEY {
-        return Err(Visit::Bad(RecordError::Length {
-            found: len,
-            promised: head.record_len(),
-        }));
+    /// The directory.
+    pub(super) fn layout(&self) -> &Layout {
+        &self.layout
     }
-    let mut key = vec![0u8; head.key_len];
-    let read = read_up_to(&mut file, &mut key).map_err(io)?;
-    key.truncate(read);
-    Ok((head, key, len))
+
+    /// The lock that keeps walks one at a time.
+    pub(super) fn walking(&self) -> Arc<Mutex<()>> {
+        Arc::clone(&self.walking)
+    }
+
+    /// The walk at start indexed `indexed` files in `took`: the index is whole.
+    pub(super) fn indexed(&self, indexed: u64, took: std::time::Duration) {
+        self.metrics.recovered(indexed, took);
+        self.recovering.store(false, Ordering::Release);
+        tracing::info!(entries = indexed, ?took, "disk tier indexed");
+    }
+
+    /// A walk that started at `started_ms` has ended: the purges made before it are
+    /// swept.
+    pub(super) fn swept(&self, started_ms: u64) -> io::Result<()> {
+        self.lock().purges.swept(&self.layout, started_ms)
+    }
 }
 
 /// Reads a whole file, unless it is longer than `limit` (`None`): a file put in the
@@ -380,17 +358,6 @@ fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
 /// Renames a finished file into place, making its folder if need be.
 fn rename_into(temp: &Path, path: &Path) -> io::Result<()> {
     match fs::rename(temp, path) {
@@ -402,68 +369,6 @@ fn rename_into(temp: &Path, path: &Path) -> io::Result<()> {
         }
         other => other,
     }
-}
-
-/// Walks every object file: at start (`recovery`) to index them, after a purge to
-/// remove what it covers. Stops early once the tier is dropped.
-fn walk(disk: &Weak<Disk>, recovery: bool) {
-    let Some(tier) = disk.upgrade() else { return };
-    let walking = Arc::clone(&tier.walking);
-    drop(tier);
-    let walking = walking.lock().unwrap_or_else(|p| p.into_inner());
-    let (started, started_ms) = (Instant::now(), now_ms());
-    let outcome = walk_files(disk, recovery, started_ms);
-    let Some(tier) = disk.upgrade() else { return };
-    match outcome {
-        Ok(recovered) => {
-            if recovery {
-                tier.metrics.recovered(recovered, started.elapsed());
-                tracing::info!(entries = recovered, took = ?started.elapsed(), "disk tier indexed");
-            }
-            let swept = tier.lock().purges.swept(&tier.layout, started_ms);
-            if let Err(error) = swept {
-                fault(&tier, "writing the purge list", &error);
-            }
-        }
-        Err(error) => fault(&tier, "walking the directory", &error),
-    }
-    if recovery {
-        tier.recovering.store(false, Ordering::Release);
-    }
-    drop(walking);
-}
-
-fn walk_files(disk: &Weak<Disk>, recovery: bool, now: u64) -> io::Result<u64> {
-    let folders = {
-        let Some(tier) = disk.upgrade() else {
-            return Ok(0);
-        };
-        if recovery {
-            tier.layout.sweep_temp()?;
-        }
-        tier.layout.object_folders()?
-    };
-    let mut indexed = 0;
-    for folder in folders {
-        let files = match fs::read_dir(&folder) {
-            Ok(files) => files,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for file in files {
-            let file = file?;
-            let Some(hash) = layout::object_hash(&file.file_name()) else {
-                continue;
-            };
-            let Some(tier) = disk.upgrade() else {
-                return Ok(indexed);
-            };
-            if tier.visit(hash, &file.path(), recovery, now)? {
-                indexed += 1;
-            }
-        }
-    }
-    Ok(indexed)
 }
 
 /// Turns the tier off after an I/O error.

@@ -33,7 +33,7 @@ pub(crate) struct Layout {
 
 /// Why a directory cannot hold a disk tier.
 #[derive(Debug, thiserror::Error)]
-pub enum LayoutError {
+pub(crate) enum LayoutError {
     /// The directory has other files in it and no mark of a disk tier.
     #[error(
         "{0} is not empty and is not a corral disk tier (no {MARK} file); refusing to write into it"

@@ -11,8 +11,6 @@
 //! Integers are big-endian; times are Unix milliseconds; the checksum is XXH3-64 of the
 //! header's first 44 bytes, the key and the payload.
 
-use std::fmt;
-
 use xxhash_rust::xxh3::Xxh3;
 
 const MAGIC: &[u8; 4] = b"CRLD";
@@ -125,20 +123,11 @@ pub(crate) fn head(bytes: &[u8]) -> Result<Head, RecordError> {
 }
 
 /// A whole record, checked: its header, key and payload.
+#[derive(Debug)]
 pub(crate) struct Record<'a> {
     pub(crate) head: Head,
     pub(crate) key: &'a [u8],
     pub(crate) payload: &'a [u8],
-}
-
-impl fmt::Debug for Record<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record")
-            .field("head", &self.head)
-            .field("key", &String::from_utf8_lossy(self.key))
-            .field("payload_len", &self.payload.len())
-            .finish()
-    }
 }
 
 /// Reads and checks a whole record: its length, then its checksum.

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::files::{Disk, fault};
 use super::record::Times;
+use super::walk;
 use crate::codec::Codec;
 use crate::entry::Entry;
 use crate::stats::Stats;
@@ -140,6 +141,18 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
     }
 }
 
+impl<V: Send + Sync + 'static> DiskStore<V> {
+    /// Purges `prefix` (every key, when empty) for reads at once, and starts the walk
+    /// that removes its files.
+    async fn purge(&self, prefix: String) {
+        let purged = self.blocking("purging", move |disk| {
+            disk.purge(&prefix)?;
+            walk::start(disk, false)
+        });
+        purged.await;
+    }
+}
+
 /// Each method of the tier, by what it does to the files (`files.rs`).
 impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
     fn lookup<'a>(&'a self, key: &'a str, usable: &'a Usable<V>) -> BoxFuture<'a, Lookup<'a, V>> {
@@ -169,15 +182,11 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
     }
 
     fn invalidate_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()> {
-        let prefix = prefix.to_owned();
-        Box::pin(
-            self.blocking("purging", move |disk| disk.purge(&prefix))
-                .map(drop),
-        )
+        Box::pin(self.purge(prefix.to_owned()))
     }
 
     fn clear(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.blocking("clearing", |disk| disk.purge("")).map(drop))
+        Box::pin(self.purge(String::new()))
     }
 
     fn report(&self, stats: &mut Stats) {
