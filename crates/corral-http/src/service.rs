@@ -234,7 +234,7 @@ async fn forward(
                 if fetched.matches(&lookup.parts.headers, state.options.normalize_vary) =>
             {
                 let report = match (source, fetched.provenance) {
-                    (Source::Stored, _) => Report::new(CacheStatus::Hit),
+                    (Source::Stored | Source::Tier, _) => Report::new(CacheStatus::Hit),
                     (source, Provenance::Revalidated) => Report {
                         forward_status: Some(StatusCode::NOT_MODIFIED),
                         stored: true,
@@ -259,7 +259,8 @@ async fn forward(
             }
             Ok((Stored::Variants(spec), source)) if lookup.index.is_none() => {
                 lookup.follow(spec, state.options.normalize_vary);
-                lookup.fetched = (source != Source::Stored).then_some(source);
+                lookup.fetched =
+                    matches!(source, Source::Loaded | Source::Joined).then_some(source);
                 match lookup.look(&state) {
                     Found::Answer(response) => return response,
                     Found::Stale(response, stored) => {
@@ -284,7 +285,7 @@ async fn forward(
                     Instant::now(),
                 );
             }
-            Ok((Stored::Uncacheable, Source::Stored)) => {
+            Ok((Stored::Uncacheable, Source::Stored | Source::Tier)) => {
                 return alone(state, upstream, lookup, Detail::HitForMiss).await;
             }
             outcome => {

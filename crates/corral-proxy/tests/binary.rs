@@ -297,8 +297,9 @@ async fn three_binaries_share_a_pool_and_survive_one_being_killed() {
     }
 }
 
-/// Sends GETs for `/d/0` .. `/d/{n}` to a proxy; returns the bodies and ages.
-async fn fetch_all(addr: std::net::SocketAddr, n: usize) -> Vec<(String, u64)> {
+/// Sends GETs for `/d/0` .. `/d/{n}` to a proxy; returns the bodies, ages and
+/// `X-Cache` values.
+async fn fetch_all(addr: std::net::SocketAddr, n: usize) -> Vec<(String, u64, String)> {
     let client = origin::client();
     let mut got = Vec::new();
     for i in 0..n {
@@ -310,11 +311,12 @@ async fn fetch_all(addr: std::net::SocketAddr, n: usize) -> Vec<(String, u64)> {
             .get("age")
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
+        let x_cache = response.headers()["x-cache"].to_str().unwrap().to_owned();
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await
             .unwrap()
             .to_bytes();
-        got.push((String::from_utf8(body.to_vec()).unwrap(), age));
+        got.push((String::from_utf8(body.to_vec()).unwrap(), age, x_cache));
     }
     got
 }
@@ -369,7 +371,7 @@ async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
     let expected: Vec<String> = (0..N).map(|i| format!("object {i} ").repeat(200)).collect();
     let mut served = Served::start(&args, &[]);
     let first = fetch_all(served.addr, N).await;
-    assert!(first.iter().map(|(b, _)| b).eq(expected.iter()));
+    assert!(first.iter().map(|(b, _, _)| b).eq(expected.iter()));
     let fetched = |origin: &Origin| {
         (0..N)
             .map(|i| origin.count(&format!("/d/{i}")))
@@ -382,17 +384,21 @@ async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let mut served = Served::start(&args, &[]);
     let warm = fetch_all(served.addr, N).await;
-    assert!(warm.iter().map(|(b, _)| b).eq(expected.iter()));
+    assert!(warm.iter().map(|(b, _, _)| b).eq(expected.iter()));
     assert_eq!(fetched(&origin), N, "after SIGTERM: every object from disk");
     assert!(
-        warm.iter().all(|(_, age)| *age >= 1),
+        warm.iter().all(|(_, age, _)| *age >= 1),
         "ages go on from before the restart"
+    );
+    assert!(
+        warm.iter().all(|(_, _, x_cache)| x_cache == "HIT"),
+        "a disk hit is a hit"
     );
 
     served.kill(); // SIGKILL
     let served = Served::start(&args, &[]);
     let warm = fetch_all(served.addr, N).await;
-    assert!(warm.iter().map(|(b, _)| b).eq(expected.iter()));
+    assert!(warm.iter().map(|(b, _, _)| b).eq(expected.iter()));
     assert_eq!(fetched(&origin), N, "after SIGKILL: every object from disk");
     drop(served);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::entry::{Entry, Freshness};
 use crate::error::Error;
-use crate::flight::Join;
+use crate::flight::{Join, Settled};
 use crate::load;
 use crate::loaded::Loaded;
 use crate::state::State;
@@ -22,11 +22,25 @@ use crate::stats::{Lookup, Stats};
 pub enum Source {
     /// The stored entry passed the caller's test; nothing was loaded.
     Stored,
-    /// This call's loader ran (or this call's load read another server's value from
-    /// the Redis tier).
+    /// This call's loader ran.
     Loaded,
-    /// This call waited for a load another caller had started.
+    /// This call waited for a load another caller had started, whose loader ran.
     Joined,
+    /// A tier below memory had a usable entry (the disk tier's, or another server's
+    /// load in the Redis tier): this call's load found it, or the load it waited for
+    /// did. No loader ran.
+    Tier,
+}
+
+/// A load's value, and how a caller came by it: `waited` (its own load, or one it
+/// joined) unless a tier below memory had it.
+fn sourced<V>(settled: Settled<V>, waited: Source) -> (V, Source) {
+    let source = if settled.from_tier {
+        Source::Tier
+    } else {
+        waited
+    };
+    (settled.value, source)
 }
 
 /// A coalescing cache: one load per key, stale-while-revalidate, a memory tier bounded
@@ -216,13 +230,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Join::Follow(wait) => {
                 drop(loader);
                 state.metrics.lookup(Lookup::Coalesced);
-                Ok((wait.await?, Source::Joined))
+                Ok(sourced(wait.await?, Source::Joined))
             }
             Join::Lead(leader) => {
                 state.metrics.lookup(Lookup::Miss);
                 let wait = leader.wait();
                 load::spawn(&self.state, leader, loader, usable, false);
-                Ok((wait.await?, Source::Loaded))
+                Ok(sourced(wait.await?, Source::Loaded))
             }
         }
     }

@@ -31,6 +31,14 @@ use crate::Error;
 /// What every waiter of one load receives.
 pub(crate) type Outcome<V> = Result<V, Error>;
 
+/// What a load hands every waiter: its value, and whether a tier below memory had it
+/// (so that no loader ran).
+#[derive(Debug, Clone)]
+pub(crate) struct Settled<V> {
+    pub(crate) value: V,
+    pub(crate) from_tier: bool,
+}
+
 #[cfg(not(corral_loom))]
 const SHARDS: usize = 64;
 #[cfg(corral_loom)]

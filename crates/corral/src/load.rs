@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::entry::Entry;
 use crate::error::{Error, SharedError};
-use crate::flight::Leader;
+use crate::flight::{Leader, Settled};
 use crate::loaded::Loaded;
 use crate::state::State;
 use crate::stats::LoadResult;
@@ -32,7 +32,7 @@ pub(crate) enum Obtained<V> {
 /// cancels it. `usable` decides whether an entry found in a tier below memory will do.
 pub(crate) fn spawn<V, U, F, Fut, T, E>(
     state: &Arc<State<V>>,
-    leader: Leader<V>,
+    leader: Leader<Settled<V>>,
     loader: F,
     usable: U,
     background: bool,
@@ -244,7 +244,7 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
 /// memory unless the key was invalidated or overwritten meanwhile.
 fn finish<V: Clone + Send + Sync + 'static>(
     state: &State<V>,
-    leader: Leader<V>,
+    leader: Leader<Settled<V>>,
     outcome: Result<Obtained<V>, Error>,
     started: Instant,
     background: bool,
@@ -253,7 +253,11 @@ fn finish<V: Clone + Send + Sync + 'static>(
     match outcome {
         Ok(Obtained::Stored(entry)) => {
             let value = entry.value.clone();
-            leader.finish(Ok(value), |key, _| {
+            let settled = Settled {
+                value,
+                from_tier: true,
+            };
+            leader.finish(Ok(settled), |key, _| {
                 state.memory.insert(key, entry);
                 state.publish_size();
             });
@@ -266,7 +270,11 @@ fn finish<V: Clone + Send + Sync + 'static>(
                 .iter()
                 .filter_map(|(key, l)| Some((key.clone(), state.entry_for(l)?)))
                 .collect();
-            leader.finish(Ok(loaded.value), |key, _| {
+            let settled = Settled {
+                value: loaded.value,
+                from_tier: false,
+            };
+            leader.finish(Ok(settled), |key, _| {
                 if let Some(entry) = entry {
                     state.memory.insert(key, entry);
                 }

@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::entry::Entry;
-use crate::flight::Flights;
+use crate::flight::{Flights, Settled};
 use crate::loaded::Loaded;
 use crate::stats::Metrics;
 use crate::tier::memory::MemoryTier;
@@ -31,7 +31,7 @@ pub(crate) struct Config {
 pub(crate) struct State<V> {
     pub(crate) config: Config,
     pub(crate) memory: MemoryTier<V>,
-    pub(crate) flights: Flights<V>,
+    pub(crate) flights: Flights<Settled<V>>,
     /// The tiers below memory, in the order loads look in them.
     pub(crate) tiers: Vec<Arc<dyn Tier<V>>>,
     pub(crate) metrics: Arc<Metrics>,

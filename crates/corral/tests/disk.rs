@@ -436,3 +436,37 @@ async fn after_a_sigkill_mid_write_every_entry_served_is_whole() {
     let tmp_left = std::fs::read_dir(dir.join("tmp")).unwrap().count();
     assert_eq!(tmp_left, 0, "half-written files swept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_answered_from_disk_learn_that_no_loader_ran() {
+    let dir = Scratch::new("source");
+    let first = cache(&dir, 1 << 30);
+    recovered(&first).await;
+    first.insert("/k", "on disk".to_owned()).await;
+    drop(first);
+
+    let cache = cache(&dir, 1 << 30);
+    recovered(&cache).await;
+    let calls = (0..50).map(|_| {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.load("/k", |_| true, refuse).await })
+    });
+    let mut sources = Vec::new();
+    for call in futures_util::future::join_all(calls).await {
+        let (value, source) = call.unwrap().unwrap();
+        assert_eq!(value, "on disk");
+        sources.push(source);
+    }
+    assert!(sources.contains(&corral::Source::Tier));
+    assert!(
+        sources
+            .iter()
+            .all(|s| matches!(s, corral::Source::Tier | corral::Source::Stored)),
+        "{sources:?}"
+    );
+    assert_eq!(
+        cache.stats().disk.unwrap().hits,
+        1,
+        "one load read the file"
+    );
+}

@@ -253,7 +253,7 @@ impl Case {
         // (the runner puts the case's own directory in place of `{disk}`).
         let proxy_options = match rng.u32(0..4) {
             0 => "max-body-bytes = \"1KiB\"\n".to_owned(),
-            1 => format!("max-bytes = \"2KiB\"\ndisk = \"{DISK}\"\n"),
+            1 => format!("max-bytes = \"1KiB\"\ndisk = \"{DISK}\"\n"),
             _ => String::new(),
         };
         let count = pick(&mut rng, &[(50, 1), (35, 2), (15, 3)]);
