@@ -1,4 +1,4 @@
-//! Fuzzes stored responses as they come back from Redis: `corral_http::fuzzing::stored_response`.
+//! Fuzzes stored responses as they come back from Redis or from disk: `corral_http::fuzzing::stored_response`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| corral_http::fuzzing::stored_response(data));

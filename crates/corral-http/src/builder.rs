@@ -252,7 +252,8 @@ impl HttpCacheBuilder {
     }
 
     /// Keeps responses on a local disk too, with the tier's options set (see
-    /// [`disk`](Self::disk)).
+    /// [`disk`](Self::disk)). Its codec is the HTTP cache's own (a response's head
+    /// in MessagePack, its body raw): the tier's `codec` option is not used.
     #[cfg(feature = "disk")]
     pub fn disk_tier(mut self, tier: corral::disk::DiskTier) -> Self {
         self.disk = Some(tier);
@@ -288,7 +289,7 @@ impl HttpCacheBuilder {
             .load_timeout(self.fetch_timeout);
         #[cfg(feature = "disk")]
         let builder = match self.disk {
-            Some(tier) => builder.disk_tier(tier),
+            Some(tier) => builder.disk_tier(tier.codec(crate::tier_form::TierForm)),
             None => builder,
         };
         #[cfg(feature = "redis")]

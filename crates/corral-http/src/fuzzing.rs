@@ -488,16 +488,16 @@ mod pool {
     }
 }
 
-/// Reads a response stored in Redis from any bytes, and round-trips responses and
-/// variant indexes built from them.
-#[cfg(feature = "redis")]
+/// Reads a response stored in Redis or on disk from any bytes, and round-trips
+/// responses and variant indexes built from them.
+#[cfg(all(feature = "redis", feature = "disk"))]
 pub fn stored_response(data: &[u8]) {
     stored::decode_any(data);
     stored::round_trip(data);
 }
 
-/// Stored responses as the Redis tier keeps them.
-#[cfg(feature = "redis")]
+/// Stored responses as the Redis and disk tiers keep them.
+#[cfg(all(feature = "redis", feature = "disk"))]
 mod stored {
     use std::sync::Arc;
     use std::time::Duration;
@@ -510,6 +510,7 @@ mod stored {
     use crate::fields::Fields;
     use crate::policy::Lifetime;
     use crate::stored::{Provenance, Stored, StoredResponse, frame_stored};
+    use crate::tier_form::TierForm;
     use crate::vary::{VarySpec, selecting_values};
 
     /// How far `stored_at` may move in a round trip: records keep milliseconds of
@@ -522,6 +523,7 @@ mod stored {
         for decoded in [
             Codec::<Stored>::decode(&MessagePack, data),
             Codec::<Stored>::decode(&Json, data),
+            TierForm.decode_owned(Bytes::copy_from_slice(data)),
         ] {
             let Ok(Stored::Response(response)) = decoded else {
                 continue;
@@ -607,9 +609,18 @@ mod stored {
             .unwrap_or_else(|e| panic!("an encoded value does not decode: {e}"))
     }
 
+    /// A response through both tiers' forms: Redis's (returned) and the disk's, which
+    /// must give the same response.
     fn round_tripped(stored: &Stored) -> Arc<StoredResponse> {
-        match decoded(&encoded(stored)) {
-            Stored::Response(response) => response,
+        let on_disk = TierForm
+            .encode(stored)
+            .and_then(|bytes| TierForm.decode_owned(Bytes::from(bytes)))
+            .unwrap_or_else(|e| panic!("{stored:?} does not round-trip on disk: {e}"));
+        match (decoded(&encoded(stored)), on_disk) {
+            (Stored::Response(response), Stored::Response(on_disk)) => {
+                same_response(&on_disk, &response);
+                response
+            }
             other => panic!("a response came back as {other:?}"),
         }
     }
@@ -728,7 +739,7 @@ fn percent_decoded(text: &str) -> Vec<u8> {
 }
 
 /// The next `N` bytes of the input (zeros past its end), consumed.
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "redis", feature = "disk"))]
 fn take<const N: usize>(rest: &mut &[u8]) -> [u8; N] {
     let mut out = [0; N];
     let n = N.min(rest.len());
@@ -756,7 +767,7 @@ mod tests {
         replay("request_url", super::request_url, 4000);
     }
 
-    #[cfg(feature = "redis")]
+    #[cfg(all(feature = "redis", feature = "disk"))]
     #[test]
     fn stored_responses_survive_their_corpus_and_its_mutants() {
         replay("stored_response", super::stored_response, 2000);

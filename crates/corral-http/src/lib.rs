@@ -59,7 +59,8 @@
 //! | `upstream.rs` | the inner service, type-erased (the refresh cache and the pool use it too) |
 //! | `policy.rs`, `directives.rs`, `reason.rs` | storability and freshness; `Cache-Control`; why a response is not stored |
 //! | `key.rs`, `vary.rs` | keys from URLs; variants |
-//! | `stored.rs`, `fields.rs`, `wire.rs` | a stored response; its header fields in compact form; its encoding in Redis |
+//! | `stored.rs`, `fields.rs`, `wire.rs` | a stored response; its header fields in compact form; its encoding in the Redis and disk tiers |
+//! | `tier_form.rs` | the disk tier's codec: a response's head in MessagePack, its body raw (read back without a copy) |
 //! | `framing.rs`, `hop.rs`, `body.rs` | message framing; hop-by-hop fields; bodies |
 //! | `status.rs`, `handle.rs` | `Cache-Status` and `X-Cache`; purging and counters from outside |
 //! | `refresh.rs`, `refresh/` | the refresh cache |
@@ -107,6 +108,8 @@ mod stored;
 mod targeted;
 #[cfg(test)]
 mod testing;
+#[cfg(feature = "disk")]
+mod tier_form;
 mod upstream;
 mod vary;
 #[cfg(any(feature = "redis", feature = "disk"))]

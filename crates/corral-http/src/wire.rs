@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
@@ -16,15 +15,22 @@ use crate::policy::Lifetime;
 use crate::stored::{Provenance, StoredResponse, frame_stored};
 use crate::vary::VarySpec;
 
+/// A stored response but its body.
 #[derive(Serialize, Deserialize)]
-struct WireResponse {
+pub(crate) struct WireHead {
     status: u16,
     headers: Vec<(String, Bytes)>,
-    body: Bytes,
     stored_at_unix_ms: u64,
     lifetime: Lifetime,
     vary: Option<(Vec<String>, String)>,
     provenance: Provenance,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireResponse {
+    #[serde(flatten)]
+    head: WireHead,
+    body: Bytes,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,20 +65,55 @@ fn parse_names<E: serde::de::Error>(names: Vec<String>) -> Result<Vec<HeaderName
         .collect()
 }
 
-impl Serialize for StoredResponse {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        WireResponse {
+impl StoredResponse {
+    /// The response but its body, as a tier writes it.
+    pub(crate) fn wire_head(&self) -> WireHead {
+        WireHead {
             status: self.status.as_u16(),
             headers: self
                 .headers
                 .iter()
                 .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
                 .collect(),
-            body: self.body.clone(),
             stored_at_unix_ms: to_wall(self.stored_at),
             lifetime: self.lifetime.clone(),
             vary: self.vary.as_ref().map(|(n, v)| (names(n), v.clone())),
             provenance: self.provenance,
+        }
+    }
+
+    /// The response a tier wrote, with its body. What another server (or anyone who
+    /// can write to the tier) stored is framed again here: a length that disagrees
+    /// with the body is never replayed.
+    pub(crate) fn from_wire<E: serde::de::Error>(head: WireHead, body: Bytes) -> Result<Self, E> {
+        let mut headers = HeaderMap::with_capacity(head.headers.len());
+        for (name, value) in head.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(E::custom)?;
+            let value = HeaderValue::from_maybe_shared(value).map_err(E::custom)?;
+            headers.append(name, value);
+        }
+        let status = StatusCode::from_u16(head.status).map_err(E::custom)?;
+        frame_stored(status, &mut headers, body.len());
+        Ok(StoredResponse {
+            status,
+            headers: Fields::from_map(&headers),
+            body,
+            stored_at: from_wall(head.stored_at_unix_ms),
+            lifetime: head.lifetime,
+            vary: match head.vary {
+                Some((names, values)) => Some((parse_names(names)?, values)),
+                None => None,
+            },
+            provenance: head.provenance,
+        })
+    }
+}
+
+impl Serialize for StoredResponse {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireResponse {
+            head: self.wire_head(),
+            body: self.body.clone(),
         }
         .serialize(serializer)
     }
@@ -81,28 +122,7 @@ impl Serialize for StoredResponse {
 impl<'de> Deserialize<'de> for StoredResponse {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireResponse::deserialize(deserializer)?;
-        let mut headers = HeaderMap::with_capacity(wire.headers.len());
-        for (name, value) in wire.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(D::Error::custom)?;
-            let value = HeaderValue::from_maybe_shared(value).map_err(D::Error::custom)?;
-            headers.append(name, value);
-        }
-        let status = StatusCode::from_u16(wire.status).map_err(D::Error::custom)?;
-        // What another server (or anyone who can write to Redis) stored is framed
-        // again here: a length that disagrees with the body is never replayed.
-        frame_stored(status, &mut headers, wire.body.len());
-        Ok(StoredResponse {
-            status,
-            headers: Fields::from_map(&headers),
-            body: wire.body,
-            stored_at: from_wall(wire.stored_at_unix_ms),
-            lifetime: wire.lifetime,
-            vary: match wire.vary {
-                Some((names, values)) => Some((parse_names(names)?, values)),
-                None => None,
-            },
-            provenance: wire.provenance,
-        })
+        StoredResponse::from_wire(wire.head, wire.body)
     }
 }
 

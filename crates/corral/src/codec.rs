@@ -15,7 +15,8 @@ pub struct CodecError {
 }
 
 impl CodecError {
-    fn new(codec: &'static str, error: impl std::fmt::Display) -> Self {
+    /// An error of the codec named `codec`.
+    pub fn new(codec: &'static str, error: impl std::fmt::Display) -> Self {
         CodecError {
             codec,
             message: error.to_string(),
@@ -37,6 +38,13 @@ pub trait Codec<V>: Send + Sync + 'static {
     fn encode(&self, value: &V) -> Result<Vec<u8>, CodecError>;
     /// Decodes a value.
     fn decode(&self, bytes: &[u8]) -> Result<V, CodecError>;
+
+    /// Decodes a value from bytes it may keep (the disk tier reads each file into
+    /// one buffer): a codec whose values hold bytes can slice them out of `bytes`
+    /// instead of copying. The default decodes from the slice.
+    fn decode_owned(&self, bytes: Bytes) -> Result<V, CodecError> {
+        self.decode(&bytes)
+    }
 }
 
 /// MessagePack, with struct fields named (so records survive added fields).
@@ -90,6 +98,10 @@ impl Codec<Bytes> for Raw {
 
     fn decode(&self, bytes: &[u8]) -> Result<Bytes, CodecError> {
         Ok(Bytes::copy_from_slice(bytes))
+    }
+
+    fn decode_owned(&self, bytes: Bytes) -> Result<Bytes, CodecError> {
+        Ok(bytes)
     }
 }
 

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use super::health::Health;
 use super::index::Index;
 use super::layout::{self, Layout, LayoutError};
@@ -59,9 +61,10 @@ pub(crate) struct Checked {
 }
 
 impl Checked {
-    /// The payload: the value as its codec encoded it.
-    pub(crate) fn payload(&self) -> &[u8] {
-        &self.bytes[self.payload_at..]
+    /// The payload: the value as its codec encoded it, sharing the buffer it was read
+    /// into.
+    pub(crate) fn into_payload(self) -> Bytes {
+        Bytes::from(self.bytes).slice(self.payload_at..)
     }
 }
 

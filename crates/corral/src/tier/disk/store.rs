@@ -83,8 +83,9 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             if checked.head.codec != codec.id() {
                 return Ok(None);
             }
-            match codec.decode(checked.payload()) {
-                Ok(value) => Ok(Some((checked.head.times, value))),
+            let times = checked.head.times;
+            match codec.decode_owned(checked.into_payload()) {
+                Ok(value) => Ok(Some((times, value))),
                 Err(error) => disk.undecodable(&owned, &error).map(|()| None),
             }
         });

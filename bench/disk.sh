@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The disk tier through the proxy, beside nginx proxy_cache (whose cache is files, read
+# through the page cache): hits of 100 KiB and of 1 MiB objects that corral's memory
+# tier is too small to hold, so every corral hit is a disk-tier hit. Both caches keep
+# their files in the harness's run directory (tmpfs: the page cache without a device),
+# rounds interleaved, through the shared harness (../shared/bench, or $HARNESS).
+#
+#     ./bench/disk.sh             # ROUNDS=5 DUR=10 by default
+#
+# Needs what the harness needs (wrk, curl, taskset, nginx; see bench/proxy.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+HARNESS=${HARNESS:-$(cd .. && pwd)/shared/bench}
+PORT=${PORT:-19403}
+RUN=${BENCH_RUN:-/dev/shm/bench-peers}
+export ROUNDS=${ROUNDS:-5} DUR=${DUR:-10}
+
+[ -x "$HARNESS/peers.sh" ] || { echo "disk.sh: no harness at $HARNESS (set HARNESS=)" >&2; exit 1; }
+cargo build --release -q -p corral-proxy
+CORRAL=$PWD/target/release/corral
+export CARGO_TARGET_DIR=${HARNESS_TARGET:-/tmp/corral-bench-harness}
+(cd "$HARNESS" && ./peers.sh build >/dev/null)
+
+pid=
+disk=$RUN/corral-disk
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$disk"; (cd "$HARNESS" && ./peers.sh stop >/dev/null 2>&1) || true; }
+trap cleanup EXIT
+mkdir -p "$RUN"
+rm -rf "$disk"
+# A 64 KiB memory tier holds none of the objects: each hit reads its file.
+taskset -c 0 "$CORRAL" serve --listen "127.0.0.1:$PORT" --upstream http://127.0.0.1:19001 \
+    --access-log false --admin false --max-bytes 64KiB --disk "$disk" --disk-size 4GiB &
+pid=$!
+for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+    sleep 0.1
+done
+
+for size in 102400 1048576; do
+    echo "== hits of $size-byte objects: corral from its disk tier, nginx from its cache files"
+    (cd "$HARNESS" && FIGS=hit100k_c32 BIG_SIZE=$size HIT_PEERS="origin nginx-lock" STAMPEDE_PEERS="" \
+        ./peers.sh all "corral-disk=http://127.0.0.1:$PORT@$pid")
+done
