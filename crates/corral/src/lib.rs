@@ -21,7 +21,8 @@
 //! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
 //!   (see the [`stats`] module for the metric names).
 //! - With the `disk` feature, `corral::disk` adds a tier on a local disk (`DiskTier`):
-//!   larger than memory, kept across restarts, every file checked before it is served.
+//!   larger than memory, kept across restarts, every file left by an earlier process checked
+//!   before it is served.
 //! - With the `redis` feature, `corral::redis` adds a tier shared by many servers
 //!   (`RedisTier`): one load per key per cluster (a lock in Redis, waiters woken by
 //!   pub/sub), values encoded by a codec from `corral::codec` (`MessagePack` by

@@ -7,8 +7,11 @@
 //!   hash of its key, holding the entry's lifetime in wall-clock time (so a restarted
 //!   process sees its remaining freshness), the key, the value as the codec encoded it,
 //!   and a checksum over all of it. A file is written under a temporary name and
-//!   renamed into place whole; a file that fails its check (torn by a power cut,
-//!   changed on disk) is never served: it is counted, removed, and read as a miss.
+//!   renamed into place whole. A file an earlier process left is checked (length and
+//!   checksum) the first time it is read; one that fails (torn by a power cut, changed
+//!   on disk while no process held it) is never served: it is counted, removed, and
+//!   read as a miss. Files this process wrote, or has read and checked, are read
+//!   without summing them again (a quarter of a disk hit's instructions).
 //! - **Warm restarts.** At start a background walk indexes the files an earlier process
 //!   left, after a clean stop or a `SIGKILL` alike; the cache answers meanwhile, and a
 //!   key the walk has not reached yet is looked for in its file all the same. Files half

@@ -132,9 +132,13 @@ impl Disk {
     /// corrupt file is counted and removed), or it has expired or was purged (removed).
     pub(crate) fn read(&self, key: &str) -> io::Result<Option<Checked>> {
         let hash = self.layout.hash(key);
-        if !self.recovering.load(Ordering::Acquire) && !self.lock().index.contains(hash) {
-            return Ok(None);
-        }
+        // A file indexed as whole is not checksummed again; one left by an earlier
+        // process is, on its first read (and one not indexed yet, during the walk).
+        let verify = match self.lock().index.checked(hash) {
+            Some(checked) => !checked,
+            None if self.recovering.load(Ordering::Acquire) => true,
+            None => return Ok(None),
+        };
         let path = self.layout.object(hash);
         let bytes = match read_bounded(&path, self.max_entry_bytes) {
             Ok(Some(bytes)) => bytes,
@@ -149,7 +153,7 @@ impl Disk {
             }
             Err(e) => return Err(e),
         };
-        let (head, payload_at) = match record::open(&bytes) {
+        let (head, payload_at) = match record::open(&bytes, verify) {
             Ok(record) if record.key != key.as_bytes() => return Ok(None),
             Ok(record) => (record.head, bytes.len() - record.payload.len()),
             Err(error) => {
@@ -164,12 +168,11 @@ impl Disk {
             self.remove_locked(&mut inner, hash)?;
             return Ok(None);
         }
-        if inner.index.contains(hash) {
-            inner.index.read(hash);
-        } else {
+        if !inner.index.contains(hash) {
             let victims = inner.index.recovered(hash, head.record_len());
             self.evict_locked(&inner, victims)?;
         }
+        inner.index.read(hash);
         Ok(Some(Checked {
             head,
             bytes,

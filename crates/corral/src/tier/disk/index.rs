@@ -5,6 +5,10 @@
 //! its popular entries in the main queue; a ghost list of recently evicted hashes sends
 //! an entry that comes back straight to the main queue.
 //!
+//! The index also remembers which files are known whole: those this process wrote
+//! (renamed into place only once complete) and those it has read and checked. Only the
+//! others, left by an earlier process, have their checksum computed on a read.
+//!
 //! An entry costs the index about 60 bytes (a slot in the map, a place in a queue and,
 //! once evicted, a ghost); its key stays in its file.
 
@@ -47,6 +51,8 @@ struct Slot {
     /// Reads since it was queued (or last given a second chance), up to 3.
     reads: u8,
     main: bool,
+    /// Whether its file is known whole: this process wrote it, or read and checked it.
+    checked: bool,
 }
 
 /// The entries on disk, their blocks, and the order they go in.
@@ -86,10 +92,17 @@ impl Index {
         self.slots.contains_key(&hash)
     }
 
-    /// Counts a read of `hash`'s entry.
+    /// Whether `hash` has a file known to be whole (see [`read`](Self::read)): `None`
+    /// if it has none indexed.
+    pub(crate) fn checked(&self, hash: u64) -> Option<bool> {
+        self.slots.get(&hash).map(|slot| slot.checked)
+    }
+
+    /// Counts a read of `hash`'s entry, whose file the read found whole.
     pub(crate) fn read(&mut self, hash: u64) {
         if let Some(slot) = self.slots.get_mut(&hash) {
             slot.reads = (slot.reads + 1).min(3);
+            slot.checked = true;
         }
     }
 
@@ -98,22 +111,23 @@ impl Index {
         blocks(len) <= self.max_blocks
     }
 
-    /// Indexes a new file for `hash` of `len` bytes (replacing any), and returns the
-    /// hashes evicted to make room, whose files the caller removes.
+    /// Indexes a file this process wrote for `hash`, of `len` bytes (replacing any),
+    /// and returns the hashes evicted to make room, whose files the caller removes.
     pub(crate) fn insert(&mut self, hash: u64, len: u64) -> Vec<u64> {
         let main = self.ghost_set.remove(&hash);
-        self.place(hash, len, main)
+        self.place(hash, len, main, true)
     }
 
-    /// Indexes a file found on disk at start (its entry had earned its place before).
+    /// Indexes a file an earlier process left (its entry had earned its place before);
+    /// it is checked when first read.
     pub(crate) fn recovered(&mut self, hash: u64, len: u64) -> Vec<u64> {
         if self.slots.contains_key(&hash) {
             return Vec::new();
         }
-        self.place(hash, len, true)
+        self.place(hash, len, true, false)
     }
 
-    fn place(&mut self, hash: u64, len: u64, main: bool) -> Vec<u64> {
+    fn place(&mut self, hash: u64, len: u64, main: bool, checked: bool) -> Vec<u64> {
         self.remove(hash);
         let blocks = u32::try_from(blocks(len)).unwrap_or(u32::MAX);
         self.slots.insert(
@@ -122,6 +136,7 @@ impl Index {
                 blocks,
                 reads: 0,
                 main,
+                checked,
             },
         );
         self.blocks += u64::from(blocks);
