@@ -5,7 +5,11 @@
 # their files in the harness's run directory (tmpfs: the page cache without a device),
 # rounds interleaved, through the shared harness (../shared/bench, or $HARNESS).
 #
-#     ./bench/disk.sh             # ROUNDS=5 DUR=10 by default
+# Then the hit ratio at a budget of memory and disk together on a Zipf trace (10 million
+# requests over a million URLs of mixed sizes): corral's memory tier over its disk tier,
+# nginx's LRU of files, Varnish's LRU (bench/src/bin/hit_ratio.rs; 2.5 minutes).
+#
+#     ./bench/disk.sh             # ROUNDS=5 DUR=10 by default; HIT_RATIO=0 skips the replay
 #
 # Needs what the harness needs (wrk, curl, taskset, nginx; see bench/proxy.sh).
 set -euo pipefail
@@ -14,6 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 HARNESS=${HARNESS:-$(cd .. && pwd)/shared/bench}
 PORT=${PORT:-19403}
 RUN=${BENCH_RUN:-/dev/shm/bench-peers}
+HIT_RATIO=${HIT_RATIO:-1}
 export ROUNDS=${ROUNDS:-5} DUR=${DUR:-10}
 
 [ -x "$HARNESS/peers.sh" ] || { echo "disk.sh: no harness at $HARNESS (set HARNESS=)" >&2; exit 1; }
@@ -42,3 +47,9 @@ for size in 102400 1048576; do
     (cd "$HARNESS" && FIGS=hit100k_c32 BIG_SIZE=$size HIT_PEERS="origin nginx-lock" STAMPEDE_PEERS="" \
         ./peers.sh all "corral-disk=http://127.0.0.1:$PORT@$pid")
 done
+
+if [ "$HIT_RATIO" = 1 ]; then
+    echo "== hit ratio at a budget of memory and disk together"
+    (unset CARGO_TARGET_DIR; cargo run --release -q -p corral-bench --bin hit_ratio -- \
+        --policies corral-disk,nginx-disk,lru --budgets 1%,5%,10%)
+fi

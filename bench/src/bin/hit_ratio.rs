@@ -11,6 +11,14 @@
 //! `corral::ENTRY_OVERHEAD`), so the budget buys the same objects in each, and only the
 //! policy differs.
 //!
+//! Two more policies put a budget of memory and disk together: `corral-disk`, corral's
+//! real memory tier with a tenth of the budget over a simulation of its disk tier
+//! (S3-FIFO as `tier/disk/index.rs` runs it: one read to reach the main queue, every
+//! object admitted, files charged in 4 KiB blocks with 512 bytes of header) with the
+//! rest; and `nginx-disk`, nginx's `proxy_cache`, an LRU of files over the whole budget,
+//! charged the same way. (Varnish's `file` storage evicts by the same LRU as its memory
+//! storage: `lru`.)
+//!
 //! ```text
 //! hit_ratio [--requests 10000000] [--urls 1000000] [--seed 1] [--alpha 0.9,1.0]
 //!           [--budgets 1%,5%,10%,256MiB] [--policies corral,lru,sieve,s3fifo]
@@ -35,6 +43,14 @@ const KEY_LEN: usize = 12;
 /// What corral's tier charges an entry beyond its body: the key, the value's inline
 /// size (a `u32`) and the per-entry overhead.
 const ENTRY_COST: u32 = (KEY_LEN + size_of::<u32>() + corral::ENTRY_OVERHEAD) as u32;
+
+/// What a file on disk holds beside its body (corral's record header, key and stored
+/// head; nginx's cache header, key and response head are of the same order).
+const FILE_OVERHEAD: u32 = 512;
+/// The file system's block: a file takes whole blocks.
+const BLOCK: u32 = 4096;
+/// corral's memory tier's share of a budget split between memory and disk.
+const MEMORY_SHARE: u64 = 10;
 
 /// Object sizes: lognormal with this median (bytes)...
 const SIZE_MEDIAN: f64 = 16.0 * 1024.0;
@@ -385,6 +401,8 @@ enum PolicyKind {
     Lru,
     Sieve,
     S3Fifo,
+    CorralDisk,
+    NginxDisk,
 }
 
 impl PolicyKind {
@@ -394,6 +412,8 @@ impl PolicyKind {
             PolicyKind::Lru,
             PolicyKind::Sieve,
             PolicyKind::S3Fifo,
+            PolicyKind::CorralDisk,
+            PolicyKind::NginxDisk,
         ]
         .into_iter()
         .find(|p| p.name() == text)
@@ -405,6 +425,8 @@ impl PolicyKind {
             PolicyKind::Lru => "lru",
             PolicyKind::Sieve => "sieve",
             PolicyKind::S3Fifo => "s3fifo",
+            PolicyKind::CorralDisk => "corral-disk",
+            PolicyKind::NginxDisk => "nginx-disk",
         }
     }
 
@@ -419,6 +441,11 @@ impl PolicyKind {
             PolicyKind::Lru => Box::new(Lru::new(capacity, urls, ENTRY_COST)),
             PolicyKind::Sieve => Box::new(Sieve::new(capacity, urls, ENTRY_COST)),
             PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity, urls, ENTRY_COST)),
+            PolicyKind::CorralDisk => Box::new(Tiered {
+                memory: CorralTier::new(capacity / MEMORY_SHARE, keys)?,
+                disk: S3Fifo::corral_disk(capacity - capacity / MEMORY_SHARE, urls),
+            }),
+            PolicyKind::NginxDisk => Box::new(Lru::on_disk(capacity, urls)),
         })
     }
 }
@@ -509,6 +536,21 @@ impl Policy for CorralTier<'_> {
     }
 }
 
+/// corral with a disk tier: its real memory tier (a tenth of the budget) over a
+/// simulation of its disk tier (the rest); a disk hit is copied into memory.
+struct Tiered<'k> {
+    memory: CorralTier<'k>,
+    disk: S3Fifo,
+}
+
+impl Policy for Tiered<'_> {
+    fn access(&mut self, id: u32, size: u32) -> bool {
+        // A memory miss stores the object in memory, whether disk has it or the
+        // origin sends it.
+        self.memory.access(id, size) || self.disk.access(id, size)
+    }
+}
+
 /// No id: the end of a list.
 const NIL: u32 = u32::MAX;
 
@@ -559,11 +601,18 @@ struct Budgeted {
     capacity: u64,
     used: u64,
     overhead: u32,
+    /// Costs are rounded up to whole blocks of this many bytes (files on disk), or
+    /// not rounded (0).
+    block: u32,
 }
 
 impl Budgeted {
     fn cost(&self, size: u32) -> u64 {
-        u64::from(size) + u64::from(self.overhead)
+        let bytes = u64::from(size) + u64::from(self.overhead);
+        match u64::from(self.block) {
+            0 => bytes,
+            block => bytes.div_ceil(block).max(1) * block,
+        }
     }
 
     fn fits(&self, cost: u64) -> bool {
@@ -582,11 +631,21 @@ struct Lru {
 
 impl Lru {
     fn new(capacity: u64, urls: usize, overhead: u32) -> Lru {
+        Lru::charged(capacity, urls, overhead, 0)
+    }
+
+    /// nginx's `proxy_cache`, whose objects are files: each charged its file's blocks.
+    fn on_disk(capacity: u64, urls: usize) -> Lru {
+        Lru::charged(capacity, urls, FILE_OVERHEAD, BLOCK)
+    }
+
+    fn charged(capacity: u64, urls: usize, overhead: u32, block: u32) -> Lru {
         Lru {
             bytes: Budgeted {
                 capacity,
                 used: 0,
                 overhead,
+                block,
             },
             list: List::new(urls),
             cost: vec![0; urls],
@@ -640,6 +699,7 @@ impl Sieve {
                 capacity,
                 used: 0,
                 overhead,
+                block: 0,
             },
             list: List::new(urls),
             cost: vec![0; urls],
@@ -723,6 +783,10 @@ struct S3Fifo {
     queue: Vec<Queue>,
     freq: Vec<u8>,
     cost: Vec<u32>,
+    /// Hits that move an object from the small queue to the main queue.
+    move_to_main: u8,
+    /// Whether an object larger than the small queue is admitted.
+    admit_large: bool,
 }
 
 /// S3-FIFO's small queue: this share of the bytes.
@@ -739,7 +803,10 @@ impl S3Fifo {
                 capacity,
                 used: 0,
                 overhead,
+                block: 0,
             },
+            move_to_main: S3FIFO_MOVE_TO_MAIN,
+            admit_large: false,
             small_capacity: (capacity as f64 * S3FIFO_SMALL_SHARE) as u64,
             small_used: 0,
             small: VecDeque::new(),
@@ -753,6 +820,16 @@ impl S3Fifo {
             freq: vec![0; urls],
             cost: vec![0; urls],
         }
+    }
+
+    /// corral's disk tier (`tier/disk/index.rs`): files charged in blocks, every object
+    /// that fits admitted, one read enough to leave the small queue for the main one.
+    fn corral_disk(capacity: u64, urls: usize) -> S3Fifo {
+        let mut disk = S3Fifo::new(capacity, urls, FILE_OVERHEAD);
+        disk.bytes.block = BLOCK;
+        disk.move_to_main = 1;
+        disk.admit_large = true;
+        disk
     }
 
     fn main_used(&self) -> u64 {
@@ -771,7 +848,7 @@ impl S3Fifo {
         while let Some(id) = self.small.pop_front() {
             let cost = u64::from(self.cost[id as usize]);
             self.small_used -= cost;
-            if self.freq[id as usize] >= S3FIFO_MOVE_TO_MAIN {
+            if self.freq[id as usize] >= self.move_to_main {
                 self.freq[id as usize] = 0;
                 self.queue[id as usize] = Queue::Main;
                 self.main.push_back(id);
@@ -835,7 +912,8 @@ impl Policy for S3Fifo {
         }
         let cost = self.bytes.cost(size);
         let ghost_hit = self.recall(id);
-        if cost > self.bytes.capacity || (!ghost_hit && cost >= self.small_capacity) {
+        let too_large = !ghost_hit && !self.admit_large && cost >= self.small_capacity;
+        if cost > self.bytes.capacity || too_large {
             return false;
         }
         while !self.bytes.fits(cost) {
@@ -1103,5 +1181,38 @@ mod tests {
             assert_eq!(outcome.hits, 450, "{}", kind.name());
             assert_eq!(outcome.hit_bytes, 450_000, "{}", kind.name());
         }
+    }
+
+    #[test]
+    fn files_are_charged_whole_blocks() {
+        let mut nginx = Lru::on_disk(10 * u64::from(BLOCK), 100);
+        // 1 byte and 3 584 bytes each take one block with the file's header.
+        assert_eq!(nginx.bytes.cost(1), u64::from(BLOCK));
+        assert_eq!(nginx.bytes.cost(BLOCK - FILE_OVERHEAD), u64::from(BLOCK));
+        assert_eq!(nginx.bytes.cost(BLOCK), 2 * u64::from(BLOCK));
+        let ids: Vec<u32> = (0..11).chain([0]).collect();
+        let got = hits(&mut nginx, &ids, 1);
+        assert!(!got[11], "ten blocks hold ten files: the first went");
+    }
+
+    #[test]
+    fn corral_with_a_disk_tier_hits_on_disk_what_memory_cannot_hold() {
+        let keys: Vec<Box<str>> = (0..100).map(|id| format!("/obj/{id:07}").into()).collect();
+        let budget = 100 * u64::from(BLOCK);
+        let mut tiered = Tiered {
+            memory: CorralTier::new(budget / MEMORY_SHARE, &keys).unwrap(),
+            disk: S3Fifo::corral_disk(budget - budget / MEMORY_SHARE, keys.len()),
+        };
+        // Ten objects of 30 KiB: more than memory's 40 KiB, less than the disk's.
+        let ids: Vec<u32> = (0..10).collect();
+        assert!(hits(&mut tiered, &ids, 30 * 1024).iter().all(|h| !h));
+        assert!(
+            hits(&mut tiered, &ids, 30 * 1024).iter().all(|h| *h),
+            "from disk"
+        );
+        assert!(
+            ids.iter()
+                .all(|&id| tiered.disk.queue[id as usize] != Queue::Out)
+        );
     }
 }
