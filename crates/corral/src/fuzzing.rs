@@ -1,10 +1,13 @@
 //! Fuzz targets for what the Redis tier reads back from Redis (value records and
-//! pub/sub events), and [`replay`], which runs any crate's targets on their
+//! pub/sub events) and what the disk tier reads back from its directory (files, the
+//! purge list) and keeps of it (its index), and [`replay`], which runs any crate's targets on their
 //! checked-in corpus in the ordinary tests. A target panics when an invariant
 //! breaks; `fuzz/` at the repository's root runs it under libFuzzer.
 
 use std::path::Path;
 
+#[cfg(feature = "disk")]
+pub use disk_tier::disk_tier;
 #[cfg(feature = "redis")]
 pub use redis_tier::redis_tier;
 
@@ -192,8 +195,92 @@ mod redis_tier {
     }
 }
 
+/// The disk tier's target.
+#[cfg(feature = "disk")]
+mod disk_tier {
+    use crate::tier::disk::index::{BLOCK, Index};
+    use crate::tier::disk::purge::unescape;
+    use crate::tier::disk::record::{self, HEADER, Times};
+
+    /// Reads `data` as a file of the disk tier and as a purge-list prefix; round-trips
+    /// a record built from it; runs the index through operations it spells.
+    pub fn disk_tier(data: &[u8]) {
+        read_file(data);
+        record_round_trip(data);
+        let prefix = String::from_utf8_lossy(data);
+        let written = prefix.escape_default().to_string();
+        assert!(!written.contains('\n'), "one purge a line");
+        assert_eq!(unescape(&written).as_deref(), Some(prefix.as_ref()));
+        index_operations(data);
+    }
+
+    /// Any bytes are a checked record or an error: a record's parts are the file's
+    /// bytes in order, and its lifetime is in order.
+    fn read_file(data: &[u8]) {
+        for verify in [true, false] {
+            let Ok(record) = record::open(data, verify) else {
+                continue;
+            };
+            let head = record.head;
+            assert_eq!(head.record_len(), data.len() as u64);
+            assert_eq!(record.key, &data[HEADER..HEADER + head.key_len]);
+            assert_eq!(record.payload, &data[HEADER + head.key_len..]);
+            assert!(head.times.stored_ms <= head.times.fresh_ms);
+            assert!(head.times.fresh_ms <= head.times.stale_ms);
+        }
+        if let Ok(head) = record::head(data) {
+            assert!(data.len() >= HEADER);
+            let _ = head.record_len();
+        }
+    }
+
+    /// A record built from the input reads back whole; any one byte changed is refused.
+    fn record_round_trip(data: &[u8]) {
+        let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+        let (key, payload) = data.split_at(split);
+        let key = String::from_utf8_lossy(key);
+        let times = Times {
+            stored_ms: 1,
+            fresh_ms: 2,
+            stale_ms: 3,
+        };
+        let mut file = record::header(7, times, &key, payload).to_vec();
+        file.extend_from_slice(key.as_bytes());
+        file.extend_from_slice(payload);
+        let record = record::open(&file, true).expect("a written record reads back");
+        assert_eq!((record.key, record.payload), (key.as_bytes(), payload));
+        assert_eq!((record.head.codec, record.head.times), (7, times));
+        let at = usize::from(data.get(1).copied().unwrap_or(0)) * 7 % file.len();
+        file[at] ^= 0x01;
+        assert!(record::open(&file, true).is_err(), "byte {at} changed");
+    }
+
+    /// Inserts, recoveries, reads and removals spelled by the input keep the index's
+    /// accounting exact and within its bound.
+    fn index_operations(data: &[u8]) {
+        let mut index = Index::new(64 * BLOCK);
+        for pair in data.chunks(2) {
+            let (op, hash) = (pair[0], u64::from(pair.get(1).copied().unwrap_or(0) % 97));
+            let len = u64::from(op) * 512;
+            match op % 4 {
+                0 => drop(index.insert(hash, len)),
+                1 => drop(index.recovered(hash, len)),
+                2 => index.read(hash),
+                _ => drop(index.remove(hash)),
+            }
+            index.assert_consistent();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "disk")]
+    #[test]
+    fn disk_files_purges_and_the_index_survive_their_corpus_and_its_mutants() {
+        super::replay("disk_tier", super::disk_tier, 4000);
+    }
+
     #[cfg(feature = "redis")]
     #[test]
     fn redis_records_and_events_survive_their_corpus_and_its_mutants() {

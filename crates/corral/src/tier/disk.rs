@@ -46,11 +46,11 @@
 mod builder;
 mod files;
 mod health;
-mod index;
+pub(crate) mod index;
 mod layout;
 mod metrics;
-mod purge;
-mod record;
+pub(crate) mod purge;
+pub(crate) mod record;
 mod store;
 mod walk;
 

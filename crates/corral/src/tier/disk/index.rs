@@ -223,6 +223,25 @@ impl Index {
         }
     }
 
+    /// Checks the index's own accounting: the blocks it counts are its slots' blocks
+    /// (and the small queue's its small slots'), within the bound, and the queues hold
+    /// no more than the compaction allows.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn assert_consistent(&self) {
+        let counted: u64 = self.slots.values().map(|s| u64::from(s.blocks)).sum();
+        assert_eq!(self.blocks, counted);
+        let small: u64 = self
+            .slots
+            .values()
+            .filter(|s| !s.main)
+            .map(|s| u64::from(s.blocks))
+            .sum();
+        assert_eq!(self.small_blocks, small);
+        // A re-inserted entry's new place comes after the compaction its removal ran.
+        assert!(self.small.len() + self.main.len() <= 2 * self.len() + 1024 + 1);
+        assert!(self.blocks <= self.max_blocks);
+    }
+
     /// Drops the queue places of removed entries once they outnumber the live ones.
     fn compact(&mut self) {
         let live = self.slots.len();
@@ -300,15 +319,7 @@ mod tests {
             }
             index.read(round % 11);
         }
-        let counted: u64 = index.slots.values().map(|s| u64::from(s.blocks)).sum();
-        assert_eq!(index.blocks, counted);
-        let small: u64 = index
-            .slots
-            .values()
-            .filter(|s| !s.main)
-            .map(|s| u64::from(s.blocks))
-            .sum();
-        assert_eq!(index.small_blocks, small);
+        index.assert_consistent();
         assert!(index.small.len() + index.main.len() <= 2 * index.len() + 1024);
     }
 

@@ -125,7 +125,7 @@ impl Purges {
 }
 
 /// Reads back a prefix written with `escape_default`.
-fn unescape(text: &str) -> Option<String> {
+pub(crate) fn unescape(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
