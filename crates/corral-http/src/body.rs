@@ -50,6 +50,8 @@ pub struct Body {
 
 enum Kind {
     Full(Option<Bytes>),
+    #[cfg(feature = "disk")]
+    Disk(crate::disk_body::DiskRead),
     Stream {
         buffered: VecDeque<Frame<Bytes>>,
         rest: Option<UnsyncBoxBody<Bytes, BoxError>>,
@@ -111,6 +113,15 @@ impl Body {
         Body::streaming(body.map_err(|e| RequestBodyError(e.into())))
     }
 
+    /// A body kept on disk, read in chunks as it is sent (following its writer while
+    /// it is still being written).
+    #[cfg(feature = "disk")]
+    pub(crate) fn disk(blob: corral::disk::DiskBlob) -> Self {
+        Body {
+            kind: Kind::Disk(crate::disk_body::DiskRead::new(blob)),
+        }
+    }
+
     fn resumed(
         buffered: VecDeque<Frame<Bytes>>,
         rest: Option<UnsyncBoxBody<Bytes, BoxError>>,
@@ -135,6 +146,8 @@ impl std::fmt::Debug for Body {
                 .field(&b.as_ref().map_or(0, Bytes::len))
                 .finish(),
             Kind::Stream { .. } => f.write_str("Body::Stream"),
+            #[cfg(feature = "disk")]
+            Kind::Disk(read) => f.debug_tuple("Body::Disk").field(read).finish(),
         }
     }
 }
@@ -155,6 +168,8 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            #[cfg(feature = "disk")]
+            Kind::Disk(read) => read.poll_chunk(cx),
             Kind::Stream { buffered, rest } => {
                 if let Some(frame) = buffered.pop_front() {
                     return Poll::Ready(Some(Ok(frame)));
@@ -170,6 +185,8 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
+            #[cfg(feature = "disk")]
+            Kind::Disk(read) => read.remaining() == 0,
             Kind::Stream { buffered, rest } => {
                 buffered.is_empty() && rest.as_ref().is_none_or(|b| b.is_end_stream())
             }
@@ -179,6 +196,8 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            #[cfg(feature = "disk")]
+            Kind::Disk(read) => SizeHint::with_exact(read.remaining()),
             Kind::Stream { buffered, rest } => {
                 let held: u64 = buffered
                     .iter()

@@ -34,7 +34,7 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// |---|---|---|
 /// | [`policy`](Self::policy) | `Policy::Rfc9111 { shared: true }` | what is stored, for how long |
 /// | [`max_bytes`](Self::max_bytes) | 256 MiB | bound on the memory the cache holds |
-/// | [`max_body_bytes`](Self::max_body_bytes) | 8 MiB | larger bodies stream through, unstored |
+/// | [`max_body_bytes`](Self::max_body_bytes) | 8 MiB | larger bodies stream through, unstored (with a disk tier: to disk) |
 /// | [`key`](Self::key) | [`default_key`] | which stored response a request may use |
 /// | [`hit_for_miss`](Self::hit_for_miss) | 10 s | after an uncacheable response, requests for its key skip collapsing this long |
 /// | [`keep_stale_for`](Self::keep_stale_for) | 1 h | how long a stale response with validators is kept to be revalidated |
@@ -132,8 +132,11 @@ impl HttpCacheBuilder {
         self
     }
 
-    /// The largest body stored. A larger body (or one of unknown length that grows
-    /// past it) streams through to its client, whole, and is not stored. Default 8 MiB.
+    /// The largest body stored in memory. A larger body (or one of unknown length that
+    /// grows past it) streams through to its client, whole, and is not stored; with a
+    /// [disk tier](Self::disk), a larger body whose length the origin states (up to
+    /// the tier's `max_entry_bytes`) is written to disk as it arrives instead. Default
+    /// 8 MiB.
     pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
         self.max_body_bytes = max_body_bytes;
         self
@@ -243,7 +246,17 @@ impl HttpCacheBuilder {
 
     /// Keeps responses on a local disk too, in the directory `path`, its files taking
     /// at most `max_bytes`: a cache larger than memory, kept across restarts. A hit
-    /// there is copied into memory. Disk failing never fails a request. See
+    /// there is copied into memory. Disk failing never fails a request.
+    ///
+    /// A body over [`max_body_bytes`](Self::max_body_bytes) whose length the origin
+    /// states, up to the tier's `max_entry_bytes` (1 GiB by default), is written to
+    /// disk as it arrives and served from there a chunk at a time: to the request that
+    /// fetched it, and to every request for it while it arrives (they follow the
+    /// writer; the origin is asked once). Memory does not grow with such a body; a
+    /// body on disk counts as 1 MiB in the memory tier, which holds its open file.
+    /// Ranges of it are read from disk (several ranges of it get the whole). If the
+    /// origin fails part way, the responses reading it are cut short, as they would
+    /// be passing through, and nothing is kept. See
     /// [`corral::disk::DiskTier`]; [`disk_tier`](Self::disk_tier) takes one with its
     /// options set.
     #[cfg(feature = "disk")]
@@ -289,7 +302,9 @@ impl HttpCacheBuilder {
             .load_timeout(self.fetch_timeout);
         #[cfg(feature = "disk")]
         let builder = match self.disk {
-            Some(tier) => builder.disk_tier(tier.codec(crate::tier_form::TierForm)),
+            Some(tier) => {
+                builder.disk_tier(tier.codec(crate::tier_form::TierForm::new(self.max_body_bytes)))
+            }
             None => builder,
         };
         #[cfg(feature = "redis")]

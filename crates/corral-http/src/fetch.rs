@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, Collected, collect};
+use crate::content::Content;
 use crate::fields::Fields;
 use crate::policy::Lifetime;
 use crate::reason::NotStored;
@@ -32,8 +33,9 @@ pub(crate) struct Target {
 
 /// What one fetch produced.
 pub(crate) enum Fetched {
-    /// A response that may be stored for `keep_for` and shared (zero: shared only).
-    Shareable(Arc<StoredResponse>),
+    /// A response that may be stored for `keep_for` and shared (zero: shared only),
+    /// and where it goes.
+    Shareable(Arc<StoredResponse>, Destination),
     /// A response only its requester may have.
     Private(Private),
 }
@@ -103,11 +105,49 @@ pub(crate) fn upstream_request(
     parts
 }
 
-/// Decides what the response to a fetch's `request` is for (reading its body if it
-/// may be stored).
+/// Where a shareable response is stored: under `key`, with the new variant index
+/// `spec` that leads to it when it varies by fields other than those of the index it
+/// was fetched under (if any).
+pub(crate) struct Destination {
+    pub key: String,
+    pub spec: Option<Arc<VarySpec>>,
+}
+
+impl Destination {
+    /// Where `response`, fetched under `target`, goes.
+    pub(crate) fn of(response: &StoredResponse, target: &Target) -> Self {
+        match &response.vary {
+            None => Destination {
+                key: target.primary.clone(),
+                spec: None,
+            },
+            Some((names, _)) if target.index.as_ref().is_some_and(|s| &s.names == names) => {
+                Destination {
+                    key: target.key.clone(),
+                    spec: None,
+                }
+            }
+            Some((names, selecting)) => {
+                let spec = Arc::new(VarySpec {
+                    names: names.clone(),
+                    generation: new_generation(),
+                });
+                Destination {
+                    key: variant_key_for(&target.primary, &spec, selecting),
+                    spec: Some(spec),
+                }
+            }
+        }
+    }
+}
+
+/// Decides what the response to a fetch's `request`, made for `target`, is for
+/// (reading its body if it may be stored, or writing it to disk as it arrives if it is
+/// too large for memory).
 pub(crate) async fn classify(
     state: &State,
     request: &request::Parts,
+    target: &Target,
     response: Response<Body>,
     stale: Option<Arc<StoredResponse>>,
 ) -> Result<Fetched, BoxError> {
@@ -115,7 +155,7 @@ pub(crate) async fn classify(
     if parts.status == StatusCode::NOT_MODIFIED
         && let Some(stale) = stale
     {
-        return Ok(revalidated(state, request, &parts, &stale));
+        return Ok(revalidated(state, request, target, &parts, &stale));
     }
     // A server error is stored only when it states its own lifetime (RFC 9111 §3),
     // and never in place of a stored response it failed to refresh (which
@@ -132,18 +172,6 @@ pub(crate) async fn classify(
         Err(reason) if !server_error => return Ok(private(parts, body, reason)),
         _ => return Ok(private(parts, body, NotStored::ServerError)),
     };
-    let body = match collect(body, state.options.max_body).await {
-        Collected::Whole(bytes) => bytes,
-        Collected::Oversized(body) => {
-            let reason = if server_error {
-                NotStored::ServerError
-            } else {
-                NotStored::TooLarge
-            };
-            return Ok(private(parts, body, reason));
-        }
-        Collected::Failed(error) => return Err(error),
-    };
     let vary = match Vary::parse(&parts.headers) {
         Vary::Names(names) => {
             let values = selecting_values(&names, &request.headers, state.options.normalize_vary);
@@ -151,7 +179,57 @@ pub(crate) async fn classify(
         }
         Vary::None | Vary::Any => None,
     };
-    Ok(Fetched::Shareable(Arc::new(StoredResponse {
+    let body = match collect(body, state.options.max_body).await {
+        Collected::Whole(bytes) => Content::Memory(bytes),
+        Collected::Oversized(body) if server_error => {
+            return Ok(private(parts, body, NotStored::ServerError));
+        }
+        Collected::Oversized(body) => {
+            #[cfg(feature = "disk")]
+            let body = match spool(state, target, &parts, (lifetime, vary), body).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(body) => body,
+            };
+            return Ok(private(parts, body, NotStored::TooLarge));
+        }
+        Collected::Failed(error) => return Err(error),
+    };
+    let response = shareable(&parts, body, lifetime, vary);
+    let destination = Destination::of(&response, target);
+    Ok(Fetched::Shareable(Arc::new(response), destination))
+}
+
+/// A shareable response whose body is too large for memory, written to the disk tier
+/// as it arrives (`spool.rs`) when its length is stated and it is kept at all; else
+/// its body back, to stream through unstored.
+#[cfg(feature = "disk")]
+async fn spool(
+    state: &State,
+    target: &Target,
+    parts: &response::Parts,
+    (lifetime, vary): (Lifetime, Option<(Vec<http::HeaderName>, String)>),
+    body: Body,
+) -> Result<Fetched, Body> {
+    let len = match http_body::Body::size_hint(&body).exact() {
+        Some(len) if !lifetime.keep_for.is_zero() => len,
+        _ => return Err(body),
+    };
+    let mut response = shareable(parts, Content::Memory(bytes::Bytes::new()), lifetime, vary);
+    // Its head as it will be: describing the body of `len` bytes to come.
+    response.headers = stored_headers(parts.status, &parts.headers, len);
+    let destination = Destination::of(&response, target);
+    response.body = crate::spool::start(state, &destination.key, &response, body, len).await?;
+    Ok(Fetched::Shareable(Arc::new(response), destination))
+}
+
+/// The response `parts` and `body` make, stored as fetched.
+pub(crate) fn shareable(
+    parts: &response::Parts,
+    body: Content,
+    lifetime: Lifetime,
+    vary: Option<(Vec<http::HeaderName>, String)>,
+) -> StoredResponse {
+    StoredResponse {
         status: parts.status,
         headers: stored_headers(parts.status, &parts.headers, body.len()),
         body,
@@ -159,7 +237,7 @@ pub(crate) async fn classify(
         lifetime,
         vary,
         provenance: Provenance::Fetched,
-    })))
+    }
 }
 
 fn private(parts: response::Parts, body: Body, reason: NotStored) -> Fetched {
@@ -173,6 +251,7 @@ fn private(parts: response::Parts, body: Body, reason: NotStored) -> Fetched {
 fn revalidated(
     state: &State,
     request: &request::Parts,
+    target: &Target,
     not_modified: &response::Parts,
     stale: &StoredResponse,
 ) -> Fetched {
@@ -182,16 +261,20 @@ fn revalidated(
     *merged.headers_mut() = headers.clone();
     let (merged, ()) = merged.into_parts();
     match state.lifetime(request, &merged) {
-        Ok(lifetime) => Fetched::Shareable(Arc::new(StoredResponse {
-            status: stale.status,
-            headers: Fields::from_map(&headers),
-            body: stale.body.clone(),
-            stored_at: Instant::now(),
-            lifetime,
-            vary: stale.vary.clone(),
-            provenance: Provenance::Revalidated,
-        })),
-        Err(reason) => private(merged, Body::full(stale.body.clone()), reason),
+        Ok(lifetime) => {
+            let response = StoredResponse {
+                status: stale.status,
+                headers: Fields::from_map(&headers),
+                body: stale.body.clone(),
+                stored_at: Instant::now(),
+                lifetime,
+                vary: stale.vary.clone(),
+                provenance: Provenance::Revalidated,
+            };
+            let destination = Destination::of(&response, target);
+            Fetched::Shareable(Arc::new(response), destination)
+        }
+        Err(reason) => private(merged, stale.body.body(), reason),
     }
 }
 
@@ -208,9 +291,11 @@ pub(crate) async fn load(
     handoff: Option<Handoff>,
 ) -> Result<Loaded<Stored>, BoxError> {
     let response = upstream.send(request.clone()).await?;
-    let fetched = classify(&state, &request, response, stale).await?;
+    let fetched = classify(&state, &request, &target, response, stale).await?;
     Ok(match fetched {
-        Fetched::Shareable(response) => placement(&state, response, &target),
+        Fetched::Shareable(response, destination) => {
+            placement(&state, response, &target, destination)
+        }
         Fetched::Private(private) => {
             let (reason, status) = (private.reason, private.response.status());
             tracing::debug!(key = %target.key, reason = reason.as_str(), "response not shared");
@@ -229,56 +314,49 @@ pub(crate) async fn load(
     })
 }
 
-/// The engine entries for a shareable response fetched under `target`, and the value
-/// its waiters get: the response itself, or (when it varies and belongs under a new
-/// variant key) the variant index that tells them where to look it up.
+/// The engine entries for a shareable response fetched under `target` and bound for
+/// `destination`, and the value its waiters get: the response itself, or (when it
+/// varies and belongs under a new variant key) the variant index that tells them where
+/// to look it up. A response whose body is on disk is kept in memory only: its file is
+/// its disk entry already, and it does not cross to Redis.
 pub(crate) fn placement(
     state: &State,
     response: Arc<StoredResponse>,
     target: &Target,
+    destination: Destination,
 ) -> Loaded<Stored> {
     let keep = response.lifetime.keep_for;
+    let in_memory = response.body.in_memory().is_some();
     let entry = |stored: Stored| {
         if keep.is_zero() {
             Loaded::uncached(stored)
-        } else {
+        } else if in_memory {
             Loaded::new(stored).fresh_for(keep).ttl(keep)
+        } else {
+            Loaded::new(stored).fresh_for(keep).ttl(keep).memory_only()
         }
     };
-    let Some((names, selecting)) = response.vary.clone() else {
+    let Some(spec) = destination.spec else {
         let value = entry(Stored::Response(response.clone()));
-        return if target.key == target.primary || keep.is_zero() {
+        return if destination.key == target.key || keep.is_zero() {
             value
         } else {
             // The URL stopped varying: its response replaces the index.
-            Loaded::uncached(Stored::Response(response.clone()))
-                .also_store(target.primary.clone(), value)
+            Loaded::uncached(Stored::Response(response)).also_store(destination.key, value)
         };
     };
-    if target
-        .index
-        .as_ref()
-        .is_some_and(|spec| spec.names == names)
-    {
-        return entry(Stored::Response(response));
-    }
-    let spec = Arc::new(VarySpec {
-        names,
-        generation: new_generation(),
-    });
     if keep.is_zero() {
         return Loaded::uncached(Stored::Response(response));
     }
-    let variant = variant_key_for(&target.primary, &spec, &selecting);
     let index = Loaded::new(Stored::Variants(spec.clone()))
         .fresh_for(keep.max(state.options.keep_stale_for))
         .ttl(keep.max(state.options.keep_stale_for));
     let stored_variant = entry(Stored::Response(response));
     if target.key == target.primary {
-        index.also_store(variant, stored_variant)
+        index.also_store(destination.key, stored_variant)
     } else {
         Loaded::uncached(Stored::Variants(spec))
             .also_store(target.primary.clone(), index)
-            .also_store(variant, stored_variant)
+            .also_store(destination.key, stored_variant)
     }
 }

@@ -523,7 +523,7 @@ mod stored {
         for decoded in [
             Codec::<Stored>::decode(&MessagePack, data),
             Codec::<Stored>::decode(&Json, data),
-            TierForm.decode_owned(Bytes::copy_from_slice(data)),
+            TierForm::default().decode_owned(Bytes::copy_from_slice(data)),
         ] {
             let Ok(Stored::Response(response)) = decoded else {
                 continue;
@@ -565,7 +565,7 @@ mod stored {
         let response = Arc::new(StoredResponse {
             status,
             headers: Fields::from_map(&headers),
-            body: Bytes::copy_from_slice(body),
+            body: Bytes::copy_from_slice(body).into(),
             stored_at: now.checked_sub(age).unwrap_or(now),
             lifetime,
             vary,
@@ -577,7 +577,7 @@ mod stored {
         });
         let back = round_tripped(&Stored::Response(response.clone()));
         let mut framed = headers.clone();
-        frame_stored(status, &mut framed, body.len());
+        frame_stored(status, &mut framed, body.len() as u64);
         let framed = Fields::from_map(&framed);
         assert_eq!(back.headers, framed);
         same_response(
@@ -612,9 +612,9 @@ mod stored {
     /// A response through both tiers' forms: Redis's (returned) and the disk's, which
     /// must give the same response.
     fn round_tripped(stored: &Stored) -> Arc<StoredResponse> {
-        let on_disk = TierForm
+        let on_disk = TierForm::default()
             .encode(stored)
-            .and_then(|bytes| TierForm.decode_owned(Bytes::from(bytes)))
+            .and_then(|bytes| TierForm::default().decode_owned(Bytes::from(bytes)))
             .unwrap_or_else(|e| panic!("{stored:?} does not round-trip on disk: {e}"));
         match (decoded(&encoded(stored)), on_disk) {
             (Stored::Response(response), Stored::Response(on_disk)) => {

@@ -64,7 +64,7 @@ struct Head {
 pub(crate) struct Ready {
     pub headers: HeaderMap,
     /// The first and last byte of the stored body a `206` carries; `None`: all of it.
-    pub part: Option<(usize, usize)>,
+    pub part: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for HotHeads {

@@ -16,7 +16,10 @@
 //! - [`CacheStatus`]: every response says how it was answered, in `X-Cache` and in the
 //!   standard `Cache-Status` header (RFC 9211).
 //! - [`Body`]: stored bodies are served from memory; bodies over
-//!   `max_body_bytes` stream through, whole, unstored.
+//!   `max_body_bytes` stream through, whole, unstored; with a disk tier (feature
+//!   `disk`), a body over `max_body_bytes` whose length the origin states is written
+//!   to disk as it arrives and served from there in chunks, to every request for it
+//!   while it is still arriving too.
 //! - [`CacheHandle`]: purge and read counters from outside the request path.
 //! - [`refresh`] (feature `refresh`): keep registered URLs fresh in the background.
 //! - [`pool`] (feature `pool`): a pool of peers where each URL has one owner.
@@ -62,6 +65,7 @@
 //! | `stored.rs`, `fields.rs`, `wire.rs` | a stored response; its header fields in compact form; its encoding in the Redis and disk tiers |
 //! | `tier_form.rs` | the disk tier's codec: a response's head in MessagePack, its body raw (read back without a copy) |
 //! | `framing.rs`, `hop.rs`, `body.rs` | message framing; hop-by-hop fields; bodies |
+//! | `content.rs`, `spool.rs`, `disk_body.rs` | a stored body in memory or on disk; a large body written to disk as it arrives; one sent from disk in chunks |
 //! | `status.rs`, `handle.rs` | `Cache-Status` and `X-Cache`; purging and counters from outside |
 //! | `refresh.rs`, `refresh/` | the refresh cache |
 //! | `pool.rs`, `pool/` | the pool of peers (`members.rs`, `builder.rs`, `ring.rs`, `route.rs`, `forward.rs`, `accept.rs`, `pool_client.rs`) |
@@ -78,7 +82,10 @@ mod body;
 mod builder;
 #[cfg(feature = "client")]
 mod client;
+mod content;
 mod directives;
+#[cfg(feature = "disk")]
+mod disk_body;
 mod fetch;
 mod fields;
 mod framing;
@@ -102,6 +109,8 @@ mod reason;
 pub mod refresh;
 mod respond;
 mod service;
+#[cfg(feature = "disk")]
+mod spool;
 mod state;
 mod status;
 mod stored;

@@ -95,8 +95,10 @@ impl Lookup {
                     continue;
                 }
                 Some(Stored::Uncacheable) => return Found::Alone(Detail::HitForMiss),
+                // A body on disk whose writer gave up is as good as gone.
                 Some(Stored::Response(stored))
-                    if stored.matches(&self.parts.headers, state.options.normalize_vary) =>
+                    if stored.matches(&self.parts.headers, state.options.normalize_vary)
+                        && !stored.body.failed() =>
                 {
                     let now = Instant::now();
                     match stored

@@ -5,11 +5,12 @@
 //! `If-Range` that does not match (§13.1.5), or a stored status other than `200`
 //! gets the whole response, as §14.2 allows.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::Body;
+use crate::content::Content;
 use crate::freshness::http_date;
 use crate::stored::StoredResponse;
 use crate::vary::new_generation;
@@ -41,9 +42,9 @@ pub(crate) enum Ranged {
 pub(crate) struct Part {
     /// The `Content-Range` of one range; the multipart `Content-Type` of several.
     field: (HeaderName, HeaderValue),
-    body: Bytes,
+    body: Content,
     /// Where the body lies in the stored one, for one range.
-    span: Option<(usize, usize)>,
+    span: Option<(u64, u64)>,
 }
 
 impl Part {
@@ -60,20 +61,20 @@ impl Part {
 
     /// The first and last byte of the stored body this part is, for one range
     /// (several make a body of their own).
-    pub(crate) fn span(&self) -> Option<(usize, usize)> {
+    pub(crate) fn span(&self) -> Option<(u64, u64)> {
         self.span
     }
 
     /// The `206`, with the stored response's `headers` described anew.
     pub(crate) fn respond(self, mut headers: HeaderMap) -> Response<Body> {
         self.describe(&mut headers);
-        partial(headers, self.body)
+        partial(headers, &self.body)
     }
 }
 
 /// A `206` of `headers` (already describing it) and `body`.
-pub(crate) fn partial(headers: HeaderMap, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Body::full(body));
+pub(crate) fn partial(headers: HeaderMap, body: &Content) -> Response<Body> {
+    let mut response = Response::new(body.body());
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     *response.headers_mut() = headers;
     response
@@ -94,7 +95,7 @@ pub(crate) fn answer(
         return Ranged::Whole;
     }
     let body = &stored.body;
-    let length = body.len() as u64;
+    let length = body.len();
     let Ok(range) = range.to_str() else {
         return Ranged::Whole;
     };
@@ -119,6 +120,11 @@ pub(crate) fn answer(
         _ if asked > length => return Ranged::Whole,
         _ => {}
     }
+    // Several ranges of a body on disk get the whole (§14.2 allows it): parts are
+    // made in memory.
+    let Some(body) = body.in_memory() else {
+        return Ranged::Whole;
+    };
     let slice = |span: &Span| body.slice(span.first as usize..=span.last as usize);
     // A boundary no one can guess, so no stored body can hold it (§14.6).
     let boundary = format!("{:016x}{:016x}", new_generation(), new_generation());
@@ -141,20 +147,17 @@ pub(crate) fn answer(
     let content_type = header(format!("multipart/byteranges; boundary={boundary}"));
     Ranged::Partial(Part {
         field: (CONTENT_TYPE, content_type),
-        body: multipart.freeze(),
+        body: Content::Memory(multipart.freeze()),
         span: None,
     })
 }
 
 /// A `206` of one range.
-fn one_part(body: &Bytes, span: Span) -> Ranged {
-    let (first, last) = (span.first as usize, span.last as usize);
+fn one_part(body: &Content, span: Span) -> Ranged {
+    let (first, last) = (span.first, span.last);
     Ranged::Partial(Part {
-        field: (
-            CONTENT_RANGE,
-            header(content_range(&span, body.len() as u64)),
-        ),
-        body: body.slice(first..=last),
+        field: (CONTENT_RANGE, header(content_range(&span, body.len()))),
+        body: body.slice(first, last),
         span: Some((first, last)),
     })
 }
@@ -260,6 +263,8 @@ fn number(digits: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
     use crate::testing::header_map;
 
@@ -275,7 +280,7 @@ mod tests {
         ]);
         StoredResponse {
             status,
-            body: body(),
+            body: body().into(),
             ..StoredResponse::sample(&fields)
         }
     }
@@ -292,7 +297,10 @@ mod tests {
                 field: (CONTENT_RANGE, value),
                 body,
                 ..
-            }) => (value.to_str().unwrap().to_owned(), body),
+            }) => (
+                value.to_str().unwrap().to_owned(),
+                body.in_memory().unwrap().clone(),
+            ),
             other => panic!("{range}: {other:?}"),
         }
     }
@@ -342,7 +350,7 @@ mod tests {
              --{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 8-9/10\r\n\r\n89\r\n\
              --{boundary}--\r\n"
         );
-        assert_eq!(body, expected.as_bytes());
+        assert_eq!(body, *expected.as_bytes());
     }
 
     #[test]

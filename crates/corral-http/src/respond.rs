@@ -89,12 +89,12 @@ impl State {
             if let Some(Ready { headers, part }) = ready {
                 self.count(CacheStatus::Hit);
                 if let Some((first, last)) = part {
-                    return ranges::partial(headers, stored.body.slice(first..=last));
+                    return ranges::partial(headers, &stored.body.slice(first, last));
                 }
                 let body = if head {
                     Body::empty()
                 } else {
-                    Body::full(stored.body.clone())
+                    stored.body.body()
                 };
                 let mut response = Response::new(body);
                 *response.status_mut() = stored.status;
@@ -124,7 +124,7 @@ impl State {
                     let body = if head {
                         Body::empty()
                     } else {
-                        Body::full(stored.body.clone())
+                        stored.body.body()
                     };
                     let mut response = Response::new(body);
                     *response.status_mut() = stored.status;

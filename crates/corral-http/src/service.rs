@@ -215,6 +215,7 @@ async fn forward(
             move |entry: &Entry<Stored>| match entry.value() {
                 Stored::Response(r) => {
                     r.matches(&headers, normalize)
+                        && !r.body.failed()
                         && r.lifetime.serve(&directives, r.stored_at, Instant::now())
                             == Serve::Fresh
                 }
@@ -410,16 +411,19 @@ async fn alone(
     }
     let request = fetch::upstream_request(&lookup.parts, lookup.stale.as_deref());
     let sending = upstream.send(request.clone());
+    let target = lookup.target();
     let fetched = match sending.await {
-        Ok(response) => fetch::classify(&state, &request, response, lookup.stale.clone()).await,
+        Ok(response) => {
+            let stale = lookup.stale.clone();
+            fetch::classify(&state, &request, &target, response, stale).await
+        }
         Err(error) => Err(error),
     };
     let head = lookup.head;
     let window = unreachable_window(&state, fetched.as_ref().err().map(|e| &**e as _));
     match fetched {
-        Ok(Fetched::Shareable(response)) => {
-            let target = lookup.target();
-            let entries = fetch::placement(&state, response.clone(), &target);
+        Ok(Fetched::Shareable(response, destination)) => {
+            let entries = fetch::placement(&state, response.clone(), &target, destination);
             state.cache.insert(&target.key, entries).await;
             let report = Report {
                 forward_status: Some(response.status),

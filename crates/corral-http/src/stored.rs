@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use corral::Weigh;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
+use crate::content::Content;
 use crate::fields::Fields;
 use crate::hop::remove_hop_by_hop;
 use crate::policy::Lifetime;
@@ -60,7 +60,7 @@ pub(crate) enum Provenance {
 pub(crate) struct StoredResponse {
     pub status: StatusCode,
     pub headers: Fields,
-    pub body: Bytes,
+    pub body: Content,
     pub stored_at: Instant,
     pub lifetime: Lifetime,
     /// The request header values that selected this variant, if it varies.
@@ -74,18 +74,14 @@ impl Weigh for StoredResponse {
             .vary
             .as_ref()
             .map_or(0, |(names, values)| names.len() * 24 + values.len());
-        self.body.len() + self.headers.weigh() + vary + std::mem::size_of::<StoredResponse>()
+        self.body.weigh() + self.headers.weigh() + vary + std::mem::size_of::<StoredResponse>()
     }
 }
 
 /// The headers a response of `status` is stored with: its end-to-end fields and a
 /// `Content-Length` that is the stored body's length (whatever the origin said; none
 /// for a status without content).
-pub(crate) fn stored_headers(
-    status: StatusCode,
-    received: &HeaderMap,
-    body_length: usize,
-) -> Fields {
+pub(crate) fn stored_headers(status: StatusCode, received: &HeaderMap, body_length: u64) -> Fields {
     let mut headers = end_to_end(received);
     frame_stored(status, &mut headers, body_length);
     Fields::from_map(&headers)
@@ -95,7 +91,7 @@ pub(crate) fn stored_headers(
 /// cache states the age itself when it serves), and a `Content-Length` that is the
 /// body's length (none for a status without content). Applied to what is stored, and
 /// to what is read back from a shared tier.
-pub(crate) fn frame_stored(status: StatusCode, headers: &mut HeaderMap, body_length: usize) {
+pub(crate) fn frame_stored(status: StatusCode, headers: &mut HeaderMap, body_length: u64) {
     remove_hop_by_hop(headers);
     headers.remove(header::AGE);
     if status.is_informational() || status == StatusCode::NO_CONTENT {
@@ -207,7 +203,7 @@ impl StoredResponse {
         StoredResponse {
             status: StatusCode::OK,
             headers: Fields::from_map(&end_to_end(headers)),
-            body: Bytes::from_static(b"body"),
+            body: Content::Memory(bytes::Bytes::from_static(b"body")),
             stored_at: Instant::now(),
             lifetime: Lifetime {
                 initial_age: Duration::ZERO,
@@ -236,7 +232,7 @@ mod tests {
     #[test]
     fn stored_values_are_copied_out_of_the_buffer_they_were_parsed_from() {
         // As a client parses them: slices of one large read buffer.
-        let read_buffer = Bytes::from(format!("{}max-age=60\"tag\"", " ".repeat(8192)));
+        let read_buffer = bytes::Bytes::from(format!("{}max-age=60\"tag\"", " ".repeat(8192)));
         let mut parsed = HeaderMap::new();
         for (name, range) in [("cache-control", 8192..8202), ("etag", 8202..8207)] {
             let value = HeaderValue::from_maybe_shared(read_buffer.slice(range)).unwrap();

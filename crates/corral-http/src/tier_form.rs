@@ -1,7 +1,10 @@
 //! [`TierForm`]: how the disk tier writes what the HTTP cache keeps. A response's head
 //! (status, fields in order, lifetime, variant) is MessagePack and its body follows as
 //! raw bytes, so a response read back from disk shares the buffer its file was read
-//! into instead of copying its body; indexes and markers are MessagePack whole.
+//! into instead of copying its body; indexes and markers are MessagePack whole. A
+//! response whose file is long (over 1 MiB) keeps its body in the file, read in chunks
+//! as it is served; a large body arriving from the origin is written in this form as
+//! it arrives ([`stream_head`], `spool.rs`).
 //!
 //! ```text
 //! 0     1              5
@@ -13,7 +16,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use corral::codec::{Codec, CodecError, MessagePack};
+use corral::disk::FilePayload;
 
+use crate::content::Content;
 use crate::stored::{Stored, StoredResponse};
 use crate::wire::WireHead;
 
@@ -21,9 +26,26 @@ const RESPONSE: u8 = 0;
 const OTHER: u8 = 1;
 const NAME: &str = "corral-http stored form";
 
+/// Room for a response's head in a payload, beyond its body.
+const HEAD_ROOM: u64 = 1 << 20;
+
 /// The codec of the HTTP cache's disk tier.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TierForm;
+pub(crate) struct TierForm {
+    /// Payloads up to this long are read into memory whole, as they were stored (a
+    /// body within the cache's `max_body_bytes`); a longer one (a body written to disk
+    /// as it arrived) keeps its body in its file.
+    in_memory_up_to: u64,
+}
+
+impl TierForm {
+    /// The form of a cache that keeps bodies of up to `max_body` bytes in memory.
+    pub(crate) fn new(max_body: usize) -> Self {
+        TierForm {
+            in_memory_up_to: (max_body as u64).saturating_add(HEAD_ROOM),
+        }
+    }
+}
 
 fn error(message: impl std::fmt::Display) -> CodecError {
     CodecError::new(NAME, message)
@@ -40,13 +62,12 @@ impl Codec<Stored> for TierForm {
             out.extend(MessagePack.encode(value)?);
             return Ok(out);
         };
-        let head = MessagePack.encode(&response.wire_head())?;
-        let head_len = u32::try_from(head.len()).map_err(error)?;
-        let mut out = Vec::with_capacity(5 + head.len() + response.body.len());
-        out.push(RESPONSE);
-        out.extend_from_slice(&head_len.to_be_bytes());
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&response.body);
+        let Some(body) = response.body.in_memory() else {
+            // Such a response is kept in memory only (`Loaded::memory_only`).
+            return Err(error("a body kept on disk is not written again"));
+        };
+        let mut out = stream_head(response)?;
+        out.extend_from_slice(body);
         Ok(out)
     }
 
@@ -69,11 +90,48 @@ impl Codec<Stored> for TierForm {
             .filter(|&at| at <= bytes.len())
             .ok_or_else(|| error("head longer than the entry"))?;
         let head: WireHead = MessagePack.decode(&bytes[5..body_at])?;
-        let response =
-            StoredResponse::from_wire::<serde::de::value::Error>(head, bytes.slice(body_at..))
-                .map_err(error)?;
+        let response = StoredResponse::from_wire::<serde::de::value::Error>(
+            head,
+            bytes.slice(body_at..).into(),
+        )
+        .map_err(error)?;
         Ok(Stored::Response(Arc::new(response)))
     }
+
+    fn decode_file(&self, payload: &FilePayload) -> Option<Result<Stored, CodecError>> {
+        (payload.len() > self.in_memory_up_to).then(|| decode_file(payload))
+    }
+}
+
+/// The start of a response's form, all but its body: what the disk tier is given
+/// first when the body is written as it arrives.
+pub(crate) fn stream_head(response: &StoredResponse) -> Result<Vec<u8>, CodecError> {
+    let head = MessagePack.encode(&response.wire_head())?;
+    let head_len = u32::try_from(head.len()).map_err(error)?;
+    let body_len = usize::try_from(response.body.len()).map_err(error)?;
+    let mut out = Vec::with_capacity(5 + head.len() + body_len);
+    out.push(RESPONSE);
+    out.extend_from_slice(&head_len.to_be_bytes());
+    out.extend_from_slice(&head);
+    Ok(out)
+}
+
+/// A long entry, read from its file: a response's head is read, its body left there.
+fn decode_file(payload: &FilePayload) -> Result<Stored, CodecError> {
+    let start = payload.read_at(0, 5).map_err(error)?;
+    if start[0] != RESPONSE {
+        let len = usize::try_from(payload.len()).map_err(error)?;
+        return TierForm::default().decode_owned(payload.read_at(0, len).map_err(error)?);
+    }
+    let head_len = u32::from_be_bytes([start[1], start[2], start[3], start[4]]) as usize;
+    if 5 + head_len as u64 > payload.len() {
+        return Err(error("head longer than the entry"));
+    }
+    let head: WireHead = MessagePack.decode(&payload.read_at(5, head_len).map_err(error)?)?;
+    let body = Content::Disk(payload.blob_from(5 + head_len as u64));
+    let response =
+        StoredResponse::from_wire::<serde::de::value::Error>(head, body).map_err(error)?;
+    Ok(Stored::Response(Arc::new(response)))
 }
 
 #[cfg(test)]
@@ -91,20 +149,22 @@ mod tests {
         let response = StoredResponse {
             status: StatusCode::OK,
             headers: crate::fields::Fields::from_map(&headers),
-            body: Bytes::from_static(b"the body"),
+            body: Bytes::from_static(b"the body").into(),
             ..StoredResponse::sample(&HeaderMap::new())
         };
         let encoded = Bytes::from(
-            TierForm
+            TierForm::default()
                 .encode(&Stored::Response(Arc::new(response)))
                 .unwrap(),
         );
-        let Stored::Response(back) = TierForm.decode_owned(encoded.clone()).unwrap() else {
+        let Stored::Response(back) = TierForm::default().decode_owned(encoded.clone()).unwrap()
+        else {
             panic!("a response comes back as a response")
         };
-        assert_eq!(&back.body[..], b"the body");
+        let body = back.body.in_memory().unwrap();
+        assert_eq!(&body[..], b"the body");
         assert_eq!(
-            back.body.as_ptr(),
+            body.as_ptr(),
             encoded[encoded.len() - 8..].as_ptr(),
             "the body is the read buffer's, not a copy"
         );
@@ -119,11 +179,13 @@ mod tests {
             names: vec![header::ACCEPT_ENCODING],
             generation: 7,
         }));
-        let back = TierForm.decode(&TierForm.encode(&spec).unwrap()).unwrap();
+        let back = TierForm::default()
+            .decode(&TierForm::default().encode(&spec).unwrap())
+            .unwrap();
         assert!(matches!(back, Stored::Variants(s) if s.generation == 7));
-        let marker = TierForm.encode(&Stored::Uncacheable).unwrap();
+        let marker = TierForm::default().encode(&Stored::Uncacheable).unwrap();
         assert!(matches!(
-            TierForm.decode(&marker).unwrap(),
+            TierForm::default().decode(&marker).unwrap(),
             Stored::Uncacheable
         ));
         for garbage in [
@@ -133,7 +195,7 @@ mod tests {
             b"\x00\x00\x00\x00\x02\x92",
             b"\x07",
         ] {
-            assert!(TierForm.decode(garbage).is_err(), "{garbage:?}");
+            assert!(TierForm::default().decode(garbage).is_err(), "{garbage:?}");
         }
     }
 }

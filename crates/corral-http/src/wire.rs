@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
+use crate::content::Content;
 use crate::fields::Fields;
 use crate::policy::Lifetime;
 use crate::stored::{Provenance, StoredResponse, frame_stored};
@@ -85,7 +86,7 @@ impl StoredResponse {
     /// The response a tier wrote, with its body. What another server (or anyone who
     /// can write to the tier) stored is framed again here: a length that disagrees
     /// with the body is never replayed.
-    pub(crate) fn from_wire<E: serde::de::Error>(head: WireHead, body: Bytes) -> Result<Self, E> {
+    pub(crate) fn from_wire<E: serde::de::Error>(head: WireHead, body: Content) -> Result<Self, E> {
         let mut headers = HeaderMap::with_capacity(head.headers.len());
         for (name, value) in head.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(E::custom)?;
@@ -111,9 +112,15 @@ impl StoredResponse {
 
 impl Serialize for StoredResponse {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(body) = self.body.in_memory() else {
+            // Such a response is kept in memory only (`Loaded::memory_only`).
+            return Err(serde::ser::Error::custom(
+                "a body kept on disk is not copied into another tier",
+            ));
+        };
         WireResponse {
             head: self.wire_head(),
-            body: self.body.clone(),
+            body: body.clone(),
         }
         .serialize(serializer)
     }
@@ -122,7 +129,7 @@ impl Serialize for StoredResponse {
 impl<'de> Deserialize<'de> for StoredResponse {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireResponse::deserialize(deserializer)?;
-        StoredResponse::from_wire(wire.head, wire.body)
+        StoredResponse::from_wire(wire.head, Content::Memory(wire.body))
     }
 }
 
@@ -165,7 +172,7 @@ mod tests {
         let response = StoredResponse {
             status: StatusCode::NOT_FOUND,
             headers: Fields::from_map(&headers),
-            body: Bytes::from_static(b"\x00body"),
+            body: Bytes::from_static(b"\x00body").into(),
             stored_at: Instant::now() - Duration::from_secs(30),
             lifetime: Lifetime {
                 initial_age: Duration::from_secs(5),
@@ -190,7 +197,7 @@ mod tests {
         assert_eq!(back.status, StatusCode::NOT_FOUND);
         let cookies: Vec<_> = back.headers.get_all(&header::SET_COOKIE).collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
-        assert_eq!(&back.body[..], b"\x00body");
+        assert_eq!(back.body, b"\x00body"[..]);
         let age = back.age(Instant::now()).as_secs();
         assert!((34..=36).contains(&age), "age {age}");
         assert_eq!(back.provenance, Provenance::Revalidated);
@@ -228,7 +235,7 @@ mod tests {
         // As anyone who can write to Redis could store it: the fields as they are.
         let hostile = StoredResponse {
             headers: Fields::from_map(&headers),
-            body: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\nsmuggled"),
+            body: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\nsmuggled").into(),
             ..StoredResponse::sample(&HeaderMap::new())
         };
         let bytes = MessagePack

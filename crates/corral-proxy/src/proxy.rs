@@ -131,7 +131,10 @@ impl Proxy {
             .cache_status_headers(config.cache_status_headers)
             .targeted_cache_control(config.targeted_fields()?);
         let builder = match &config.disk {
-            Some(path) => builder.disk(path, config.disk_size.0),
+            Some(path) => builder.disk_tier(
+                corral::disk::DiskTier::new(path, config.disk_size.0)
+                    .max_entry_bytes(config.max_disk_body.0),
+            ),
             None => builder,
         };
         let builder = match &config.redis_url {

@@ -329,7 +329,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let Some(entry) = state.entry_for(&loaded) else {
             return;
         };
-        let copy = (!state.tiers.is_empty()).then(|| entry.clone());
+        let copy = (!state.tiers.is_empty() && !loaded.memory_only).then(|| entry.clone());
         state
             .flights
             .detach_with(key, || state.memory.insert(key, entry));
@@ -339,6 +339,32 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 tier.store(key, &entry).await;
             }
         }
+    }
+
+    /// Starts writing a value too large for memory straight into the disk tier, as its
+    /// bytes arrive (feature `disk`): `head` is the start of its payload as the disk
+    /// tier's codec encodes it, and `rest_len` more bytes will follow through
+    /// [`DiskWriter::append`](crate::disk::DiskWriter::append). The entry is fresh for
+    /// `fresh_for` and kept for `ttl` from now. Readers may read the rest through
+    /// [`DiskWriter::blob`](crate::disk::DiskWriter::blob) while it is written; keep
+    /// the value that holds that blob in memory with [`Loaded::memory_only`].
+    ///
+    /// `None` if there is no disk tier, it is off, the entry is larger than its
+    /// `max_entry_bytes`, or [`writes_at_once`](crate::disk::DiskTier::writes_at_once)
+    /// streams are running already. For codecs that decode such payloads from their
+    /// files ([`Codec::decode_file`](crate::codec::Codec::decode_file)).
+    #[cfg(feature = "disk")]
+    pub async fn stream_to_disk(
+        &self,
+        key: &str,
+        fresh_for: std::time::Duration,
+        ttl: std::time::Duration,
+        head: Vec<u8>,
+        rest_len: u64,
+    ) -> Option<crate::disk::DiskWriter> {
+        let tier = self.state.tiers.iter().find(|tier| tier.streams())?;
+        tier.stream(key, fresh_for.min(ttl), ttl, head, rest_len)
+            .await
     }
 
     /// Removes `key`'s entry: from memory here, from the tiers below memory, and (with

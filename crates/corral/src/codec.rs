@@ -45,6 +45,17 @@ pub trait Codec<V>: Send + Sync + 'static {
     fn decode_owned(&self, bytes: Bytes) -> Result<V, CodecError> {
         self.decode(&bytes)
     }
+
+    /// Decodes a value from a long payload the disk tier left in its file (one over
+    /// 1 MiB; feature `disk`): a codec whose values hold large bytes can keep them in
+    /// the file as a [`DiskBlob`](crate::disk::DiskBlob) and read only the rest.
+    /// `None`, the default, has the tier read the payload whole and call
+    /// [`decode_owned`](Self::decode_owned).
+    #[cfg(feature = "disk")]
+    fn decode_file(&self, payload: &crate::disk::FilePayload) -> Option<Result<V, CodecError>> {
+        let _ = payload;
+        None
+    }
 }
 
 /// MessagePack, with struct fields named (so records survive added fields).

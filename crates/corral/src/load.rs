@@ -105,11 +105,16 @@ where
     let outcome = keeping(&held, run_loader(loader)).await;
     match &outcome {
         Ok(loaded) if !held.is_empty() => {
-            let entry = state.entry_for(loaded);
+            let below = |loaded: &Loaded<V>| {
+                (!loaded.memory_only)
+                    .then(|| state.entry_for(loaded))
+                    .flatten()
+            };
+            let entry = below(loaded);
             let related: Vec<_> = loaded
                 .also
                 .iter()
-                .filter_map(|(key, related)| Some((key, state.entry_for(related)?)))
+                .filter_map(|(key, related)| Some((key, below(related)?)))
                 .collect();
             for Held { tier, permit } in held {
                 for (key, entry) in &related {

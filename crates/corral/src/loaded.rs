@@ -38,6 +38,8 @@ pub struct Loaded<V> {
     pub(crate) fresh_for: Option<Duration>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) store: bool,
+    /// Kept in memory only, never written to the tiers below it.
+    pub(crate) memory_only: bool,
     pub(crate) also: Vec<(String, Loaded<V>)>,
 }
 
@@ -49,6 +51,7 @@ impl<V> Loaded<V> {
             fresh_for: None,
             ttl: None,
             store: true,
+            memory_only: false,
             also: Vec::new(),
         }
     }
@@ -72,6 +75,15 @@ impl<V> Loaded<V> {
     /// value is not stored.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Keeps this entry in memory only: the tiers below memory (disk, Redis) are not
+    /// given it. For a value whose bytes are already on disk (one written through
+    /// [`Cache::stream_to_disk`](crate::Cache::stream_to_disk)), or that must not
+    /// leave this process.
+    pub fn memory_only(mut self) -> Self {
+        self.memory_only = true;
         self
     }
 

@@ -77,6 +77,28 @@ pub(crate) trait Tier<V>: Send + Sync {
         drop(sink);
     }
 
+    /// Whether this tier takes entries written as they arrive ([`stream`](Self::stream)).
+    #[cfg(feature = "disk")]
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// Starts writing `key`'s entry as it arrives: `head` now, `rest_len` bytes later
+    /// (see [`Cache::stream_to_disk`](crate::Cache::stream_to_disk)). The default
+    /// writes nothing.
+    #[cfg(feature = "disk")]
+    fn stream<'a>(
+        &'a self,
+        key: &'a str,
+        fresh_for: std::time::Duration,
+        ttl: std::time::Duration,
+        head: Vec<u8>,
+        rest_len: u64,
+    ) -> BoxFuture<'a, Option<crate::disk::DiskWriter>> {
+        let _ = (key, fresh_for, ttl, head, rest_len);
+        Box::pin(futures_util::future::ready(None))
+    }
+
     /// Adds this tier's own counters to a cache's [`Stats`]. The default adds none.
     fn report(&self, stats: &mut Stats) {
         let _ = stats;

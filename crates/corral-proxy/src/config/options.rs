@@ -77,6 +77,12 @@ pub struct Config {
     #[arg(long)]
     #[default(ByteSize(DEFAULT_DISK_SIZE))]
     pub disk_size: ByteSize,
+    /// With a disk tier, the largest body kept on disk: a body over `max-body-bytes`
+    /// but within this, whose length the origin states, is written to disk as it
+    /// arrives and served from there (to every request for it meanwhile too).
+    #[arg(long)]
+    #[default(ByteSize(corral::disk::DEFAULT_MAX_ENTRY_BYTES))]
+    pub max_disk_body: ByteSize,
     /// A Redis tier shared with other proxies (`redis://`, `rediss://`,
     /// `redis+unix://`). Unset: memory only.
     #[arg(long)]

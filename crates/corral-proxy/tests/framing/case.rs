@@ -250,9 +250,14 @@ impl Case {
             .collect();
         // A quarter of the cases store only small bodies; another quarter keep almost
         // nothing in memory, so that stored responses are answered from the disk tier
-        // (the runner puts the case's own directory in place of `{disk}`).
+        // (the runner puts the case's own directory in place of `{disk}`), and half of
+        // those hold no body over 64 bytes in memory: a longer one of stated length is
+        // written to disk as it arrives and served from there while it does.
         let proxy_options = match rng.u32(0..4) {
             0 => "max-body-bytes = \"1KiB\"\n".to_owned(),
+            1 if rng.bool() => {
+                format!("max-bytes = \"1KiB\"\nmax-body-bytes = \"64B\"\ndisk = \"{DISK}\"\n")
+            }
             1 => format!("max-bytes = \"1KiB\"\ndisk = \"{DISK}\"\n"),
             _ => String::new(),
         };

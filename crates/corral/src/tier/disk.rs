@@ -19,6 +19,13 @@
 //! - **Bounded.** The files take at most `max_bytes` of disk, counted in 4 KiB blocks;
 //!   S3-FIFO picks what to evict, so one-hit wonders pass through a small queue without
 //!   pushing out what is read again.
+//! - **Large values stream.** A value too large for memory (an HTTP response body
+//!   beyond the memory tier's limit) is written as it arrives
+//!   ([`Cache::stream_to_disk`](crate::Cache::stream_to_disk), [`DiskWriter`]), and
+//!   read meanwhile by whoever wants it: its readers follow the writer. A file over
+//!   1 MiB is read back in chunks: its codec may keep its bytes in the file
+//!   ([`Codec::decode_file`](crate::codec::Codec::decode_file), [`DiskBlob`]), and one
+//!   an earlier process left is checked in chunks before its first use.
 //! - **Faults.** An I/O error (disk full, a read-only or vanished directory) turns the
 //!   tier off, logged once and counted: loads go on with the other tiers and the loader.
 //!   A probe brings it back once the directory works (see `health.rs`). Invalidations
@@ -37,12 +44,14 @@
 //! | `builder.rs` | [`DiskTier`] and the defaults |
 //! | `store.rs` | the tier as the engine sees it: values encoded, file work on blocking threads |
 //! | `files.rs` | the directory's files: read, write, remove, purge |
+//! | `stream.rs`, `blob.rs` | an entry written as it arrives; a value's bytes left in its file |
 //! | `walk.rs` | the walk through every file: indexing at start, sweeping after a purge |
 //! | `layout.rs`, `record.rs` | where things are under the directory; the format of a file |
 //! | `index.rs` | which files exist, their sizes, and S3-FIFO eviction |
 //! | `purge.rs` | prefix purges kept until swept; the ledger that stops stale writes |
 //! | `health.rs`, `metrics.rs` | on or off after a fault; the counters |
 
+mod blob;
 mod builder;
 mod files;
 mod health;
@@ -52,7 +61,10 @@ mod metrics;
 pub(crate) mod purge;
 pub(crate) mod record;
 mod store;
+mod stream;
 mod walk;
 
+pub use blob::{DiskBlob, FilePayload};
 pub(crate) use builder::DiskSpec;
 pub use builder::{DEFAULT_MAX_ENTRY_BYTES, DEFAULT_WRITES_AT_ONCE, DiskTier};
+pub use stream::DiskWriter;

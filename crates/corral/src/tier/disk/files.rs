@@ -10,19 +10,21 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::blob::FilePayload;
 use super::health::Health;
 use super::index::Index;
 use super::layout::{self, Layout, LayoutError};
 use super::metrics::DiskMetrics;
 use super::purge::{Ledger, Purges, Scope};
-use super::record::{self, HEADER, Head, RecordError, Times};
+use super::record::{self, HEADER, Head, RecordError, Sealing, Times};
 use crate::stats::DiskStats;
 
 /// The longest key a file holds.
@@ -51,22 +53,28 @@ struct Inner {
     purges: Purges,
 }
 
-/// An entry read from disk and checked: its whole record.
+/// An entry read from disk and checked.
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) head: Head,
-    bytes: Vec<u8>,
-    /// Where the payload starts in `bytes`.
-    payload_at: usize,
+    pub(crate) payload: Payload,
 }
 
-impl Checked {
-    /// The payload: the value as its codec encoded it, sharing the buffer it was read
-    /// into.
-    pub(crate) fn into_payload(self) -> Bytes {
-        Bytes::from(self.bytes).slice(self.payload_at..)
-    }
+/// A checked entry's payload: the value as its codec encoded it.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// Read into memory (a file of at most [`READ_WHOLE`] bytes).
+    Bytes(Bytes),
+    /// Left in its open file, for the codec to read what it needs of.
+    File(FilePayload),
 }
+
+/// Files up to this long are read whole; a longer one is checked in chunks and its
+/// payload left in the file ([`Payload::File`]).
+pub(crate) const READ_WHOLE: u64 = 1 << 20;
+
+/// The chunks a long file is checked in.
+const CHECK_CHUNK: usize = 1 << 20;
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> u64 {
@@ -140,23 +148,29 @@ impl Disk {
             None => return Ok(None),
         };
         let path = self.layout.object(hash);
-        let bytes = match read_bounded(&path, self.max_entry_bytes) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                let error = format!("larger than max_entry_bytes ({})", self.max_entry_bytes);
-                self.corrupt(hash, &error)?;
-                return Ok(None);
-            }
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.lock().index.remove(hash);
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        let (head, payload_at) = match record::open(&bytes, verify) {
-            Ok(record) if record.key != key.as_bytes() => return Ok(None),
-            Ok(record) => (record.head, bytes.len() - record.payload.len()),
-            Err(error) => {
+        let len = file.metadata()?.len();
+        if len > self.max_entry_bytes {
+            let error = format!("larger than max_entry_bytes ({})", self.max_entry_bytes);
+            self.corrupt(hash, &error)?;
+            return Ok(None);
+        }
+        let opened = if len <= READ_WHOLE {
+            read_whole(file, len, key, verify)?
+        } else {
+            open_long(file, len, key, verify)?
+        };
+        let (head, payload) = match opened {
+            Opened::Checked(head, payload) => (head, payload),
+            Opened::OtherKey => return Ok(None),
+            Opened::Corrupt(error) => {
                 self.corrupt(hash, &error)?;
                 return Ok(None);
             }
@@ -173,11 +187,7 @@ impl Disk {
             self.evict_locked(&inner, victims)?;
         }
         inner.index.read(hash);
-        Ok(Some(Checked {
-            head,
-            bytes,
-            payload_at,
-        }))
+        Ok(Some(Checked { head, payload }))
     }
 
     /// The number of the latest invalidation, for a write to start from.
@@ -228,6 +238,68 @@ impl Disk {
         self.metrics.writes.add(1);
         self.metrics.write_bytes.add(len);
         Ok(())
+    }
+
+    /// Starts writing `key`'s entry as a stream (see `stream.rs`): a file of `len`
+    /// bytes under a temporary name, its header left blank for now, and room kept for
+    /// it in the bound. `None` (counted as a skipped write) if it is too large.
+    pub(crate) fn begin_stream(&self, key: &str, len: u64) -> io::Result<Option<(PathBuf, File)>> {
+        if key.len() > MAX_KEY || len > self.max_entry_bytes || !self.lock().index.fits(len) {
+            self.metrics.writes_skipped.add(1);
+            return Ok(None);
+        }
+        let temp = self.layout.temp();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        let mut inner = self.lock();
+        let victims = inner.index.reserve(len);
+        if let Err(e) = self.evict_locked(&inner, victims) {
+            inner.index.unreserve(len);
+            drop(inner);
+            let _ = layout::remove(&temp);
+            return Err(e);
+        }
+        Ok(Some((temp, file)))
+    }
+
+    /// Puts a streamed entry's finished file (`len` bytes, under `temp`) in place, unless
+    /// an invalidation after `since` covers its key. Returns whether it landed; the
+    /// room kept for it is given back, and the temporary file gone, either way.
+    pub(crate) fn commit_stream(
+        &self,
+        key: &str,
+        temp: &Path,
+        len: u64,
+        since: u64,
+    ) -> io::Result<bool> {
+        let hash = self.layout.hash(key);
+        let mut inner = self.lock();
+        inner.index.unreserve(len);
+        if inner.ledger.covers_since(since, hash, key) {
+            drop(inner);
+            layout::remove(temp)?;
+            return Ok(false);
+        }
+        if let Err(e) = rename_into(temp, &self.layout.object(hash)) {
+            drop(inner);
+            let _ = layout::remove(temp);
+            return Err(e);
+        }
+        let victims = inner.index.insert(hash, len);
+        self.evict_locked(&inner, victims)?;
+        self.metrics.writes.add(1);
+        self.metrics.write_bytes.add(len);
+        Ok(true)
+    }
+
+    /// Drops a streamed entry's unfinished file, and the room kept for it.
+    pub(crate) fn abandon_stream(&self, temp: &Path, len: u64) -> io::Result<()> {
+        self.lock().index.unreserve(len);
+        self.metrics.writes_skipped.add(1);
+        layout::remove(temp)
     }
 
     /// Removes `key`'s entry; a write that started before this does not land.
@@ -351,17 +423,69 @@ impl Disk {
     }
 }
 
-/// Reads a whole file, unless it is longer than `limit` (`None`): a file put in the
-/// directory by something else never makes the tier read gigabytes.
-fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len > limit {
-        return Ok(None);
-    }
+/// What opening an object file found.
+enum Opened {
+    Checked(Head, Payload),
+    /// A whole record, of another key whose hash is the same.
+    OtherKey,
+    Corrupt(RecordError),
+}
+
+/// Reads a short file (of `len` bytes, at most [`READ_WHOLE`]) whole.
+fn read_whole(mut file: File, len: u64, key: &str, verify: bool) -> io::Result<Opened> {
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+    (&mut file).take(READ_WHOLE + 1).read_to_end(&mut bytes)?;
+    Ok(match record::open(&bytes, verify) {
+        Ok(record) if record.key != key.as_bytes() => Opened::OtherKey,
+        Ok(record) => {
+            let (head, payload_at) = (record.head, bytes.len() - record.payload.len());
+            Opened::Checked(head, Payload::Bytes(Bytes::from(bytes).slice(payload_at..)))
+        }
+        Err(error) => Opened::Corrupt(error),
+    })
+}
+
+/// Opens a long file (of `len` bytes): its header and key are read, its payload left
+/// in the file, after reading it through in chunks to check its checksum if `verify`.
+fn open_long(file: File, len: u64, key: &str, verify: bool) -> io::Result<Opened> {
+    let mut header = [0u8; HEADER];
+    file.read_exact_at(&mut header, 0)?;
+    let head = match record::head(&header) {
+        Ok(head) if head.record_len() == len => head,
+        Ok(head) => {
+            let promised = head.record_len();
+            return Ok(Opened::Corrupt(RecordError::Length {
+                found: len,
+                promised,
+            }));
+        }
+        Err(error) => return Ok(Opened::Corrupt(error)),
+    };
+    if head.key_len != key.len() {
+        return Ok(Opened::OtherKey);
+    }
+    let mut stored_key = vec![0u8; head.key_len];
+    file.read_exact_at(&mut stored_key, HEADER as u64)?;
+    if stored_key != key.as_bytes() {
+        return Ok(Opened::OtherKey);
+    }
+    let payload_at = (HEADER + head.key_len) as u64;
+    if verify {
+        let mut sealing = Sealing::begin(head.codec, head.times, &stored_key, head.payload_len);
+        let mut chunk = vec![0u8; CHECK_CHUNK];
+        let mut at = payload_at;
+        while at < len {
+            let n = usize::try_from(len - at).map_or(CHECK_CHUNK, |left| left.min(CHECK_CHUNK));
+            file.read_exact_at(&mut chunk[..n], at)?;
+            sealing.update(&chunk[..n]);
+            at += n as u64;
+        }
+        if !head.sealed_by(&sealing.seal()) {
+            return Ok(Opened::Corrupt(RecordError::Checksum));
+        }
+    }
+    let payload = FilePayload::new(Arc::new(file), payload_at, head.payload_len);
+    Ok(Opened::Checked(head, Payload::File(payload)))
 }
 
 /// Renames a finished file into place, making its folder if need be.

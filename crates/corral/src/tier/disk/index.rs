@@ -65,6 +65,8 @@ pub(crate) struct Index {
     ghost_set: Set,
     small_blocks: u64,
     blocks: u64,
+    /// Blocks promised to files still being written (streamed), not yet indexed.
+    reserved: u64,
     max_blocks: u64,
 }
 
@@ -109,6 +111,19 @@ impl Index {
     /// Whether one file of `len` bytes can be kept at all.
     pub(crate) fn fits(&self, len: u64) -> bool {
         blocks(len) <= self.max_blocks
+    }
+
+    /// Keeps room for a file of `len` bytes that is still being written (see
+    /// [`unreserve`](Self::unreserve)), and returns the hashes evicted to make it.
+    pub(crate) fn reserve(&mut self, len: u64) -> Vec<u64> {
+        self.reserved += blocks(len);
+        self.evict()
+    }
+
+    /// Gives back the room [`reserve`](Self::reserve) kept for a file of `len` bytes
+    /// (it is indexed now, or was abandoned).
+    pub(crate) fn unreserve(&mut self, len: u64) {
+        self.reserved = self.reserved.saturating_sub(blocks(len));
     }
 
     /// Indexes a file this process wrote for `hash`, of `len` bytes (replacing any),
@@ -165,7 +180,9 @@ impl Index {
     /// Evicts until the bound holds; returns the evicted hashes.
     fn evict(&mut self) -> Vec<u64> {
         let mut evicted = Vec::new();
-        while self.blocks > self.max_blocks && !(self.small.is_empty() && self.main.is_empty()) {
+        while self.blocks + self.reserved > self.max_blocks
+            && !(self.small.is_empty() && self.main.is_empty())
+        {
             let from_small = self.small_blocks * 10 >= self.max_blocks || self.main.is_empty();
             let victim = if from_small {
                 self.evict_small()
@@ -239,7 +256,7 @@ impl Index {
         assert_eq!(self.small_blocks, small);
         // A re-inserted entry's new place comes after the compaction its removal ran.
         assert!(self.small.len() + self.main.len() <= 2 * self.len() + 1024 + 1);
-        assert!(self.blocks <= self.max_blocks);
+        assert!(self.blocks + self.reserved <= self.max_blocks || self.slots.is_empty());
     }
 
     /// Drops the queue places of removed entries once they outnumber the live ones.
@@ -256,6 +273,24 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_kept_for_a_file_being_written_evicts_others_and_is_given_back() {
+        let mut index = Index::new(10 * BLOCK);
+        for hash in 0..10 {
+            assert!(index.insert(hash, BLOCK).is_empty());
+        }
+        let evicted = index.reserve(4 * BLOCK);
+        assert_eq!(evicted.len(), 4, "room for the stream, made at once");
+        index.assert_consistent();
+        assert!(
+            !index.insert(100, BLOCK).is_empty(),
+            "the kept room is not given away"
+        );
+        index.unreserve(4 * BLOCK);
+        assert!(index.insert(101, 3 * BLOCK).is_empty(), "given back");
+        index.assert_consistent();
+    }
 
     const KIB4: u64 = BLOCK;
 

@@ -38,6 +38,12 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// Whether `sealed`, the header [`Sealing`] made again from this header's fields,
+    /// the key and the payload read back, carries this header's checksum.
+    pub(crate) fn sealed_by(&self, sealed: &[u8; HEADER]) -> bool {
+        be64(sealed, 44) == self.checksum
+    }
+
     /// The length of the whole record.
     pub(crate) fn record_len(&self) -> u64 {
         ((HEADER + self.key_len) as u64).saturating_add(self.payload_len)
@@ -63,19 +69,55 @@ pub(crate) enum RecordError {
 
 /// The header of a record of `key` and `payload`.
 pub(crate) fn header(codec: u8, times: Times, key: &str, payload: &[u8]) -> [u8; HEADER] {
-    let mut head = [0u8; HEADER];
-    head[..4].copy_from_slice(MAGIC);
-    head[4] = VERSION;
-    head[5] = codec;
-    head[8..16].copy_from_slice(&times.stored_ms.to_be_bytes());
-    head[16..24].copy_from_slice(&times.fresh_ms.to_be_bytes());
-    head[24..32].copy_from_slice(&times.stale_ms.to_be_bytes());
-    let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
-    head[32..36].copy_from_slice(&key_len.to_be_bytes());
-    head[36..44].copy_from_slice(&(payload.len() as u64).to_be_bytes());
-    let checksum = checksum(&head[..44], key.as_bytes(), payload);
-    head[44..52].copy_from_slice(&checksum.to_be_bytes());
-    head
+    let mut sealing = Sealing::begin(codec, times, key.as_bytes(), payload.len() as u64);
+    sealing.update(payload);
+    sealing.seal()
+}
+
+/// A record's header being made while its payload is written: everything but the
+/// checksum is known first; the checksum once the last byte has gone through
+/// [`update`](Self::update).
+pub(crate) struct Sealing {
+    head: [u8; HEADER],
+    hash: Box<Xxh3>,
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealing").finish_non_exhaustive()
+    }
+}
+
+impl Sealing {
+    /// The header of a record of `key` with a payload of `payload_len` bytes.
+    pub(crate) fn begin(codec: u8, times: Times, key: &[u8], payload_len: u64) -> Self {
+        let mut head = [0u8; HEADER];
+        head[..4].copy_from_slice(MAGIC);
+        head[4] = VERSION;
+        head[5] = codec;
+        head[8..16].copy_from_slice(&times.stored_ms.to_be_bytes());
+        head[16..24].copy_from_slice(&times.fresh_ms.to_be_bytes());
+        head[24..32].copy_from_slice(&times.stale_ms.to_be_bytes());
+        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        head[32..36].copy_from_slice(&key_len.to_be_bytes());
+        head[36..44].copy_from_slice(&payload_len.to_be_bytes());
+        let mut hash = Box::new(Xxh3::new());
+        hash.update(&head[..44]);
+        hash.update(key);
+        Sealing { head, hash }
+    }
+
+    /// The next bytes of the payload, in order.
+    pub(crate) fn update(&mut self, payload: &[u8]) {
+        self.hash.update(payload);
+    }
+
+    /// The whole header, with the checksum of everything given.
+    pub(crate) fn seal(mut self) -> [u8; HEADER] {
+        let checksum = self.hash.digest();
+        self.head[44..52].copy_from_slice(&checksum.to_be_bytes());
+        self.head
+    }
 }
 
 fn checksum(head: &[u8], key: &[u8], payload: &[u8]) -> u64 {

@@ -5,13 +5,15 @@
 use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 
-use super::files::{Disk, fault};
+use super::files::{Disk, Payload, fault, now_ms};
 use super::record::Times;
+use super::stream::{DiskWriter, Start};
 use super::walk;
 use crate::codec::Codec;
 use crate::entry::Entry;
@@ -24,6 +26,8 @@ pub(crate) struct DiskStore<V> {
     disk: Arc<Disk>,
     codec: Arc<dyn Codec<V>>,
     writes: Arc<Semaphore>,
+    /// Entries being written as they arrive (`stream.rs`), each holding one.
+    streams: Arc<Semaphore>,
 }
 
 impl<V: Send + Sync + 'static> DiskStore<V> {
@@ -32,6 +36,7 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             disk,
             codec,
             writes: Arc::new(Semaphore::new(writes_at_once)),
+            streams: Arc::new(Semaphore::new(writes_at_once)),
         }
     }
 
@@ -84,7 +89,14 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
                 return Ok(None);
             }
             let times = checked.head.times;
-            match codec.decode_owned(checked.into_payload()) {
+            let decoded = match checked.payload {
+                Payload::Bytes(bytes) => codec.decode_owned(bytes),
+                Payload::File(file) => match codec.decode_file(&file) {
+                    Some(decoded) => decoded,
+                    None => codec.decode_owned(file.read_all()?),
+                },
+            };
+            match decoded {
                 Ok(value) => Ok(Some((times, value))),
                 Err(error) => disk.undecodable(&owned, &error).map(|()| None),
             }
@@ -143,6 +155,47 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
 }
 
 impl<V: Send + Sync + 'static> DiskStore<V> {
+    /// Starts writing an entry as it arrives (see `stream.rs`); `None` when the tier
+    /// is off, or as many streams as writes at once are running.
+    async fn start_stream(
+        &self,
+        key: &str,
+        fresh_for: Duration,
+        ttl: Duration,
+        head: Vec<u8>,
+        rest_len: u64,
+    ) -> Option<DiskWriter> {
+        let Ok(running) = Arc::clone(&self.streams).try_acquire_owned() else {
+            self.disk.metrics.writes_skipped.add(1);
+            return None;
+        };
+        if !self.available().await {
+            self.disk.metrics.writes_skipped.add(1);
+            return None;
+        }
+        let now = now_ms();
+        let ms = |d: Duration| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let times = Times {
+            stored_ms: now,
+            fresh_ms: ms(fresh_for),
+            stale_ms: ms(ttl),
+        };
+        let (key, codec, since) = (key.to_owned(), self.codec.id(), self.disk.since());
+        self.blocking("writing", move |disk| {
+            let start = Start {
+                key: &key,
+                codec,
+                times,
+                head,
+                rest_len,
+                since,
+            };
+            DiskWriter::create(disk, start, running)
+        })
+        .await
+        .flatten()
+    }
+
     /// Purges `prefix` (every key, when empty) for reads at once, and starts the walk
     /// that removes its files.
     async fn purge(&self, prefix: String) {
@@ -188,6 +241,21 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
 
     fn clear(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.purge(String::new()))
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    fn stream<'a>(
+        &'a self,
+        key: &'a str,
+        fresh_for: Duration,
+        ttl: Duration,
+        head: Vec<u8>,
+        rest_len: u64,
+    ) -> BoxFuture<'a, Option<DiskWriter>> {
+        Box::pin(self.start_stream(key, fresh_for, ttl, head, rest_len))
     }
 
     fn report(&self, stats: &mut Stats) {
