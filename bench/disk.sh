@@ -10,6 +10,7 @@
 # nginx's LRU of files, Varnish's LRU (bench/src/bin/hit_ratio.rs; 2.5 minutes).
 #
 #     ./bench/disk.sh             # ROUNDS=5 DUR=10 by default; HIT_RATIO=0 skips the replay
+#     BASE=/tmp/corral-old ./bench/disk.sh   # and another corral binary beside it, rounds interleaved
 #
 # Needs what the harness needs (wrk, curl, taskset, nginx; see bench/proxy.sh).
 set -euo pipefail
@@ -27,25 +28,32 @@ CORRAL=$PWD/target/release/corral
 export CARGO_TARGET_DIR=${HARNESS_TARGET:-/tmp/corral-bench-harness}
 (cd "$HARNESS" && ./peers.sh build >/dev/null)
 
-pid=
-disk=$RUN/corral-disk
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$disk"; (cd "$HARNESS" && ./peers.sh stop >/dev/null 2>&1) || true; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$RUN"/corral-disk*; (cd "$HARNESS" && ./peers.sh stop >/dev/null 2>&1) || true; }
 trap cleanup EXIT
 mkdir -p "$RUN"
-rm -rf "$disk"
 # A 64 KiB memory tier holds none of the objects: each hit reads its file.
-taskset -c 0 "$CORRAL" serve --listen "127.0.0.1:$PORT" --upstream http://127.0.0.1:19001 \
-    --access-log false --admin false --max-bytes 64KiB --disk "$disk" --disk-size 4GiB &
-pid=$!
-for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
-    sleep 0.1
-done
+start_corral() { # binary port directory
+    rm -rf "$3"
+    taskset -c 0 "$1" serve --listen "127.0.0.1:$2" --upstream http://127.0.0.1:19001 \
+        --access-log false --admin false --max-bytes 64KiB --disk "$3" --disk-size 4GiB &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$2/" && break
+        sleep 0.1
+    done
+}
+start_corral "$CORRAL" "$PORT" "$RUN/corral-disk"
+peers=("corral-disk=http://127.0.0.1:$PORT@${pids[0]}")
+if [ -n "${BASE:-}" ]; then
+    start_corral "$BASE" "$((PORT + 10))" "$RUN/corral-disk-base"
+    peers+=("corral-base=http://127.0.0.1:$((PORT + 10))@${pids[1]}")
+fi
 
 for size in 102400 1048576; do
     echo "== hits of $size-byte objects: corral from its disk tier, nginx from its cache files"
     (cd "$HARNESS" && FIGS=hit100k_c32 BIG_SIZE=$size HIT_PEERS="origin nginx-lock" STAMPEDE_PEERS="" \
-        ./peers.sh all "corral-disk=http://127.0.0.1:$PORT@$pid")
+        ./peers.sh all "${peers[@]}")
 done
 
 if [ "$HIT_RATIO" = 1 ]; then

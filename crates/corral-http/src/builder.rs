@@ -193,7 +193,10 @@ impl HttpCacheBuilder {
     }
 
     /// How long one upstream fetch (response headers and a stored body) may take; its
-    /// waiters then get a 504 (or a stale response, where stale-if-error allows). Default 30 s.
+    /// waiters then get a 504 (or a stale response, where stale-if-error allows). A
+    /// body written to disk as it arrives (see [`disk`](Self::disk)) is given up, and
+    /// its readers' responses cut short, when no byte of it comes for this long.
+    /// Default 30 s.
     pub fn fetch_timeout(mut self, fetch_timeout: Duration) -> Self {
         self.fetch_timeout = fetch_timeout;
         self
@@ -251,12 +254,18 @@ impl HttpCacheBuilder {
     /// A body over [`max_body_bytes`](Self::max_body_bytes) whose length the origin
     /// states, up to the tier's `max_entry_bytes` (1 GiB by default), is written to
     /// disk as it arrives and served from there a chunk at a time: to the request that
-    /// fetched it, and to every request for it while it arrives (they follow the
-    /// writer; the origin is asked once). Memory does not grow with such a body; a
-    /// body on disk counts as 1 MiB in the memory tier, which holds its open file.
-    /// Ranges of it are read from disk (several ranges of it get the whole). If the
-    /// origin fails part way, the responses reading it are cut short, as they would
-    /// be passing through, and nothing is kept. See
+    /// fetched it, and to every request for it while it arrives, which follow the
+    /// writer (through its entry in memory: one evicted from memory before its body has
+    /// arrived is fetched again). Memory does not grow with such a body. Ranges of it
+    /// are read from disk (several ranges of it get the whole). If the origin fails
+    /// part way, or sends no byte for [`fetch_timeout`](Self::fetch_timeout), the
+    /// responses reading it are cut short, as they would be passing through, and
+    /// nothing is kept.
+    ///
+    /// A body on disk counts as 1 MiB in the memory tier, which holds its file open:
+    /// the memory tier's bound bounds the files it holds (256 for the default
+    /// 256 MiB). When the disk tier evicts such a file, memory lets go of it, and its
+    /// space is freed once the responses reading it end. See
     /// [`corral::disk::DiskTier`]; [`disk_tier`](Self::disk_tier) takes one with its
     /// options set.
     #[cfg(feature = "disk")]
@@ -319,6 +328,7 @@ impl HttpCacheBuilder {
                 policy: self.policy,
                 key: self.key,
                 max_body: self.max_body_bytes,
+                fetch_timeout: self.fetch_timeout,
                 keep_stale_for: self.keep_stale_for,
                 stale_on_disconnect: self.stale_on_disconnect,
                 max_keep: self.max_keep,

@@ -105,6 +105,27 @@ pub(crate) fn upstream_request(
     parts
 }
 
+/// What a fetch notes when it begins: the disk tier's mark of the invalidations made
+/// so far, so that a body written to disk as it arrives is not kept if its key is
+/// invalidated after the fetch began (as a load's value is kept out of every tier).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Began {
+    #[cfg(feature = "disk")]
+    mark: Option<corral::disk::WriteMark>,
+}
+
+impl Began {
+    /// A fetch beginning now.
+    pub(crate) fn now(state: &State) -> Self {
+        #[cfg(not(feature = "disk"))]
+        let _ = state;
+        Began {
+            #[cfg(feature = "disk")]
+            mark: state.cache.write_mark(),
+        }
+    }
+}
+
 /// Where a shareable response is stored: under `key`, with the new variant index
 /// `spec` that leads to it when it varies by fields other than those of the index it
 /// was fetched under (if any).
@@ -147,7 +168,7 @@ impl Destination {
 pub(crate) async fn classify(
     state: &State,
     request: &request::Parts,
-    target: &Target,
+    (target, began): (&Target, Began),
     response: Response<Body>,
     stale: Option<Arc<StoredResponse>>,
 ) -> Result<Fetched, BoxError> {
@@ -186,7 +207,7 @@ pub(crate) async fn classify(
         }
         Collected::Oversized(body) => {
             #[cfg(feature = "disk")]
-            let body = match spool(state, target, &parts, (lifetime, vary), body).await {
+            let body = match spool(state, (target, began), &parts, (lifetime, vary), body).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(body) => body,
             };
@@ -205,20 +226,21 @@ pub(crate) async fn classify(
 #[cfg(feature = "disk")]
 async fn spool(
     state: &State,
-    target: &Target,
+    (target, began): (&Target, Began),
     parts: &response::Parts,
     (lifetime, vary): (Lifetime, Option<(Vec<http::HeaderName>, String)>),
     body: Body,
 ) -> Result<Fetched, Body> {
-    let len = match http_body::Body::size_hint(&body).exact() {
-        Some(len) if !lifetime.keep_for.is_zero() => len,
+    let (len, mark) = match (http_body::Body::size_hint(&body).exact(), began.mark) {
+        (Some(len), Some(mark)) if !lifetime.keep_for.is_zero() => (len, mark),
         _ => return Err(body),
     };
     let mut response = shareable(parts, Content::Memory(bytes::Bytes::new()), lifetime, vary);
     // Its head as it will be: describing the body of `len` bytes to come.
     response.headers = stored_headers(parts.status, &parts.headers, len);
     let destination = Destination::of(&response, target);
-    response.body = crate::spool::start(state, &destination.key, &response, body, len).await?;
+    let key = &destination.key;
+    response.body = crate::spool::start(state, (key, mark), &response, body, len).await?;
     Ok(Fetched::Shareable(Arc::new(response), destination))
 }
 
@@ -290,8 +312,9 @@ pub(crate) async fn load(
     target: Target,
     handoff: Option<Handoff>,
 ) -> Result<Loaded<Stored>, BoxError> {
+    let began = Began::now(&state);
     let response = upstream.send(request.clone()).await?;
-    let fetched = classify(&state, &request, &target, response, stale).await?;
+    let fetched = classify(&state, &request, (&target, began), response, stale).await?;
     Ok(match fetched {
         Fetched::Shareable(response, destination) => {
             placement(&state, response, &target, destination)

@@ -410,12 +410,12 @@ async fn alone(
         return solo(state, upstream, lookup.parts, lookup.stale, report).await;
     }
     let request = fetch::upstream_request(&lookup.parts, lookup.stale.as_deref());
+    let (target, began) = (lookup.target(), fetch::Began::now(&state));
     let sending = upstream.send(request.clone());
-    let target = lookup.target();
     let fetched = match sending.await {
         Ok(response) => {
             let stale = lookup.stale.clone();
-            fetch::classify(&state, &request, &target, response, stale).await
+            fetch::classify(&state, &request, (&target, began), response, stale).await
         }
         Err(error) => Err(error),
     };

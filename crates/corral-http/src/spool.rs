@@ -8,14 +8,15 @@
 //! its `Content-Length` before its body has arrived. A body of unknown length that
 //! turns out too large for memory streams through to its requester, unstored.
 
-use corral::Cache;
-use corral::disk::DiskWriter;
+use std::time::Duration;
+
+use corral::disk::{DiskWriter, WriteMark};
 use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError};
 use crate::content::Content;
 use crate::state::State;
-use crate::stored::{Stored, StoredResponse};
+use crate::stored::StoredResponse;
 use crate::tier_form;
 
 /// Starts writing `body` (`len` bytes, too large for memory) to the disk tier under
@@ -25,7 +26,7 @@ use crate::tier_form;
 /// `max_entry_bytes`), to stream through unstored.
 pub(crate) async fn start(
     state: &State,
-    key: &str,
+    (key, mark): (&str, WriteMark),
     response: &StoredResponse,
     body: Body,
     len: u64,
@@ -34,22 +35,31 @@ pub(crate) async fn start(
     let Ok(head) = tier_form::stream_head(response) else {
         return Err(body);
     };
-    let Some(writer) = state.cache.stream_to_disk(key, keep, keep, head, len).await else {
+    let writing = state
+        .cache
+        .stream_to_disk(key, (keep, keep), mark, head, len);
+    let Some(writer) = writing.await else {
         return Err(body);
     };
     let content = Content::Disk(writer.blob());
     tracing::debug!(key, len, "writing a large body to disk as it arrives");
-    tokio::spawn(pump(writer, body, state.cache.clone(), key.to_owned()));
+    let idle = state.options.fetch_timeout;
+    tokio::spawn(pump(writer, body, idle, key.to_owned()));
     Ok(content)
 }
 
-/// Writes the body to its file to the end. If the body fails (or says more or less
-/// than its length), the file is dropped, readers waiting on it fail (their responses
-/// cut short, as a failing origin's would be), and the key is invalidated.
-async fn pump(writer: DiskWriter, mut body: Body, cache: Cache<Stored>, key: String) {
+/// Writes the body to its file to the end. If the body fails, says more or less than
+/// its length, or sends no byte for `idle`, the file is dropped and the readers waiting
+/// on it fail (their responses cut short, as a failing origin's would be); its entry in
+/// memory then counts as gone (`Content::failed`), and the next request fetches again.
+async fn pump(writer: DiskWriter, mut body: Body, idle: Duration, key: String) {
     let written: Result<bool, BoxError> = async move {
         let mut writer = writer;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = tokio::time::timeout(idle, body.frame())
+                .await
+                .map_err(|_| format!("no byte of the body for {idle:?}"))?;
+            let Some(frame) = frame else { break };
             // Trailers are not kept: only the data is the stored body.
             if let Ok(data) = frame?.into_data() {
                 writer.append(data).await?;
@@ -63,7 +73,6 @@ async fn pump(writer: DiskWriter, mut body: Body, cache: Cache<Stored>, key: Str
         Ok(false) => tracing::debug!(%key, "large body invalidated while it arrived: not kept"),
         Err(error) => {
             tracing::warn!(%key, %error, "large body failed while written to disk: not kept");
-            cache.invalidate(&key).await;
         }
     }
 }

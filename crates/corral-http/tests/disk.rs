@@ -280,6 +280,40 @@ async fn a_body_the_origin_cuts_short_is_never_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_given_up_after_the_fetch_timeout() {
+    let dir = Scratch::new("stalled");
+    let body = pattern(1 << 20);
+    // The gate is never opened: the origin sends half the body, then nothing.
+    let origin = Trickle::start(body.clone(), Ending::Whole).await;
+    let cache = cached(
+        HttpCache::builder()
+            .max_body_bytes(64 * 1024)
+            .fetch_timeout(Duration::from_millis(300))
+            .disk(&dir.0, 256 << 20),
+    );
+    let first = cache.clone().oneshot(request(&origin.url())).await.unwrap();
+    let follower = cache.clone().oneshot(request(&origin.url())).await.unwrap();
+    assert_eq!(
+        follower.headers()["x-cache"],
+        "HIT",
+        "it follows the same file"
+    );
+    let (first, follower) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(first.into_body().collect(), follower.into_body().collect())
+    })
+    .await
+    .expect("neither waits for ever");
+    assert!(
+        first.is_err() && follower.is_err(),
+        "both cut short, never short bodies"
+    );
+    // Given up: the next request fetches again.
+    let again = cache.clone().oneshot(request(&origin.url())).await.unwrap();
+    assert_eq!(again.headers()["x-cache"], "MISS");
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_of_unstated_length_streams_through_unstored() {
     let dir = Scratch::new("chunked");
     let body = pattern(256 << 10);

@@ -341,11 +341,22 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// The disk tier's mark of the invalidations made so far (feature `disk`; `None`
+    /// without a disk tier). Take it when the load of a value to
+    /// [stream to disk](Self::stream_to_disk) begins: an invalidation of the key made
+    /// after it keeps that value off disk, as it keeps a load's value out of every tier.
+    #[cfg(feature = "disk")]
+    pub fn write_mark(&self) -> Option<crate::disk::WriteMark> {
+        self.state.tiers.iter().find_map(|tier| tier.write_mark())
+    }
+
     /// Starts writing a value too large for memory straight into the disk tier, as its
     /// bytes arrive (feature `disk`): `head` is the start of its payload as the disk
     /// tier's codec encodes it, and `rest_len` more bytes will follow through
     /// [`DiskWriter::append`](crate::disk::DiskWriter::append). The entry is fresh for
-    /// `fresh_for` and kept for `ttl` from now. Readers may read the rest through
+    /// `lifetime.0` and kept for `lifetime.1` from now, and not put in place if an
+    /// invalidation of `key` came after `mark` (see [`write_mark`](Self::write_mark)).
+    /// Readers may read the rest through
     /// [`DiskWriter::blob`](crate::disk::DiskWriter::blob) while it is written; keep
     /// the value that holds that blob in memory with [`Loaded::memory_only`].
     ///
@@ -357,14 +368,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub async fn stream_to_disk(
         &self,
         key: &str,
-        fresh_for: std::time::Duration,
-        ttl: std::time::Duration,
+        (fresh_for, ttl): (std::time::Duration, std::time::Duration),
+        mark: crate::disk::WriteMark,
         head: Vec<u8>,
         rest_len: u64,
     ) -> Option<crate::disk::DiskWriter> {
-        let tier = self.state.tiers.iter().find(|tier| tier.streams())?;
-        tier.stream(key, fresh_for.min(ttl), ttl, head, rest_len)
-            .await
+        let tier = self
+            .state
+            .tiers
+            .iter()
+            .find(|tier| tier.write_mark().is_some())?;
+        let lifetime = (fresh_for.min(ttl), ttl);
+        tier.stream(key, lifetime, mark, head, rest_len).await
     }
 
     /// Removes `key`'s entry: from memory here, from the tiers below memory, and (with

@@ -69,33 +69,35 @@ pub(crate) trait Tier<V>: Send + Sync {
     /// Removes every entry of this cache; loads holding locks no longer store.
     fn clear(&self) -> BoxFuture<'_, ()>;
 
-    /// Starts handing `sink` the invalidations other servers make in this tier, for as
-    /// long as the tier lives and `sink` wants them. Called once, from within the
-    /// runtime, when the cache first loads. A tier that no other server writes has
-    /// nothing to hand on: the default does nothing.
+    /// Starts handing `sink` the invalidations other servers make in this tier (and,
+    /// from the disk tier, the keys of evicted files that values in memory hold open),
+    /// for as long as the tier lives and `sink` wants them. Called once, from within
+    /// the runtime, when the cache first loads. The default hands on nothing.
     fn listen(self: Arc<Self>, sink: Sink) {
         drop(sink);
     }
 
-    /// Whether this tier takes entries written as they arrive ([`stream`](Self::stream)).
+    /// The mark of the latest invalidation in this tier, if it takes entries written
+    /// as they arrive ([`stream`](Self::stream)).
     #[cfg(feature = "disk")]
-    fn streams(&self) -> bool {
-        false
+    fn write_mark(&self) -> Option<crate::disk::WriteMark> {
+        None
     }
 
-    /// Starts writing `key`'s entry as it arrives: `head` now, `rest_len` bytes later
-    /// (see [`Cache::stream_to_disk`](crate::Cache::stream_to_disk)). The default
-    /// writes nothing.
+    /// Starts writing `key`'s entry as it arrives, fresh for and kept for `lifetime`,
+    /// unless an invalidation after `mark` covers it: `head` now, `rest_len` bytes
+    /// later (see [`Cache::stream_to_disk`](crate::Cache::stream_to_disk)). The
+    /// default writes nothing.
     #[cfg(feature = "disk")]
     fn stream<'a>(
         &'a self,
         key: &'a str,
-        fresh_for: std::time::Duration,
-        ttl: std::time::Duration,
+        lifetime: (std::time::Duration, std::time::Duration),
+        mark: crate::disk::WriteMark,
         head: Vec<u8>,
         rest_len: u64,
     ) -> BoxFuture<'a, Option<crate::disk::DiskWriter>> {
-        let _ = (key, fresh_for, ttl, head, rest_len);
+        let _ = (key, lifetime, mark, head, rest_len);
         Box::pin(futures_util::future::ready(None))
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use corral::codec::{Codec, CodecError};
-use corral::disk::{DiskBlob, DiskTier, FilePayload};
+use corral::disk::{DiskBlob, DiskTier, DiskWriter, FilePayload};
 use corral::{Cache, Loaded};
 
 /// A value whose bytes are in memory, or left in their file.
@@ -80,6 +80,15 @@ fn cache(dir: &Path, max_bytes: u64) -> Cache<Big> {
         .expect("the directory opens")
 }
 
+/// Starts streaming `key`'s entry, fresh for a minute: `head`, then `len` more bytes.
+async fn stream(cache: &Cache<Big>, key: &str, head: Vec<u8>, len: u64) -> Option<DiskWriter> {
+    let minute = Duration::from_secs(60);
+    let mark = cache.write_mark().expect("a disk tier");
+    cache
+        .stream_to_disk(key, (minute, minute), mark, head, len)
+        .await
+}
+
 /// `len` bytes that differ from chunk to chunk.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + i / 4096) as u8).collect()
@@ -122,8 +131,8 @@ async fn readers_follow_the_writer_and_a_restart_reads_the_file_in_chunks() {
         let mut writer = cache
             .stream_to_disk(
                 "big",
-                Duration::from_secs(60),
-                Duration::from_secs(600),
+                (Duration::from_secs(60), Duration::from_secs(600)),
+                cache.write_mark().unwrap(),
                 b"head:".to_vec(),
                 body.len() as u64,
             )
@@ -172,64 +181,53 @@ async fn readers_follow_the_writer_and_a_restart_reads_the_file_in_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_byte_in_a_long_file_is_found_before_it_is_served() {
-    let dir = Scratch::new("changed");
     let body = pattern(2 << 20);
-    {
+    // A reserved header byte, the key, and the middle of the payload.
+    for at in [6, 53, 1 << 20] {
+        let dir = Scratch::new(&format!("changed-{at}"));
+        {
+            let cache = cache(&dir.0, 64 << 20);
+            let mut writer = stream(&cache, "big", Vec::new(), body.len() as u64)
+                .await
+                .unwrap();
+            writer.append(Bytes::from(body.clone())).await.unwrap();
+            assert!(writer.finish().await.unwrap());
+        }
+        let object = std::fs::read_dir(dir.0.join("objects"))
+            .unwrap()
+            .flat_map(|folder| std::fs::read_dir(folder.unwrap().path()).unwrap())
+            .map(|file| file.unwrap().path())
+            .next()
+            .expect("one object file");
+        let mut bytes = std::fs::read(&object).unwrap();
+        bytes[at] ^= 1;
+        std::fs::write(&object, bytes).unwrap();
         let cache = cache(&dir.0, 64 << 20);
-        let mut writer = cache
-            .stream_to_disk(
-                "big",
-                Duration::from_secs(60),
-                Duration::from_secs(60),
-                Vec::new(),
-                body.len() as u64,
-            )
+        let loaded = cache
+            .get_or_load("big", || async {
+                Ok::<_, std::io::Error>(Big::Inline(Bytes::from_static(b"origin")))
+            })
             .await
             .unwrap();
-        writer.append(Bytes::from(body.clone())).await.unwrap();
-        assert!(writer.finish().await.unwrap());
+        assert!(
+            matches!(loaded, Big::Inline(b) if b == "origin"),
+            "byte {at}: a miss, not the changed file"
+        );
+        // A changed key is another key's file, not a corrupt one.
+        let corrupt = cache.stats().disk.unwrap().corrupt;
+        assert_eq!(corrupt, u64::from(at != 53), "byte {at}");
+        let now = std::fs::metadata(&object).map_or(0, |m| m.len());
+        assert!(now < 1 << 20, "byte {at}: replaced by the loaded value");
     }
-    let object = std::fs::read_dir(dir.0.join("objects"))
-        .unwrap()
-        .flat_map(|folder| std::fs::read_dir(folder.unwrap().path()).unwrap())
-        .map(|file| file.unwrap().path())
-        .next()
-        .expect("one object file");
-    let mut bytes = std::fs::read(&object).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
-    std::fs::write(&object, bytes).unwrap();
-    let cache = cache(&dir.0, 64 << 20);
-    let loaded = cache
-        .get_or_load("big", || async {
-            Ok::<_, std::io::Error>(Big::Inline(Bytes::from_static(b"origin")))
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(loaded, Big::Inline(b) if b == "origin"),
-        "a miss, not the changed file"
-    );
-    assert_eq!(cache.stats().disk.unwrap().corrupt, 1);
-    let now = std::fs::metadata(&object).map_or(0, |m| m.len());
-    assert!(now < 1 << 20, "removed (and replaced by the loaded value)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_gives_up_leaves_nothing_and_its_readers_fail() {
     let dir = Scratch::new("gives-up");
-    // Room for one 3 MiB entry: an abandoned one must give its room back.
-    let cache = cache(&dir.0, 4 << 20);
-    let mut writer = cache
-        .stream_to_disk(
-            "big",
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            Vec::new(),
-            3 << 20,
-        )
-        .await
-        .unwrap();
+    // Streams may take half the bound, room for one 3 MiB entry: an abandoned one must
+    // give its room back.
+    let cache = cache(&dir.0, 8 << 20);
+    let mut writer = stream(&cache, "big", Vec::new(), 3 << 20).await.unwrap();
     let blob = writer.blob();
     writer.append(Bytes::from(pattern(1 << 20))).await.unwrap();
     let reader = tokio::spawn({
@@ -249,62 +247,46 @@ async fn a_writer_that_gives_up_leaves_nothing_and_its_readers_fail() {
     assert_eq!(files_under(&dir.0.join("tmp")), 0, "no file left");
     assert_eq!(files_under(&dir.0.join("objects")), 0);
 
-    let mut again = cache
-        .stream_to_disk(
-            "big",
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            Vec::new(),
-            3 << 20,
-        )
+    let mut again = stream(&cache, "big", Vec::new(), 3 << 20)
         .await
         .expect("the room came back");
     again.append(Bytes::from(pattern(3 << 20))).await.unwrap();
     assert!(again.finish().await.unwrap());
 
-    let short = cache
-        .stream_to_disk(
-            "short",
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            Vec::new(),
-            10,
-        )
-        .await
-        .unwrap();
+    let short = stream(&cache, "short", Vec::new(), 10).await.unwrap();
     assert!(
         short.finish().await.is_err(),
         "fewer bytes than promised never land"
     );
     assert!(
-        cache
-            .stream_to_disk(
-                "huge",
-                Duration::from_secs(60),
-                Duration::from_secs(60),
-                Vec::new(),
-                9 << 20
-            )
-            .await
-            .is_none(),
+        stream(&cache, "huge", Vec::new(), 9 << 20).await.is_none(),
         "larger than max_entry_bytes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_after_the_mark_keeps_a_stream_off_disk() {
+    let dir = Scratch::new("marked");
+    let cache = cache(&dir.0, 64 << 20);
+    // The load began (its mark taken), then the key was invalidated, then the stream
+    // started: the invalidation still wins.
+    let mark = cache.write_mark().unwrap();
+    cache.invalidate("big").await;
+    let ten = Duration::from_secs(10);
+    let mut writer = cache
+        .stream_to_disk("big", (ten, ten), mark, Vec::new(), 1 << 20)
+        .await
+        .unwrap();
+    writer.append(Bytes::from(pattern(1 << 20))).await.unwrap();
+    assert!(!writer.finish().await.unwrap(), "not put in place");
+    assert_eq!(files_under(&dir.0.join("objects")), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_while_streaming_keeps_the_entry_off_disk() {
     let dir = Scratch::new("invalidated");
     let cache = cache(&dir.0, 64 << 20);
-    let mut writer = cache
-        .stream_to_disk(
-            "big",
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            Vec::new(),
-            2 << 20,
-        )
-        .await
-        .unwrap();
+    let mut writer = stream(&cache, "big", Vec::new(), 2 << 20).await.unwrap();
     let blob = writer.blob();
     cache
         .insert("big", Loaded::new(Big::OnDisk(blob.clone())).memory_only())
@@ -323,4 +305,39 @@ async fn an_invalidation_while_streaming_keeps_the_entry_off_disk() {
     );
     assert_eq!(files_under(&dir.0.join("objects")), 0);
     assert!(cache.get("big").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_lets_go_of_a_file_the_bound_evicts() {
+    let dir = Scratch::new("evicted");
+    // Room for two 3 MiB entries on disk; memory could hold all three.
+    let cache = cache(&dir.0, 7 << 20);
+    // The first load starts the tier's hand-on of evicted keys.
+    cache
+        .get_or_load("warm", || async {
+            Ok::<_, std::io::Error>(Big::Inline(Bytes::from_static(b"x")))
+        })
+        .await
+        .unwrap();
+    for key in ["first", "second", "third"] {
+        let mut writer = stream(&cache, key, Vec::new(), 3 << 20).await.unwrap();
+        let blob = writer.blob();
+        cache
+            .insert(key, Loaded::new(Big::OnDisk(blob)).memory_only())
+            .await;
+        writer.append(Bytes::from(pattern(3 << 20))).await.unwrap();
+        assert!(writer.finish().await.unwrap());
+    }
+    // "third" took the room "first" had: memory drops "first" (closing its file).
+    for _ in 0..200 {
+        if cache.get("first").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        cache.get("first").is_none(),
+        "memory let go of the evicted file"
+    );
+    assert!(cache.get("third").is_some(), "and kept the others");
 }

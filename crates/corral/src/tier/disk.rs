@@ -44,6 +44,7 @@
 //! | `builder.rs` | [`DiskTier`] and the defaults |
 //! | `store.rs` | the tier as the engine sees it: values encoded, file work on blocking threads |
 //! | `files.rs` | the directory's files: read, write, remove, purge |
+//! | `open.rs` | opening one file and checking it: whole, or its payload left in the file |
 //! | `stream.rs`, `blob.rs` | an entry written as it arrives; a value's bytes left in its file |
 //! | `walk.rs` | the walk through every file: indexing at start, sweeping after a purge |
 //! | `layout.rs`, `record.rs` | where things are under the directory; the format of a file |
@@ -58,6 +59,7 @@ mod health;
 pub(crate) mod index;
 mod layout;
 mod metrics;
+mod open;
 pub(crate) mod purge;
 pub(crate) mod record;
 mod store;
@@ -67,4 +69,4 @@ mod walk;
 pub use blob::{DiskBlob, FilePayload};
 pub(crate) use builder::DiskSpec;
 pub use builder::{DEFAULT_MAX_ENTRY_BYTES, DEFAULT_WRITES_AT_ONCE, DiskTier};
-pub use stream::DiskWriter;
+pub use stream::{DiskWriter, WriteMark};

@@ -10,7 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+
+/// The most chunks of a tier's files read at once (each on one of Tokio's blocking
+/// threads, whose pool other work shares); more readers wait their turn.
+pub(crate) const CHUNK_READS: usize = 64;
 
 /// How far the writer of a file has got: bytes up to `written` (an offset in the
 /// file) are there to read.
@@ -40,6 +44,8 @@ pub(crate) enum End {
 #[derive(Clone)]
 pub struct DiskBlob {
     file: Arc<File>,
+    /// The tier's chunk reads running at once (see [`CHUNK_READS`]).
+    reads: Arc<Semaphore>,
     /// Where the region starts in the file.
     start: u64,
     len: u64,
@@ -59,13 +65,14 @@ impl fmt::Debug for DiskBlob {
 
 impl DiskBlob {
     pub(crate) fn new(
-        file: Arc<File>,
+        (file, reads): (Arc<File>, Arc<Semaphore>),
         start: u64,
         len: u64,
         writer: Option<watch::Receiver<Progress>>,
     ) -> Self {
         DiskBlob {
             file,
+            reads,
             start,
             len,
             writer,
@@ -87,6 +94,7 @@ impl DiskBlob {
         let at = at.min(self.len);
         DiskBlob {
             file: Arc::clone(&self.file),
+            reads: Arc::clone(&self.reads),
             start: self.start + at,
             len: len.min(self.len - at),
             writer: self.writer.clone(),
@@ -137,9 +145,13 @@ impl DiskBlob {
         }
         let file = Arc::clone(&self.file);
         let len = usize::try_from(until - from).map_err(io::Error::other)?;
-        tokio::task::spawn_blocking(move || read_exact(&file, from, len))
+        let running = Arc::clone(&self.reads)
+            .acquire_owned()
             .await
-            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?;
+        let read = tokio::task::spawn_blocking(move || read_exact(&file, from, len)).await;
+        drop(running);
+        read.map_err(io::Error::other)?
     }
 }
 
@@ -154,6 +166,7 @@ fn read_exact(file: &File, at: u64, len: usize) -> io::Result<Bytes> {
 /// reads block (the codec runs on a blocking thread).
 pub struct FilePayload {
     file: Arc<File>,
+    reads: Arc<Semaphore>,
     start: u64,
     len: u64,
 }
@@ -167,8 +180,13 @@ impl fmt::Debug for FilePayload {
 }
 
 impl FilePayload {
-    pub(crate) fn new(file: Arc<File>, start: u64, len: u64) -> Self {
-        FilePayload { file, start, len }
+    pub(crate) fn new((file, reads): (Arc<File>, Arc<Semaphore>), start: u64, len: u64) -> Self {
+        FilePayload {
+            file,
+            reads,
+            start,
+            len,
+        }
     }
 
     /// The payload's length in bytes.
@@ -195,7 +213,8 @@ impl FilePayload {
     /// The payload from `at` to its end, kept in its file.
     pub fn blob_from(&self, at: u64) -> DiskBlob {
         let at = at.min(self.len);
-        DiskBlob::new(Arc::clone(&self.file), self.start + at, self.len - at, None)
+        let file = (Arc::clone(&self.file), Arc::clone(&self.reads));
+        DiskBlob::new(file, self.start + at, self.len - at, None)
     }
 
     /// The whole payload, read into memory.

@@ -8,23 +8,24 @@
 //! on the index, and reads open a file without it (a file replaced or removed while it
 //! is read is read whole, as it was).
 
+use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
 
-use super::blob::FilePayload;
+use super::blob::CHUNK_READS;
 use super::health::Health;
 use super::index::Index;
 use super::layout::{self, Layout, LayoutError};
 use super::metrics::DiskMetrics;
+use super::open::{self, Opened, Payload, READ_WHOLE};
 use super::purge::{Ledger, Purges, Scope};
-use super::record::{self, HEADER, Head, RecordError, Sealing, Times};
+use super::record::{self, HEADER, Head, RecordError, Times};
 use crate::stats::DiskStats;
 
 /// The longest key a file holds.
@@ -40,6 +41,8 @@ pub(crate) struct Disk {
     /// While the walk at start runs, a key missing from the index may still have a file.
     recovering: AtomicBool,
     max_entry_bytes: u64,
+    /// Chunk reads of long files running at once ([`CHUNK_READS`]).
+    pub(super) chunk_reads: Arc<Semaphore>,
     /// One walk at a time.
     walking: Arc<Mutex<()>>,
     /// Held (locked) for as long as the tier is open: one process per directory.
@@ -51,6 +54,12 @@ struct Inner {
     index: Index,
     ledger: Ledger,
     purges: Purges,
+    /// The keys of long files whose payload was handed out in them (streamed, or read
+    /// back as a [`FilePayload`](super::FilePayload)): a value in memory may hold such
+    /// a file open, keeping its space taken after the tier lets go of it.
+    held: HashMap<u64, String>,
+    /// Where the keys of held files the bound evicts go, for memory to let go of them.
+    evicted: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// An entry read from disk and checked.
@@ -59,22 +68,6 @@ pub(crate) struct Checked {
     pub(crate) head: Head,
     pub(crate) payload: Payload,
 }
-
-/// A checked entry's payload: the value as its codec encoded it.
-#[derive(Debug)]
-pub(crate) enum Payload {
-    /// Read into memory (a file of at most [`READ_WHOLE`] bytes).
-    Bytes(Bytes),
-    /// Left in its open file, for the codec to read what it needs of.
-    File(FilePayload),
-}
-
-/// Files up to this long are read whole; a longer one is checked in chunks and its
-/// payload left in the file ([`Payload::File`]).
-pub(crate) const READ_WHOLE: u64 = 1 << 20;
-
-/// The chunks a long file is checked in.
-const CHECK_CHUNK: usize = 1 << 20;
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> u64 {
@@ -121,11 +114,14 @@ impl Disk {
                 index: Index::new(max_bytes),
                 ledger: Ledger::default(),
                 purges,
+                held: HashMap::new(),
+                evicted: None,
             }),
             health: Health::default(),
             metrics: DiskMetrics::new(cache),
             recovering: AtomicBool::new(true),
             max_entry_bytes,
+            chunk_reads: Arc::new(Semaphore::new(CHUNK_READS)),
             walking: Arc::default(),
             _lock: lock,
         });
@@ -163,10 +159,16 @@ impl Disk {
             return Ok(None);
         }
         let opened = if len <= READ_WHOLE {
-            read_whole(file, len, key, verify)?
+            open::read_whole(file, len, key, verify)?
         } else {
-            open_long(file, len, key, verify)?
+            open::open_long((file, &self.chunk_reads), len, key, verify)?
         };
+        self.settle(hash, key, opened)
+    }
+
+    /// Settles what opening `key`'s file (of `hash`) found: a corrupt file counted and
+    /// removed, an expired or purged one removed, a good one indexed and counted read.
+    fn settle(&self, hash: u64, key: &str, opened: Opened) -> io::Result<Option<Checked>> {
         let (head, payload) = match opened {
             Opened::Checked(head, payload) => (head, payload),
             Opened::OtherKey => return Ok(None),
@@ -184,9 +186,12 @@ impl Disk {
         }
         if !inner.index.contains(hash) {
             let victims = inner.index.recovered(hash, head.record_len());
-            self.evict_locked(&inner, victims)?;
+            self.evict_locked(&mut inner, victims)?;
         }
         inner.index.read(hash);
+        if matches!(payload, Payload::File(_)) {
+            inner.held.insert(hash, key.to_owned());
+        }
         Ok(Some(Checked { head, payload }))
     }
 
@@ -234,7 +239,7 @@ impl Disk {
             return Err(e);
         }
         let victims = inner.index.insert(hash, len);
-        self.evict_locked(&inner, victims)?;
+        self.evict_locked(&mut inner, victims)?;
         self.metrics.writes.add(1);
         self.metrics.write_bytes.add(len);
         Ok(())
@@ -248,21 +253,30 @@ impl Disk {
             self.metrics.writes_skipped.add(1);
             return Ok(None);
         }
+        {
+            let mut inner = self.lock();
+            let Some(victims) = inner.index.reserve(len) else {
+                self.metrics.writes_skipped.add(1);
+                return Ok(None);
+            };
+            if let Err(e) = self.evict_locked(&mut inner, victims) {
+                inner.index.unreserve(len);
+                return Err(e);
+            }
+        }
         let temp = self.layout.temp();
-        let file = File::options()
+        let created = File::options()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&temp)?;
-        let mut inner = self.lock();
-        let victims = inner.index.reserve(len);
-        if let Err(e) = self.evict_locked(&inner, victims) {
-            inner.index.unreserve(len);
-            drop(inner);
-            let _ = layout::remove(&temp);
-            return Err(e);
+            .open(&temp);
+        match created {
+            Ok(file) => Ok(Some((temp, file))),
+            Err(e) => {
+                self.lock().index.unreserve(len);
+                Err(e)
+            }
         }
-        Ok(Some((temp, file)))
     }
 
     /// Puts a streamed entry's finished file (`len` bytes, under `temp`) in place, unless
@@ -288,8 +302,9 @@ impl Disk {
             let _ = layout::remove(temp);
             return Err(e);
         }
+        inner.held.insert(hash, key.to_owned());
         let victims = inner.index.insert(hash, len);
-        self.evict_locked(&inner, victims)?;
+        self.evict_locked(&mut inner, victims)?;
         self.metrics.writes.add(1);
         self.metrics.write_bytes.add(len);
         Ok(true)
@@ -342,16 +357,31 @@ impl Disk {
 
     fn remove_locked(&self, inner: &mut Inner, hash: u64) -> io::Result<()> {
         inner.index.remove(hash);
+        inner.held.remove(&hash);
         layout::remove(&self.layout.object(hash))
     }
 
-    fn evict_locked(&self, inner: &Inner, victims: Vec<u64>) -> io::Result<()> {
+    /// Removes the files the bound evicted; the keys of those that values in memory may
+    /// hold open go to [`evictions`](Self::evictions), so that memory lets go of them and
+    /// their space is freed.
+    fn evict_locked(&self, inner: &mut Inner, victims: Vec<u64>) -> io::Result<()> {
         self.metrics.evictions.add(victims.len() as u64);
         for hash in victims {
+            if let Some(key) = inner.held.remove(&hash)
+                && let Some(evicted) = &inner.evicted
+            {
+                let _ = evicted.send(key);
+            }
             layout::remove(&self.layout.object(hash))?;
         }
         self.metrics.size(inner.index.len(), inner.index.bytes());
         Ok(())
+    }
+
+    /// Hands the keys of evicted files that values in memory may hold open to `sink`
+    /// (see `evict_locked`).
+    pub(crate) fn evictions(&self, sink: mpsc::UnboundedSender<String>) {
+        self.lock().evicted = Some(sink);
     }
 
     /// Removes `key`'s file, whose payload its codec could not decode.
@@ -395,7 +425,7 @@ impl Disk {
             return Ok(false);
         }
         let victims = inner.index.recovered(hash, len);
-        self.evict_locked(&inner, victims)?;
+        self.evict_locked(&mut inner, victims)?;
         Ok(true)
     }
 
@@ -421,71 +451,6 @@ impl Disk {
     pub(super) fn swept(&self, started_ms: u64) -> io::Result<()> {
         self.lock().purges.swept(&self.layout, started_ms)
     }
-}
-
-/// What opening an object file found.
-enum Opened {
-    Checked(Head, Payload),
-    /// A whole record, of another key whose hash is the same.
-    OtherKey,
-    Corrupt(RecordError),
-}
-
-/// Reads a short file (of `len` bytes, at most [`READ_WHOLE`]) whole.
-fn read_whole(mut file: File, len: u64, key: &str, verify: bool) -> io::Result<Opened> {
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    (&mut file).take(READ_WHOLE + 1).read_to_end(&mut bytes)?;
-    Ok(match record::open(&bytes, verify) {
-        Ok(record) if record.key != key.as_bytes() => Opened::OtherKey,
-        Ok(record) => {
-            let (head, payload_at) = (record.head, bytes.len() - record.payload.len());
-            Opened::Checked(head, Payload::Bytes(Bytes::from(bytes).slice(payload_at..)))
-        }
-        Err(error) => Opened::Corrupt(error),
-    })
-}
-
-/// Opens a long file (of `len` bytes): its header and key are read, its payload left
-/// in the file, after reading it through in chunks to check its checksum if `verify`.
-fn open_long(file: File, len: u64, key: &str, verify: bool) -> io::Result<Opened> {
-    let mut header = [0u8; HEADER];
-    file.read_exact_at(&mut header, 0)?;
-    let head = match record::head(&header) {
-        Ok(head) if head.record_len() == len => head,
-        Ok(head) => {
-            let promised = head.record_len();
-            return Ok(Opened::Corrupt(RecordError::Length {
-                found: len,
-                promised,
-            }));
-        }
-        Err(error) => return Ok(Opened::Corrupt(error)),
-    };
-    if head.key_len != key.len() {
-        return Ok(Opened::OtherKey);
-    }
-    let mut stored_key = vec![0u8; head.key_len];
-    file.read_exact_at(&mut stored_key, HEADER as u64)?;
-    if stored_key != key.as_bytes() {
-        return Ok(Opened::OtherKey);
-    }
-    let payload_at = (HEADER + head.key_len) as u64;
-    if verify {
-        let mut sealing = Sealing::begin(head.codec, head.times, &stored_key, head.payload_len);
-        let mut chunk = vec![0u8; CHECK_CHUNK];
-        let mut at = payload_at;
-        while at < len {
-            let n = usize::try_from(len - at).map_or(CHECK_CHUNK, |left| left.min(CHECK_CHUNK));
-            file.read_exact_at(&mut chunk[..n], at)?;
-            sealing.update(&chunk[..n]);
-            at += n as u64;
-        }
-        if !head.sealed_by(&sealing.seal()) {
-            return Ok(Opened::Corrupt(RecordError::Checksum));
-        }
-    }
-    let payload = FilePayload::new(Arc::new(file), payload_at, head.payload_len);
-    Ok(Opened::Checked(head, Payload::File(payload)))
 }
 
 /// Renames a finished file into place, making its folder if need be.

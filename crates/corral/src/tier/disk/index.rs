@@ -114,10 +114,16 @@ impl Index {
     }
 
     /// Keeps room for a file of `len` bytes that is still being written (see
-    /// [`unreserve`](Self::unreserve)), and returns the hashes evicted to make it.
-    pub(crate) fn reserve(&mut self, len: u64) -> Vec<u64> {
-        self.reserved += blocks(len);
-        self.evict()
+    /// [`unreserve`](Self::unreserve)), and returns the hashes evicted to make it;
+    /// `None` if the files being written would then take more than half the bound (so
+    /// that streams never crowd out the whole tier, nor overrun it together).
+    pub(crate) fn reserve(&mut self, len: u64) -> Option<Vec<u64>> {
+        let wanted = self.reserved + blocks(len);
+        if wanted > self.max_blocks / 2 {
+            return None;
+        }
+        self.reserved = wanted;
+        Some(self.evict())
     }
 
     /// Gives back the room [`reserve`](Self::reserve) kept for a file of `len` bytes
@@ -280,8 +286,12 @@ mod tests {
         for hash in 0..10 {
             assert!(index.insert(hash, BLOCK).is_empty());
         }
-        let evicted = index.reserve(4 * BLOCK);
+        let evicted = index.reserve(4 * BLOCK).unwrap();
         assert_eq!(evicted.len(), 4, "room for the stream, made at once");
+        assert!(
+            index.reserve(2 * BLOCK).is_none(),
+            "streams take half the bound at most"
+        );
         index.assert_consistent();
         assert!(
             !index.insert(100, BLOCK).is_empty(),

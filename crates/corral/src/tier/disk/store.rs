@@ -11,15 +11,44 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 
-use super::files::{Disk, Payload, fault, now_ms};
+use super::files::{Checked, Disk, fault, now_ms};
+use super::open::Payload;
 use super::record::Times;
-use super::stream::{DiskWriter, Start};
+use super::stream::{DiskWriter, Start, WriteMark};
 use super::walk;
 use crate::codec::Codec;
 use crate::entry::Entry;
 use crate::stats::Stats;
 use crate::tier::wall::Clocks;
-use crate::tier::{Lock, Lookup, Permit, Release, Tier, Usable};
+use crate::tier::{Invalidation, Lock, Lookup, Permit, Release, Sink, Tier, Usable};
+
+/// Decodes `key`'s entry as read (`None`: there was none); an undecodable one is
+/// counted as corrupt and removed.
+fn decode<V: 'static>(
+    disk: &Disk,
+    codec: &dyn Codec<V>,
+    key: &str,
+    checked: Option<Checked>,
+) -> io::Result<Option<(Times, V)>> {
+    let Some(checked) = checked else {
+        return Ok(None);
+    };
+    if checked.head.codec != codec.id() {
+        return Ok(None);
+    }
+    let times = checked.head.times;
+    let decoded = match checked.payload {
+        Payload::Bytes(bytes) => codec.decode_owned(bytes),
+        Payload::File(file) => match codec.decode_file(&file) {
+            Some(decoded) => decoded,
+            None => codec.decode_owned(file.read_all()?),
+        },
+    };
+    match decoded {
+        Ok(value) => Ok(Some((times, value))),
+        Err(error) => disk.undecodable(key, &error).map(|()| None),
+    }
+}
 
 /// One cache's disk tier, for its value type.
 pub(crate) struct DiskStore<V> {
@@ -80,26 +109,13 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
         if !self.available().await {
             return Lookup::Unavailable;
         }
+        // On a blocking thread, even when the file is in the page cache: a read that
+        // takes a moment lets concurrent requests for the key join its flight and share
+        // it (reading on the event loop was measured slower on a hot key; BENCHMARKS.md).
         let (codec, owned) = (Arc::clone(&self.codec), key.to_owned());
         let read = self.blocking("reading", move |disk| {
-            let Some(checked) = disk.read(&owned)? else {
-                return Ok(None);
-            };
-            if checked.head.codec != codec.id() {
-                return Ok(None);
-            }
-            let times = checked.head.times;
-            let decoded = match checked.payload {
-                Payload::Bytes(bytes) => codec.decode_owned(bytes),
-                Payload::File(file) => match codec.decode_file(&file) {
-                    Some(decoded) => decoded,
-                    None => codec.decode_owned(file.read_all()?),
-                },
-            };
-            match decoded {
-                Ok(value) => Ok(Some((times, value))),
-                Err(error) => disk.undecodable(&owned, &error).map(|()| None),
-            }
+            let checked = disk.read(&owned)?;
+            decode(disk, &*codec, &owned, checked)
         });
         let Some(found) = read.await else {
             return Lookup::Unavailable;
@@ -160,8 +176,8 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
     async fn start_stream(
         &self,
         key: &str,
-        fresh_for: Duration,
-        ttl: Duration,
+        (fresh_for, ttl): (Duration, Duration),
+        mark: WriteMark,
         head: Vec<u8>,
         rest_len: u64,
     ) -> Option<DiskWriter> {
@@ -180,7 +196,7 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             fresh_ms: ms(fresh_for),
             stale_ms: ms(ttl),
         };
-        let (key, codec, since) = (key.to_owned(), self.codec.id(), self.disk.since());
+        let (key, codec, since) = (key.to_owned(), self.codec.id(), mark.0);
         self.blocking("writing", move |disk| {
             let start = Start {
                 key: &key,
@@ -243,19 +259,34 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
         Box::pin(self.purge(String::new()))
     }
 
-    fn streams(&self) -> bool {
-        true
+    fn write_mark(&self) -> Option<WriteMark> {
+        Some(WriteMark(self.disk.since()))
     }
 
     fn stream<'a>(
         &'a self,
         key: &'a str,
-        fresh_for: Duration,
-        ttl: Duration,
+        lifetime: (Duration, Duration),
+        mark: WriteMark,
         head: Vec<u8>,
         rest_len: u64,
     ) -> BoxFuture<'a, Option<DiskWriter>> {
-        Box::pin(self.start_stream(key, fresh_for, ttl, head, rest_len))
+        Box::pin(self.start_stream(key, lifetime, mark, head, rest_len))
+    }
+
+    /// Nobody else writes this directory; what the tier hands on are the keys of files
+    /// its bound evicted while values in memory may hold them open, for memory to let
+    /// go of them (their space is freed when the last reader closes them).
+    fn listen(self: Arc<Self>, sink: Sink) {
+        let (evicted, mut keys) = tokio::sync::mpsc::unbounded_channel();
+        self.disk.evictions(evicted);
+        tokio::spawn(async move {
+            while let Some(key) = keys.recv().await {
+                if !sink(Invalidation::Key(&key)).await {
+                    return;
+                }
+            }
+        });
     }
 
     fn report(&self, stats: &mut Stats) {

@@ -54,6 +54,12 @@ impl fmt::Debug for DiskWriter {
     }
 }
 
+/// The invalidations made up to a moment, for an entry written as it arrives
+/// ([`Cache::write_mark`](crate::Cache::write_mark)): an invalidation of its key made
+/// after it keeps the entry off disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteMark(pub(crate) u64);
+
 /// What a stream's file starts with, and how long it will be.
 pub(crate) struct Start<'a> {
     pub(crate) key: &'a str,
@@ -114,7 +120,7 @@ impl DiskWriter {
     /// they read what has been written so far and wait for the rest.
     pub fn blob(&self) -> DiskBlob {
         DiskBlob::new(
-            Arc::clone(&self.file),
+            (Arc::clone(&self.file), Arc::clone(&self.disk.chunk_reads)),
             self.rest_at,
             self.len - self.rest_at,
             Some(self.progress.subscribe()),
