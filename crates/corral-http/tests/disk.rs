@@ -151,20 +151,30 @@ fn request(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
 }
 
-/// The files in `dir` and the folders under it.
-fn files_under(dir: &Path) -> usize {
+/// The sum of `measure` over the files in `dir` and the folders under it.
+fn sum_under(dir: &Path, measure: fn(&std::fs::DirEntry) -> u64) -> u64 {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
             .flatten()
             .map(|e| {
                 if e.file_type().unwrap().is_dir() {
-                    files_under(&e.path())
+                    sum_under(&e.path(), measure)
                 } else {
-                    1
+                    measure(&e)
                 }
             })
             .sum()
     })
+}
+
+/// The files in `dir` and the folders under it.
+fn files_under(dir: &Path) -> u64 {
+    sum_under(dir, |_| 1)
+}
+
+/// The bytes of those files.
+fn bytes_under(dir: &Path) -> u64 {
+    sum_under(dir, |e| e.metadata().unwrap().len())
 }
 
 /// Waits until the tier has put the streamed file in place.
@@ -327,19 +337,4 @@ async fn a_large_body_of_unstated_length_streams_through_unstored() {
     }
     // The hit-for-miss marker may be on disk; the body is not.
     assert!(bytes_under(&dir.0.join("objects")) < 4096);
-}
-
-fn bytes_under(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .flatten()
-            .map(|e| {
-                if e.file_type().unwrap().is_dir() {
-                    bytes_under(&e.path())
-                } else {
-                    e.metadata().unwrap().len()
-                }
-            })
-            .sum()
-    })
 }

@@ -348,10 +348,14 @@ fn exit_code(served: &mut Served) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
     const N: usize = 60;
+    // The last object is over `max-body-bytes`: it is written to disk as it arrives,
+    // and read back from its file, in chunks, after each restart.
+    let object = |i: usize| format!("object {i} ").repeat(if i == N - 1 { 300_000 } else { 200 });
     let origin = Origin::start().await;
     for i in 0..N {
+        let body = object(i);
         origin.route(&format!("/d/{i}"), move |_, _| {
-            Reply::ok(&format!("object {i} ").repeat(200)).header("cache-control", "max-age=600")
+            Reply::ok(&body).header("cache-control", "max-age=600")
         });
     }
     let dir = std::env::temp_dir().join(format!("corral-proxy-disk-{}", std::process::id()));
@@ -367,11 +371,23 @@ async fn with_a_disk_tier_a_restart_after_sigterm_or_sigkill_is_warm() {
         dir.display().to_string(),
         "--disk-size".into(),
         "64MiB".into(),
+        "--max-body-bytes".into(),
+        "1MiB".into(),
+        "--max-disk-body".into(),
+        "8MiB".into(),
     ];
-    let expected: Vec<String> = (0..N).map(|i| format!("object {i} ").repeat(200)).collect();
+    let expected: Vec<String> = (0..N).map(object).collect();
     let mut served = Served::start(&args, &[]);
     let first = fetch_all(served.addr, N).await;
     assert!(first.iter().map(|(b, _, _)| b).eq(expected.iter()));
+    // The streamed file is sealed and put in place just after its last byte is read.
+    for _ in 0..500 {
+        let writing = std::fs::read_dir(dir.join("tmp")).map_or(0, Iterator::count);
+        if writing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let fetched = |origin: &Origin| {
         (0..N)
             .map(|i| origin.count(&format!("/d/{i}")))
