@@ -135,8 +135,8 @@ impl HttpCacheBuilder {
     /// The largest body stored in memory. A larger body (or one of unknown length that
     /// grows past it) streams through to its client, whole, and is not stored; with a
     /// [disk tier](Self::disk), a larger body whose length the origin states (up to
-    /// the tier's `max_entry_bytes`) is written to disk as it arrives instead. Default
-    /// 8 MiB.
+    /// the tier's `max_entry_bytes`, when the tier can take it) is written to disk as it
+    /// arrives instead. Default 8 MiB.
     pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
         self.max_body_bytes = max_body_bytes;
         self
@@ -253,7 +253,10 @@ impl HttpCacheBuilder {
     ///
     /// A body over [`max_body_bytes`](Self::max_body_bytes) whose length the origin
     /// states, up to the tier's `max_entry_bytes` (1 GiB by default), is written to
-    /// disk as it arrives and served from there a chunk at a time: to the request that
+    /// disk as it arrives when the tier can take it (it is on, fewer than its
+    /// `writes_at_once` bodies are being written, and all of them together fit in half
+    /// its `max_bytes`; else the body streams through unstored, and a later request
+    /// tries again) and served from there a chunk at a time: to the request that
     /// fetched it, and to every request for it while it arrives, which follow the
     /// writer (through its entry in memory: one evicted from memory before its body has
     /// arrived is fetched again). Memory does not grow with such a body. Ranges of it
@@ -264,8 +267,9 @@ impl HttpCacheBuilder {
     ///
     /// A body on disk counts as 1 MiB in the memory tier, which holds its file open:
     /// the memory tier's bound bounds the files it holds (256 for the default
-    /// 256 MiB). When the disk tier evicts such a file, memory lets go of it, and its
-    /// space is freed once the responses reading it end. See
+    /// 256 MiB). A response whose file the disk tier has evicted or replaced counts as
+    /// gone at its next request, which fetches it again; its file's space is freed
+    /// once memory and the responses reading it let go. See
     /// [`corral::disk::DiskTier`]; [`disk_tier`](Self::disk_tier) takes one with its
     /// options set.
     #[cfg(feature = "disk")]
@@ -328,7 +332,8 @@ impl HttpCacheBuilder {
                 policy: self.policy,
                 key: self.key,
                 max_body: self.max_body_bytes,
-                fetch_timeout: self.fetch_timeout,
+                #[cfg(feature = "disk")]
+                stream_idle: self.fetch_timeout,
                 keep_stale_for: self.keep_stale_for,
                 stale_on_disconnect: self.stale_on_disconnect,
                 max_keep: self.max_keep,

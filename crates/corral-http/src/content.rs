@@ -58,12 +58,15 @@ impl Content {
         }
     }
 
-    /// Whether it can never be sent whole: kept on disk by a writer that gave up.
-    pub(crate) fn failed(&self) -> bool {
+    /// Whether the response holding it counts as gone: kept on disk by a writer that
+    /// gave up (it can never be sent whole), or in a file the disk tier has let go of
+    /// (evicted or replaced: dropping the response frees the file's space, which the
+    /// tier no longer counts).
+    pub(crate) fn gone(&self) -> bool {
         match self {
             Content::Memory(_) => false,
             #[cfg(feature = "disk")]
-            Content::Disk(blob) => blob.failed(),
+            Content::Disk(blob) => blob.failed() || blob.released(),
         }
     }
 

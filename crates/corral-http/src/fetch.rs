@@ -172,6 +172,8 @@ pub(crate) async fn classify(
     response: Response<Body>,
     stale: Option<Arc<StoredResponse>>,
 ) -> Result<Fetched, BoxError> {
+    #[cfg(not(feature = "disk"))]
+    let _ = began;
     let (parts, body) = response.into_parts();
     if parts.status == StatusCode::NOT_MODIFIED
         && let Some(stale) = stale
@@ -207,11 +209,14 @@ pub(crate) async fn classify(
         }
         Collected::Oversized(body) => {
             #[cfg(feature = "disk")]
-            let body = match spool(state, (target, began), &parts, (lifetime, vary), body).await {
-                Ok(fetched) => return Ok(fetched),
-                Err(body) => body,
-            };
-            return Ok(private(parts, body, NotStored::TooLarge));
+            let (body, reason) =
+                match spool(state, (target, began), &parts, (lifetime, vary), body).await {
+                    Ok(fetched) => return Ok(fetched),
+                    Err(refused) => refused,
+                };
+            #[cfg(not(feature = "disk"))]
+            let reason = NotStored::TooLarge;
+            return Ok(private(parts, body, reason));
         }
         Collected::Failed(error) => return Err(error),
     };
@@ -222,7 +227,7 @@ pub(crate) async fn classify(
 
 /// A shareable response whose body is too large for memory, written to the disk tier
 /// as it arrives (`spool.rs`) when its length is stated and it is kept at all; else
-/// its body back, to stream through unstored.
+/// its body back, to stream through unstored, and why.
 #[cfg(feature = "disk")]
 async fn spool(
     state: &State,
@@ -230,17 +235,19 @@ async fn spool(
     parts: &response::Parts,
     (lifetime, vary): (Lifetime, Option<(Vec<http::HeaderName>, String)>),
     body: Body,
-) -> Result<Fetched, Body> {
+) -> Result<Fetched, (Body, NotStored)> {
     let (len, mark) = match (http_body::Body::size_hint(&body).exact(), began.mark) {
         (Some(len), Some(mark)) if !lifetime.keep_for.is_zero() => (len, mark),
-        _ => return Err(body),
+        _ => return Err((body, NotStored::TooLarge)),
     };
     let mut response = shareable(parts, Content::Memory(bytes::Bytes::new()), lifetime, vary);
     // Its head as it will be: describing the body of `len` bytes to come.
     response.headers = stored_headers(parts.status, &parts.headers, len);
     let destination = Destination::of(&response, target);
     let key = &destination.key;
-    response.body = crate::spool::start(state, (key, mark), &response, body, len).await?;
+    response.body = crate::spool::start(state, (key, mark), &response, body, len)
+        .await
+        .map_err(|body| (body, NotStored::DiskBusy))?;
     Ok(Fetched::Shareable(Arc::new(response), destination))
 }
 
@@ -329,6 +336,11 @@ pub(crate) async fn load(
                 // A failure for the waiters, which this server keeps to itself: other
                 // servers' waiters fetch for themselves, as they would have.
                 return Err(Unshared::new(OriginFailed { status }).into());
+            }
+            if reason == NotStored::DiskBusy {
+                // Storable, but not now: the waiters go their own way, and no
+                // hit-for-miss keeps the next request from trying again.
+                return Ok(Loaded::uncached(Stored::Uncacheable));
             }
             Loaded::new(Stored::Uncacheable)
                 .fresh_for(state.options.hit_for_miss)

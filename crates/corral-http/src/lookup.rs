@@ -95,10 +95,11 @@ impl Lookup {
                     continue;
                 }
                 Some(Stored::Uncacheable) => return Found::Alone(Detail::HitForMiss),
-                // A body on disk whose writer gave up is as good as gone.
+                // A body on disk whose writer gave up, or whose file the disk tier let
+                // go of, is as good as gone.
                 Some(Stored::Response(stored))
                     if stored.matches(&self.parts.headers, state.options.normalize_vary)
-                        && !stored.body.failed() =>
+                        && !stored.body.gone() =>
                 {
                     let now = Instant::now();
                     match stored

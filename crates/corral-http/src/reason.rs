@@ -33,6 +33,11 @@ pub(crate) enum NotStored {
     ServerError,
     /// The body is larger than `max_body_bytes`.
     TooLarge,
+    /// The body is larger than `max_body_bytes`, and the disk tier could not take it
+    /// as it arrives (off, as many streams as it takes running, no room for it beside
+    /// them, or larger than its `max_entry_bytes`): no hit-for-miss is kept, so a
+    /// later request tries again.
+    DiskBusy,
 }
 
 impl NotStored {
@@ -54,6 +59,7 @@ impl NotStored {
             NotStored::NotFresh => "neither fresh nor revalidatable",
             NotStored::ServerError => "origin server error",
             NotStored::TooLarge => "body larger than max_body_bytes",
+            NotStored::DiskBusy => "body larger than max_body_bytes, disk tier busy",
         }
     }
 }

@@ -215,7 +215,7 @@ async fn forward(
             move |entry: &Entry<Stored>| match entry.value() {
                 Stored::Response(r) => {
                     r.matches(&headers, normalize)
-                        && !r.body.failed()
+                        && !r.body.gone()
                         && r.lifetime.serve(&directives, r.stored_at, Instant::now())
                             == Serve::Fresh
                 }
@@ -292,7 +292,7 @@ async fn forward(
             outcome => {
                 if let Ok(Private { response, reason }) = handed.try_recv() {
                     if lookup.range.is_some()
-                        && reason == NotStored::TooLarge
+                        && matches!(reason, NotStored::TooLarge | NotStored::DiskBusy)
                         && response.status() == StatusCode::OK
                     {
                         // The whole of a response too large to store: the origin

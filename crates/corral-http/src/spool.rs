@@ -43,7 +43,7 @@ pub(crate) async fn start(
     };
     let content = Content::Disk(writer.blob());
     tracing::debug!(key, len, "writing a large body to disk as it arrives");
-    let idle = state.options.fetch_timeout;
+    let idle = state.options.stream_idle;
     tokio::spawn(pump(writer, body, idle, key.to_owned()));
     Ok(content)
 }
@@ -51,7 +51,7 @@ pub(crate) async fn start(
 /// Writes the body to its file to the end. If the body fails, says more or less than
 /// its length, or sends no byte for `idle`, the file is dropped and the readers waiting
 /// on it fail (their responses cut short, as a failing origin's would be); its entry in
-/// memory then counts as gone (`Content::failed`), and the next request fetches again.
+/// memory then counts as gone (`Content::gone`), and the next request fetches again.
 async fn pump(writer: DiskWriter, mut body: Body, idle: Duration, key: String) {
     let written: Result<bool, BoxError> = async move {
         let mut writer = writer;

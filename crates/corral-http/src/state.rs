@@ -23,9 +23,10 @@ pub(crate) struct Options {
     pub key: KeyFn,
     /// The largest body stored.
     pub max_body: usize,
-    /// How long one fetch may take; also how long a body written to disk as it
-    /// arrives may go without a byte before it is given up.
-    pub fetch_timeout: Duration,
+    /// How long a body written to disk as it arrives may go without a byte before it
+    /// is given up (the fetch timeout).
+    #[cfg(feature = "disk")]
+    pub stream_idle: Duration,
     pub keep_stale_for: Duration,
     /// How long past freshness a response may answer when its origin cannot be
     /// reached (zero: only where stale-if-error allows).

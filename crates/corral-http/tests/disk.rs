@@ -54,6 +54,8 @@ enum Ending {
     Cut,
     /// Sends the whole body chunked, its length unstated.
     Chunked,
+    /// Sends nothing, head included, until the gate opens; then all of it.
+    LateHead,
 }
 
 /// An origin that sends half its body at once and the rest only when the test opens
@@ -84,6 +86,9 @@ impl Trickle {
                         head.push(byte[0]);
                     }
                     count.fetch_add(1, Ordering::SeqCst);
+                    if ending == Ending::LateHead {
+                        drop(opened.acquire().await.unwrap());
+                    }
                     let framing = if ending == Ending::Chunked {
                         "transfer-encoding: chunked".to_owned()
                     } else {
@@ -110,6 +115,10 @@ impl Trickle {
                     let _ = socket.write_all(&body[..half]).await;
                     let _ = socket.flush().await;
                     if ending == Ending::Cut {
+                        return;
+                    }
+                    if ending == Ending::LateHead {
+                        let _ = socket.write_all(&body[half..]).await;
                         return;
                     }
                     // Wait for the gate; the permit goes back for the next request.
@@ -321,6 +330,37 @@ async fn a_body_that_stops_arriving_is_given_up_after_the_fetch_timeout() {
     let again = cache.clone().oneshot(request(&origin.url())).await.unwrap();
     assert_eq!(again.headers()["x-cache"], "MISS");
     assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_while_the_origin_is_still_answering_keeps_its_body_off_disk() {
+    let dir = Scratch::new("purged");
+    let body = pattern(1 << 20);
+    let origin = Trickle::start(body.clone(), Ending::LateHead).await;
+    let cache = disk_cache(&dir.0);
+    let fetch = tokio::spawn({
+        let (cache, url) = (cache.clone(), origin.url());
+        async move { get(&cache, &url).await }
+    });
+    while origin.requests() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The fetch has begun and its answer has not: a purge now must win.
+    cache.handle().invalidate(&origin.url()).await;
+    origin.open();
+    let got = fetch.await.unwrap();
+    assert!(got.body == body, "its requester gets it all the same");
+    for _ in 0..500 {
+        if files_under(&dir.0.join("tmp")) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(files_under(&dir.0.join("tmp")), 0, "its writer has ended");
+    assert!(
+        bytes_under(&dir.0.join("objects")) < 4096,
+        "the body fetched before the purge is not on disk"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

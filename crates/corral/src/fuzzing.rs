@@ -255,18 +255,30 @@ mod disk_tier {
         assert!(record::open(&file, true).is_err(), "byte {at} changed");
     }
 
-    /// Inserts, recoveries, reads and removals spelled by the input keep the index's
-    /// accounting exact and within its bound.
+    /// Inserts, recoveries, reads, removals, and room kept and given back for files
+    /// being written, spelled by the input, keep the index's accounting exact and within
+    /// its bound.
     fn index_operations(data: &[u8]) {
         let mut index = Index::new(64 * BLOCK);
+        let mut kept = Vec::new();
         for pair in data.chunks(2) {
             let (op, hash) = (pair[0], u64::from(pair.get(1).copied().unwrap_or(0) % 97));
             let len = u64::from(op) * 512;
-            match op % 4 {
+            match op % 6 {
                 0 => drop(index.insert(hash, len)),
                 1 => drop(index.recovered(hash, len)),
                 2 => index.read(hash),
-                _ => drop(index.remove(hash)),
+                3 => drop(index.remove(hash)),
+                4 => {
+                    if index.reserve(len).is_some() {
+                        kept.push(len);
+                    }
+                }
+                _ => {
+                    if let Some(len) = kept.pop() {
+                        index.unreserve(len);
+                    }
+                }
             }
             index.assert_consistent();
         }

@@ -69,10 +69,10 @@ pub(crate) trait Tier<V>: Send + Sync {
     /// Removes every entry of this cache; loads holding locks no longer store.
     fn clear(&self) -> BoxFuture<'_, ()>;
 
-    /// Starts handing `sink` the invalidations other servers make in this tier (and,
-    /// from the disk tier, the keys of evicted files that values in memory hold open),
-    /// for as long as the tier lives and `sink` wants them. Called once, from within
-    /// the runtime, when the cache first loads. The default hands on nothing.
+    /// Starts handing `sink` the invalidations other servers make in this tier, for as
+    /// long as the tier lives and `sink` wants them. Called once, from within the
+    /// runtime, when the cache first loads. A tier that no other server writes has
+    /// nothing to hand on: the default does nothing.
     fn listen(self: Arc<Self>, sink: Sink) {
         drop(sink);
     }

@@ -308,36 +308,41 @@ async fn an_invalidation_while_streaming_keeps_the_entry_off_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_lets_go_of_a_file_the_bound_evicts() {
-    let dir = Scratch::new("evicted");
-    // Room for two 3 MiB entries on disk; memory could hold all three.
+async fn a_value_holding_a_file_the_tier_let_go_of_is_told_so() {
+    let dir = Scratch::new("released");
+    // Room for two 3 MiB entries on disk.
     let cache = cache(&dir.0, 7 << 20);
-    // The first load starts the tier's hand-on of evicted keys.
-    cache
-        .get_or_load("warm", || async {
-            Ok::<_, std::io::Error>(Big::Inline(Bytes::from_static(b"x")))
-        })
-        .await
-        .unwrap();
+    let mut blobs = Vec::new();
     for key in ["first", "second", "third"] {
         let mut writer = stream(&cache, key, Vec::new(), 3 << 20).await.unwrap();
-        let blob = writer.blob();
-        cache
-            .insert(key, Loaded::new(Big::OnDisk(blob)).memory_only())
-            .await;
+        blobs.push(writer.blob());
         writer.append(Bytes::from(pattern(3 << 20))).await.unwrap();
         assert!(writer.finish().await.unwrap());
     }
-    // "third" took the room "first" had: memory drops "first" (closing its file).
-    for _ in 0..200 {
-        if cache.get("first").is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(
-        cache.get("first").is_none(),
-        "memory let go of the evicted file"
-    );
-    assert!(cache.get("third").is_some(), "and kept the others");
+    // "third" took the room "first" had: a value holding "first"'s file is out of date
+    // (and still reads whole meanwhile); the others are not.
+    let released: Vec<bool> = blobs.iter().map(DiskBlob::released).collect();
+    assert_eq!(released, [true, false, false]);
+    assert_eq!(read_all(&blobs[0]).await.unwrap().len(), 3 << 20);
+    // A value read back from a file, then the file replaced: out of date too.
+    drop(cache);
+    let cache = self::cache(&dir.0, 7 << 20);
+    let Big::OnDisk(read_back) = cache
+        .get_or_load("second", || async {
+            Err::<Big, _>(std::io::Error::other("disk has it"))
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("a long payload is left in its file")
+    };
+    assert!(!read_back.released());
+    let mut writer = stream(&cache, "second", Vec::new(), 3 << 20).await.unwrap();
+    let newest = writer.blob();
+    writer.append(Bytes::from(pattern(3 << 20))).await.unwrap();
+    assert!(writer.finish().await.unwrap());
+    assert!(read_back.released(), "replaced by a newer file");
+    assert!(!newest.released());
+    cache.invalidate("second").await;
+    assert!(newest.released(), "and removed by an invalidation");
 }

@@ -79,7 +79,8 @@ pub struct Config {
     pub disk_size: ByteSize,
     /// With a disk tier, the largest body kept on disk: a body over `max-body-bytes`
     /// but within this, whose length the origin states, is written to disk as it
-    /// arrives and served from there (to every request for it meanwhile too).
+    /// arrives and served from there (to every request for it meanwhile too), when
+    /// the bodies being written fit in half of `disk-size`.
     #[arg(long)]
     #[default(ByteSize(corral::disk::DEFAULT_MAX_ENTRY_BYTES))]
     pub max_disk_body: ByteSize,

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, watch};
@@ -15,6 +16,33 @@ use tokio::sync::{Semaphore, watch};
 /// The most chunks of a tier's files read at once (each on one of Tokio's blocking
 /// threads, whose pool other work shares); more readers wait their turn.
 pub(crate) const CHUNK_READS: usize = 64;
+
+/// An open file of the tier whose bytes a value keeps, and whether the tier has let go
+/// of it since (evicted, replaced or removed it): a value still holding it is then out
+/// of date, and its holder should drop it so that its space is freed.
+#[derive(Debug)]
+pub(crate) struct HeldFile {
+    file: File,
+    released: AtomicBool,
+}
+
+impl HeldFile {
+    pub(crate) fn new(file: File) -> Arc<Self> {
+        Arc::new(HeldFile {
+            file,
+            released: AtomicBool::new(false),
+        })
+    }
+
+    /// The tier has let go of the file.
+    pub(crate) fn release(&self) {
+        self.released.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
 
 /// How far the writer of a file has got: bytes up to `written` (an offset in the
 /// file) are there to read.
@@ -43,7 +71,7 @@ pub(crate) enum End {
 /// tier has evicted or replaced it.
 #[derive(Clone)]
 pub struct DiskBlob {
-    file: Arc<File>,
+    file: Arc<HeldFile>,
     /// The tier's chunk reads running at once (see [`CHUNK_READS`]).
     reads: Arc<Semaphore>,
     /// Where the region starts in the file.
@@ -65,7 +93,7 @@ impl fmt::Debug for DiskBlob {
 
 impl DiskBlob {
     pub(crate) fn new(
-        (file, reads): (Arc<File>, Arc<Semaphore>),
+        (file, reads): (Arc<HeldFile>, Arc<Semaphore>),
         start: u64,
         len: u64,
         writer: Option<watch::Receiver<Progress>>,
@@ -117,6 +145,13 @@ impl DiskBlob {
         self.progress().is_some_and(|p| p.end == End::Failed)
     }
 
+    /// Whether the tier has let go of its file since (evicted, replaced or removed
+    /// it): the value holding it is out of date, and dropping it frees the file's space.
+    /// Reads still succeed meanwhile.
+    pub fn released(&self) -> bool {
+        self.file.released.load(Ordering::Acquire)
+    }
+
     fn progress(&self) -> Option<Progress> {
         self.writer.as_ref().map(|w| *w.borrow())
     }
@@ -149,9 +184,13 @@ impl DiskBlob {
             .acquire_owned()
             .await
             .map_err(io::Error::other)?;
-        let read = tokio::task::spawn_blocking(move || read_exact(&file, from, len)).await;
-        drop(running);
-        read.map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || {
+            let read = read_exact(file.file(), from, len);
+            drop(running);
+            read
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 
@@ -165,7 +204,7 @@ fn read_exact(file: &File, at: u64, len: usize) -> io::Result<Bytes> {
 /// [`Codec::decode_file`](crate::codec::Codec::decode_file): whole and checked. Its
 /// reads block (the codec runs on a blocking thread).
 pub struct FilePayload {
-    file: Arc<File>,
+    file: Arc<HeldFile>,
     reads: Arc<Semaphore>,
     start: u64,
     len: u64,
@@ -180,7 +219,11 @@ impl fmt::Debug for FilePayload {
 }
 
 impl FilePayload {
-    pub(crate) fn new((file, reads): (Arc<File>, Arc<Semaphore>), start: u64, len: u64) -> Self {
+    pub(crate) fn new(
+        (file, reads): (Arc<HeldFile>, Arc<Semaphore>),
+        start: u64,
+        len: u64,
+    ) -> Self {
         FilePayload {
             file,
             reads,
@@ -202,7 +245,7 @@ impl FilePayload {
     /// Reads `len` bytes from `at`; an error if they run past the payload's end.
     pub fn read_at(&self, at: u64, len: usize) -> io::Result<Bytes> {
         match at.checked_add(len as u64) {
-            Some(end) if end <= self.len => read_exact(&self.file, self.start + at, len),
+            Some(end) if end <= self.len => read_exact(self.file.file(), self.start + at, len),
             _ => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "a read past the payload's end",
@@ -220,6 +263,11 @@ impl FilePayload {
     /// The whole payload, read into memory.
     pub(crate) fn read_all(&self) -> io::Result<Bytes> {
         let len = usize::try_from(self.len).map_err(io::Error::other)?;
-        read_exact(&self.file, self.start, len)
+        read_exact(self.file.file(), self.start, len)
+    }
+
+    /// The file, for the tier to mark when it lets go of it.
+    pub(crate) fn held(&self) -> &Arc<HeldFile> {
+        &self.file
     }
 }

@@ -13,12 +13,12 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
-use super::blob::CHUNK_READS;
+use super::blob::{CHUNK_READS, HeldFile};
 use super::health::Health;
 use super::index::Index;
 use super::layout::{self, Layout, LayoutError};
@@ -54,12 +54,11 @@ struct Inner {
     index: Index,
     ledger: Ledger,
     purges: Purges,
-    /// The keys of long files whose payload was handed out in them (streamed, or read
-    /// back as a [`FilePayload`](super::FilePayload)): a value in memory may hold such
-    /// a file open, keeping its space taken after the tier lets go of it.
-    held: HashMap<u64, String>,
-    /// Where the keys of held files the bound evicts go, for memory to let go of them.
-    evicted: Option<mpsc::UnboundedSender<String>>,
+    /// Long files whose payload was handed out in them (streamed, or read back as a
+    /// [`FilePayload`](super::FilePayload)): a value may hold such a file open. When
+    /// the tier lets go of one (evicts, replaces or removes it), it is marked, so that
+    /// the value counts as out of date and is dropped, freeing the file's space.
+    held: HashMap<u64, Weak<HeldFile>>,
 }
 
 /// An entry read from disk and checked.
@@ -115,7 +114,6 @@ impl Disk {
                 ledger: Ledger::default(),
                 purges,
                 held: HashMap::new(),
-                evicted: None,
             }),
             health: Health::default(),
             metrics: DiskMetrics::new(cache),
@@ -147,7 +145,9 @@ impl Disk {
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.lock().index.remove(hash);
+                let mut inner = self.lock();
+                inner.index.remove(hash);
+                release(&mut inner, hash);
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -189,8 +189,8 @@ impl Disk {
             self.evict_locked(&mut inner, victims)?;
         }
         inner.index.read(hash);
-        if matches!(payload, Payload::File(_)) {
-            inner.held.insert(hash, key.to_owned());
+        if let Payload::File(file) = &payload {
+            inner.held.insert(hash, Arc::downgrade(file.held()));
         }
         Ok(Some(Checked { head, payload }))
     }
@@ -238,6 +238,7 @@ impl Disk {
             let _ = layout::remove(&temp);
             return Err(e);
         }
+        release(&mut inner, hash);
         let victims = inner.index.insert(hash, len);
         self.evict_locked(&mut inner, victims)?;
         self.metrics.writes.add(1);
@@ -285,7 +286,7 @@ impl Disk {
     pub(crate) fn commit_stream(
         &self,
         key: &str,
-        temp: &Path,
+        (temp, file): (&Path, &Arc<HeldFile>),
         len: u64,
         since: u64,
     ) -> io::Result<bool> {
@@ -302,11 +303,17 @@ impl Disk {
             let _ = layout::remove(temp);
             return Err(e);
         }
-        inner.held.insert(hash, key.to_owned());
+        release(&mut inner, hash);
+        inner.held.insert(hash, Arc::downgrade(file));
         let victims = inner.index.insert(hash, len);
-        self.evict_locked(&mut inner, victims)?;
         self.metrics.writes.add(1);
         self.metrics.write_bytes.add(len);
+        // The entry has landed; a victim that cannot be removed is the tier's fault,
+        // not the entry's.
+        if let Err(error) = self.evict_locked(&mut inner, victims) {
+            drop(inner);
+            fault(self, "evicting", &error);
+        }
         Ok(true)
     }
 
@@ -357,31 +364,19 @@ impl Disk {
 
     fn remove_locked(&self, inner: &mut Inner, hash: u64) -> io::Result<()> {
         inner.index.remove(hash);
-        inner.held.remove(&hash);
+        release(inner, hash);
         layout::remove(&self.layout.object(hash))
     }
 
-    /// Removes the files the bound evicted; the keys of those that values in memory may
-    /// hold open go to [`evictions`](Self::evictions), so that memory lets go of them and
-    /// their space is freed.
+    /// Removes the files the bound evicted (marking those values hold open).
     fn evict_locked(&self, inner: &mut Inner, victims: Vec<u64>) -> io::Result<()> {
         self.metrics.evictions.add(victims.len() as u64);
         for hash in victims {
-            if let Some(key) = inner.held.remove(&hash)
-                && let Some(evicted) = &inner.evicted
-            {
-                let _ = evicted.send(key);
-            }
+            release(inner, hash);
             layout::remove(&self.layout.object(hash))?;
         }
         self.metrics.size(inner.index.len(), inner.index.bytes());
         Ok(())
-    }
-
-    /// Hands the keys of evicted files that values in memory may hold open to `sink`
-    /// (see `evict_locked`).
-    pub(crate) fn evictions(&self, sink: mpsc::UnboundedSender<String>) {
-        self.lock().evicted = Some(sink);
     }
 
     /// Removes `key`'s file, whose payload its codec could not decode.
@@ -450,6 +445,13 @@ impl Disk {
     /// swept.
     pub(super) fn swept(&self, started_ms: u64) -> io::Result<()> {
         self.lock().purges.swept(&self.layout, started_ms)
+    }
+}
+
+/// The tier lets go of `hash`'s file: a value that holds it open is told so.
+fn release(inner: &mut Inner, hash: u64) {
+    if let Some(held) = inner.held.remove(&hash).and_then(|held| held.upgrade()) {
+        held.release();
     }
 }
 

@@ -263,6 +263,7 @@ impl Index {
         // A re-inserted entry's new place comes after the compaction its removal ran.
         assert!(self.small.len() + self.main.len() <= 2 * self.len() + 1024 + 1);
         assert!(self.blocks + self.reserved <= self.max_blocks || self.slots.is_empty());
+        assert!(self.reserved <= self.max_blocks / 2);
     }
 
     /// Drops the queue places of removed entries once they outnumber the live ones.

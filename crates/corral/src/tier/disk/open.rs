@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use super::blob::FilePayload;
+use super::blob::{FilePayload, HeldFile};
 use super::record::{self, HEADER, Head, RecordError, Sealing};
 
 /// Files up to this long are read whole; a longer one is checked in chunks and its
@@ -97,7 +97,7 @@ pub(crate) fn open_long(
             return Ok(Opened::Corrupt(RecordError::Checksum));
         }
     }
-    let file = (Arc::new(file), Arc::clone(reads));
+    let file = (HeldFile::new(file), Arc::clone(reads));
     let payload = FilePayload::new(file, payload_at, head.payload_len);
     Ok(Opened::Checked(head, Payload::File(payload)))
 }

@@ -20,7 +20,7 @@ use crate::codec::Codec;
 use crate::entry::Entry;
 use crate::stats::Stats;
 use crate::tier::wall::Clocks;
-use crate::tier::{Invalidation, Lock, Lookup, Permit, Release, Sink, Tier, Usable};
+use crate::tier::{Lock, Lookup, Permit, Release, Tier, Usable};
 
 /// Decodes `key`'s entry as read (`None`: there was none); an undecodable one is
 /// counted as corrupt and removed.
@@ -272,21 +272,6 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
         rest_len: u64,
     ) -> BoxFuture<'a, Option<DiskWriter>> {
         Box::pin(self.start_stream(key, lifetime, mark, head, rest_len))
-    }
-
-    /// Nobody else writes this directory; what the tier hands on are the keys of files
-    /// its bound evicted while values in memory may hold them open, for memory to let
-    /// go of them (their space is freed when the last reader closes them).
-    fn listen(self: Arc<Self>, sink: Sink) {
-        let (evicted, mut keys) = tokio::sync::mpsc::unbounded_channel();
-        self.disk.evictions(evicted);
-        tokio::spawn(async move {
-            while let Some(key) = keys.recv().await {
-                if !sink(Invalidation::Key(&key)).await {
-                    return;
-                }
-            }
-        });
     }
 
     fn report(&self, stats: &mut Stats) {

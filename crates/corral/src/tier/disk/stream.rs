@@ -9,7 +9,6 @@
 //! stops) leaves no file, and its readers' waits fail.
 
 use std::fmt;
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::blob::{DiskBlob, End, Progress};
+use super::blob::{DiskBlob, End, HeldFile, Progress};
 use super::files::{Disk, fault};
 use super::record::{HEADER, Sealing};
 
@@ -29,7 +28,7 @@ pub struct DiskWriter {
     disk: Arc<Disk>,
     key: String,
     temp: PathBuf,
-    file: Arc<File>,
+    file: Arc<HeldFile>,
     /// Taken while a chunk is written on a blocking thread.
     sealing: Option<Sealing>,
     /// Where the next byte goes, and the file's whole length.
@@ -104,7 +103,7 @@ impl DiskWriter {
             disk: Arc::clone(disk),
             key: start.key.to_owned(),
             temp,
-            file: Arc::new(file),
+            file: HeldFile::new(file),
             sealing: Some(sealing),
             at: rest_at,
             len,
@@ -147,7 +146,7 @@ impl DiskWriter {
         };
         let (file, at) = (Arc::clone(&self.file), self.at);
         let written = tokio::task::spawn_blocking(move || {
-            file.write_all_at(&chunk, at)?;
+            file.file().write_all_at(&chunk, at)?;
             sealing.update(&chunk);
             Ok::<_, io::Error>((sealing, chunk.len() as u64))
         })
@@ -189,11 +188,11 @@ impl DiskWriter {
         );
         let (key, len, since) = (self.key.clone(), self.len, self.since);
         let landed = tokio::task::spawn_blocking(move || {
-            if let Err(error) = file.write_all_at(&sealing.seal(), 0) {
+            if let Err(error) = file.file().write_all_at(&sealing.seal(), 0) {
                 let _ = disk.abandon_stream(&temp, len);
                 return Err(error);
             }
-            disk.commit_stream(&key, &temp, len, since)
+            disk.commit_stream(&key, (&temp, &file), len, since)
         })
         .await
         .map_err(io::Error::other)
@@ -212,6 +211,8 @@ impl Drop for DiskWriter {
             return;
         }
         self.progress.send_modify(|p| p.end = End::Failed);
+        // Its readers fail now; emptied, the file holds no space while they let go.
+        let _ = self.file.file().set_len(0);
         if let Err(error) = self.disk.abandon_stream(&self.temp, self.len) {
             fault(&self.disk, "removing", &error);
         }
