@@ -42,6 +42,7 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`stale_on_disconnect`](Self::stale_on_disconnect) | 1 day | how long past freshness a response answers when its origin cannot be reached |
 /// | [`fetch_timeout`](Self::fetch_timeout) | 30 s | how long one upstream fetch may take before its waiters get a 504 |
 /// | [`targeted_cache_control`](Self::targeted_cache_control) | `CDN-Cache-Control` | the targeted fields (RFC 9213) a shared cache heeds over `Cache-Control` |
+/// | [`early_refresh`](Self::early_refresh) | off | a hot response is revalidated before it goes stale, more likely as that nears (XFetch) |
 /// | [`normalize_vary`](Self::normalize_vary) | on | `Accept-Encoding` and `Accept-Language` that differ only in order, case or spacing select one variant |
 /// | [`cache_status_headers`](Self::cache_status_headers) | on | add `X-Cache` and `Cache-Status` |
 /// | [`name`](Self::name) | `"corral"` | the `Cache-Status` cache name and the metrics label |
@@ -72,6 +73,7 @@ pub struct HttpCacheBuilder {
     cache_status_headers: bool,
     targeted: Vec<HeaderName>,
     normalize_vary: bool,
+    early_refresh: Option<f64>,
     name: String,
     #[cfg(feature = "disk")]
     disk: Option<corral::disk::DiskTier>,
@@ -88,6 +90,7 @@ impl std::fmt::Debug for HttpCacheBuilder {
             .field("fetch_timeout", &self.fetch_timeout)
             .field("targeted_cache_control", &self.targeted)
             .field("normalize_vary", &self.normalize_vary)
+            .field("early_refresh", &self.early_refresh)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -108,6 +111,7 @@ impl Default for HttpCacheBuilder {
             cache_status_headers: true,
             targeted: vec![CDN_CACHE_CONTROL],
             normalize_vary: true,
+            early_refresh: None,
             name: "corral".to_owned(),
             #[cfg(feature = "disk")]
             disk: None,
@@ -241,6 +245,18 @@ impl HttpCacheBuilder {
         self
     }
 
+    /// Revalidates hot responses before they go stale (XFetch; see
+    /// [`corral::CacheBuilder::early_refresh`]): a hit on a fresh response starts its
+    /// one background revalidation early, with a probability that rises as the end of
+    /// its freshness nears, scaled by how long its last fetch took (`beta` 1 is the
+    /// paper's; larger is earlier). A response asked for often is so refreshed about
+    /// once per freshness lifetime, and never answered stale nor waited for; one asked
+    /// for rarely is not. Off by default; `beta` must be a positive number.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = Some(beta);
+        self
+    }
+
     /// The cache's name in `Cache-Status` and in metrics. Default `"corral"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -313,6 +329,10 @@ impl HttpCacheBuilder {
             .name(self.name.clone())
             .max_bytes(self.max_bytes - hot_heads)
             .load_timeout(self.fetch_timeout);
+        let builder = match self.early_refresh {
+            Some(beta) => builder.early_refresh(beta),
+            None => builder,
+        };
         #[cfg(feature = "disk")]
         let builder = match self.disk {
             Some(tier) => {

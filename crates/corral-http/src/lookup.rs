@@ -50,8 +50,9 @@ pub(crate) enum Start {
 pub(crate) enum Found {
     /// The answer, from storage.
     Answer(Response<Body>),
-    /// A stale answer; the stored response wants revalidating in the background.
-    Stale(Response<Body>, Arc<StoredResponse>),
+    /// An answer from storage (stale, or fresh but due an early refresh); the stored
+    /// response wants revalidating in the background.
+    Refresh(Response<Body>, Arc<StoredResponse>),
     /// Go upstream alone (the key is marked hit-for-miss).
     Alone(Detail),
     /// Nothing usable: go upstream through the flight.
@@ -89,7 +90,18 @@ impl Lookup {
     /// Looks the request up (following the URL's variant index, if it has one).
     pub(crate) fn look(&mut self, state: &State) -> Found {
         loop {
-            match state.cache.peek(self.key()).map(Entry::into_value) {
+            let entry = state.cache.peek(self.key());
+            // When the response stops being fresh: its age (from when it was stored,
+            // plus the age it came with) reaches its freshness lifetime.
+            let due = |stored: &StoredResponse| {
+                let lifetime = &stored.lifetime;
+                let left = lifetime.fresh_for.saturating_sub(lifetime.initial_age);
+                let expires = stored.stored_at + left;
+                entry
+                    .as_ref()
+                    .is_some_and(|e| state.cache.refresh_early_due(e, expires))
+            };
+            match entry.as_ref().map(Entry::value).cloned() {
                 Some(Stored::Variants(spec)) if self.index.is_none() => {
                     self.follow(spec, state.options.normalize_vary);
                     continue;
@@ -107,6 +119,7 @@ impl Lookup {
                         .serve(&self.directives, stored.stored_at, now)
                     {
                         Serve::Fresh => {
+                            let early = self.fetched.is_none() && due(&stored);
                             let report = match self.fetched {
                                 None => Report::new(CacheStatus::Hit),
                                 Some(source) => Report {
@@ -116,14 +129,20 @@ impl Lookup {
                                     ..Report::new(CacheStatus::Miss).forward(Forward::Miss)
                                 },
                             };
-                            return Found::Answer(state.serve(
+                            let response = state.serve(
                                 &stored,
                                 &self.parts,
                                 self.head,
                                 self.range.as_ref(),
                                 report,
                                 now,
-                            ));
+                            );
+                            if early {
+                                // Hot and near its expiry: refreshed now, before it is
+                                // (XFetch), while this request is answered.
+                                return Found::Refresh(response, stored);
+                            }
+                            return Found::Answer(response);
                         }
                         Serve::Stale => {
                             let report = Report::new(CacheStatus::Stale)
@@ -136,7 +155,7 @@ impl Lookup {
                                 report,
                                 now,
                             );
-                            return Found::Stale(response, stored);
+                            return Found::Refresh(response, stored);
                         }
                         Serve::Forward => self.stale = Some(stored),
                     }

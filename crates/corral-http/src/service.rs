@@ -171,7 +171,7 @@ where
         };
         match lookup.look(state) {
             Found::Answer(response) => ResponseFuture::ready(response),
-            Found::Stale(response, stored) => {
+            Found::Refresh(response, stored) => {
                 revalidate_in_background(state, &*upstream(), &lookup, &stored);
                 ResponseFuture::ready(response)
             }
@@ -264,7 +264,7 @@ async fn forward(
                     matches!(source, Source::Loaded | Source::Joined).then_some(source);
                 match lookup.look(&state) {
                     Found::Answer(response) => return response,
-                    Found::Stale(response, stored) => {
+                    Found::Refresh(response, stored) => {
                         revalidate_in_background(&state, &*upstream, &lookup, &stored);
                         return response;
                     }
@@ -382,11 +382,15 @@ fn revalidate_in_background(
         let (stale, target) = (Some(stored.clone()), lookup.target());
         move || fetch::load(state, upstream, request, stale, target, None)
     };
-    let became_fresh = |entry: &Entry<Stored>| match entry.value() {
+    // A newer response, fresh, will do instead (the one being revalidated may itself
+    // be fresh still: an early refresh).
+    let since = stored.stored_at;
+    let became_fresh = move |entry: &Entry<Stored>| match entry.value() {
         Stored::Response(r) => {
-            r.lifetime
-                .serve(&RequestDirectives::default(), r.stored_at, Instant::now())
-                == Serve::Fresh
+            r.stored_at > since
+                && r.lifetime
+                    .serve(&RequestDirectives::default(), r.stored_at, Instant::now())
+                    == Serve::Fresh
         }
         _ => false,
     };

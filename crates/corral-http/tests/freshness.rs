@@ -504,3 +504,36 @@ fn ttl_of(cache_status: &str) -> Option<i64> {
         .parse()
         .ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_early_refresh_a_hot_response_is_revalidated_before_it_goes_stale() {
+    let origin = Origin::start().await;
+    origin.route("/hot", |_, _| {
+        Reply::ok("v")
+            .header("cache-control", "max-age=1, stale-while-revalidate=10")
+            .delay(Duration::from_millis(100))
+    });
+    let url = origin.url("/hot");
+    let count = |cache: support::Cached| {
+        let url = url.clone();
+        async move {
+            let mut seen = std::collections::BTreeMap::<String, usize>::new();
+            let end = tokio::time::Instant::now() + Duration::from_secs(3);
+            while tokio::time::Instant::now() < end {
+                let got = get(&cache, &url).await;
+                *seen.entry(got.x_cache().to_owned()).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            seen
+        }
+    };
+    let early = count(cached(HttpCache::builder().early_refresh(1.0))).await;
+    let fetched_early = origin.count("/hot");
+    assert_eq!(early.get("MISS"), Some(&1), "{early:?}");
+    assert_eq!(early.get("STALE"), None, "never served stale: {early:?}");
+    // Three seconds of a one-second freshness: a fetch a lifetime, each a little early.
+    assert!((3..=6).contains(&fetched_early), "{fetched_early} fetches");
+
+    let without = count(cached(HttpCache::builder())).await;
+    assert!(without.get("STALE").is_some_and(|&n| n >= 2), "{without:?}");
+}

@@ -130,6 +130,10 @@ impl Proxy {
             .normalize_vary(config.normalize_vary)
             .cache_status_headers(config.cache_status_headers)
             .targeted_cache_control(config.targeted_fields()?);
+        let builder = match config.early_refresh {
+            Some(beta) => builder.early_refresh(beta),
+            None => builder,
+        };
         let builder = match &config.disk {
             Some(path) => builder.disk_tier(
                 corral::disk::DiskTier::new(path, config.disk_size.0)

@@ -28,6 +28,7 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`fresh_for`](Self::fresh_for) | 60 s, or `ttl` if that is shorter | how long an entry is served without a refresh |
 /// | [`ttl`](Self::ttl) | `fresh_for` (nothing stale is served) | how long an entry is kept; from `fresh_for` to `ttl` it is served stale while one background refresh runs |
 /// | [`load_timeout`](Self::load_timeout) | 30 s | how long one load may run before its waiters get [`Error::Timeout`](crate::Error::Timeout) |
+/// | [`early_refresh`](Self::early_refresh) | off | hits refresh a key before it expires, more likely as expiry nears (XFetch) |
 /// | [`weigher`](Self::weigher) | the values' [`Weigh`](crate::Weigh) impl | how many bytes a value holds, for `max_bytes` (or `weigh_serialized`, `serde` feature) |
 /// | `disk` | none | a tier below memory on a local disk, kept across restarts (`disk` feature) |
 /// | `redis` | none | a tier below memory shared by many servers (`redis` feature) |
@@ -57,6 +58,7 @@ pub struct CacheBuilder<V, W = ByWeigh> {
     fresh_for: Option<Duration>,
     ttl: Option<Duration>,
     load_timeout: Duration,
+    early_refresh: Option<f64>,
     /// The tiers below memory, in the order loads look in them.
     lower: Vec<Arc<dyn TierSpec<V>>>,
     weigher: W,
@@ -71,6 +73,7 @@ impl<V> Default for CacheBuilder<V> {
             fresh_for: None,
             ttl: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
+            early_refresh: None,
             lower: Vec::new(),
             weigher: ByWeigh,
             value: PhantomData,
@@ -92,6 +95,7 @@ impl<V, W> fmt::Debug for CacheBuilder<V, W> {
             .field("fresh_for", &self.fresh_for)
             .field("ttl", &self.ttl)
             .field("load_timeout", &self.load_timeout)
+            .field("early_refresh", &self.early_refresh)
             .field("tiers", &self.lower)
             .field("weigher", &std::any::type_name::<W>())
             .finish()
@@ -139,6 +143,30 @@ impl<V, W> CacheBuilder<V, W> {
     /// [`Error::Timeout`](crate::Error::Timeout). Default 30 s.
     pub fn load_timeout(mut self, load_timeout: Duration) -> Self {
         self.load_timeout = load_timeout;
+        self
+    }
+
+    /// Refreshes hot keys before they expire (XFetch, Vattani et al., VLDB 2015): a hit
+    /// on a fresh entry through [`get_or_load`](crate::Cache::get_or_load) starts the
+    /// key's one background refresh early with a probability that rises as expiry
+    /// nears, scaled by how long the key took to load:
+    /// `now + load_time - load_time * beta * ln(random) >= fresh_until` (the paper's
+    /// rule, plus the load's own duration, so that the refresh ends before expiry). A
+    /// key read often is
+    /// refreshed about once per lifetime, before it expires, so its callers never wait
+    /// for a load or get a stale value; a key read rarely, or long before its expiry,
+    /// is not. `beta` 1 is the paper's choice; larger refreshes earlier. Off by default.
+    ///
+    /// ```
+    /// let cache: corral::Cache<String> = corral::Cache::builder()
+    ///     .early_refresh(1.0)
+    ///     .build()
+    ///     .expect("valid options");
+    /// # drop(cache);
+    /// assert!(corral::Cache::<String>::builder().early_refresh(-1.0).build().is_err());
+    /// ```
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = Some(beta);
         self
     }
 
@@ -272,6 +300,7 @@ impl<V, W> CacheBuilder<V, W> {
             fresh_for: self.fresh_for,
             ttl: self.ttl,
             load_timeout: self.load_timeout,
+            early_refresh: self.early_refresh,
             lower: self.lower.clone(),
             weigher,
             value: PhantomData,
@@ -288,6 +317,11 @@ impl<V, W> CacheBuilder<V, W> {
         if self.load_timeout.is_zero() {
             return Err(ConfigError::ZeroLoadTimeout);
         }
+        if let Some(beta) = self.early_refresh
+            && !(beta.is_finite() && beta > 0.0)
+        {
+            return Err(ConfigError::EarlyRefreshBeta(beta.to_string()));
+        }
         let (fresh_for, ttl) = match (self.fresh_for, self.ttl) {
             (Some(fresh_for), Some(ttl)) if fresh_for > ttl => {
                 return Err(ConfigError::FreshForExceedsTtl { fresh_for, ttl });
@@ -303,6 +337,7 @@ impl<V, W> CacheBuilder<V, W> {
             fresh_for,
             ttl,
             load_timeout: self.load_timeout,
+            early_refresh: self.early_refresh,
         })
     }
 }

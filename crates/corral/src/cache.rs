@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::early;
 use crate::entry::{Entry, Freshness};
 use crate::error::Error;
 use crate::flight::{Join, Settled};
@@ -172,6 +173,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         if found.freshness(now) == Freshness::Fresh {
             state.metrics.lookup(Lookup::Hit);
+            if self.refresh_early_due(&found, found.fresh_until) {
+                // Only an entry fresher than this one will do instead of the load (one
+                // another server's early refresh stored in a shared tier, say).
+                let fresh_until = found.fresh_until;
+                self.refresh(key, move |e| e.fresh_until > fresh_until, loader);
+            }
         } else {
             state.metrics.lookup(Lookup::Stale);
             self.refresh(
@@ -274,6 +281,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             .memory
             .get(key)
             .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
+    }
+
+    /// Whether a hit now on `entry`, fresh until `expires`, should start the key's
+    /// refresh early ([`early_refresh`](crate::CacheBuilder::early_refresh); always
+    /// `false` when it is off, or the entry's load time is not known). For callers that
+    /// judge freshness themselves (an HTTP cache, whose responses say how long they are
+    /// fresh) and refresh through [`refresh`](Self::refresh);
+    /// [`get_or_load`](Self::get_or_load) does this itself.
+    pub fn refresh_early_due(&self, entry: &Entry<V>, expires: Instant) -> bool {
+        self.state.config.early_refresh.is_some_and(|beta| {
+            early::refresh_early(Instant::now(), expires, entry.load_time(), beta)
+        })
     }
 
     /// Returns the value for `key` if it is fresh or stale, without loading.
@@ -570,6 +589,7 @@ mod tests {
             fresh_for: MINUTE,
             ttl: MINUTE,
             load_timeout: MINUTE,
+            early_refresh: None,
         };
         let tiers = tiers
             .iter()

@@ -23,6 +23,9 @@ pub struct Entry<V> {
     pub(crate) stored_at: Instant,
     pub(crate) fresh_until: Instant,
     pub(crate) stale_until: Instant,
+    /// How long its load took, in microseconds (0: not known, as for an entry copied
+    /// from another tier); early refresh scales by it.
+    pub(crate) load_micros: u32,
 }
 
 /// The longest life an entry gets (a century): longer lifetimes are cut to it, as
@@ -39,7 +42,20 @@ impl<V> Entry<V> {
             stored_at: now,
             fresh_until: now + fresh_for.min(ttl),
             stale_until: now + ttl,
+            load_micros: 0,
         }
+    }
+
+    /// The entry, noting that its load took `took`.
+    pub(crate) fn loaded_in(mut self, took: Duration) -> Self {
+        self.load_micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// How long the load that stored it took (zero if not known: an entry copied from
+    /// another tier, or inserted).
+    pub fn load_time(&self) -> Duration {
+        Duration::from_micros(u64::from(self.load_micros))
     }
 
     /// Where the entry is in its life at `now`.

@@ -126,6 +126,9 @@ pub enum ConfigError {
     /// `load_timeout` is zero: every load would time out before it starts.
     #[error("load_timeout must be greater than zero")]
     ZeroLoadTimeout,
+    /// `early_refresh`'s `beta` is not a positive number.
+    #[error("early_refresh's beta must be a positive number, not {0}")]
+    EarlyRefreshBeta(String),
     /// The cache name is empty (it labels metrics and logs).
     #[error("the cache name must not be empty")]
     EmptyName,

@@ -73,6 +73,7 @@ mod builder;
 mod cache;
 #[cfg(feature = "serde")]
 pub mod codec;
+mod early;
 mod entry;
 mod error;
 mod flight;

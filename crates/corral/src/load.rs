@@ -269,7 +269,7 @@ fn finish<V: Clone + Send + Sync + 'static>(
         }
         Ok(Obtained::Loaded(loaded)) => {
             state.metrics.load(LoadResult::Ok, took);
-            let entry = state.entry_for(&loaded);
+            let entry = state.entry_for(&loaded).map(|entry| entry.loaded_in(took));
             let related: Vec<_> = loaded
                 .also
                 .iter()

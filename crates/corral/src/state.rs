@@ -25,6 +25,8 @@ pub(crate) struct Config {
     pub(crate) fresh_for: Duration,
     pub(crate) ttl: Duration,
     pub(crate) load_timeout: Duration,
+    /// XFetch's `beta`, when hits may refresh early.
+    pub(crate) early_refresh: Option<f64>,
 }
 
 /// The state of one cache.

@@ -1125,3 +1125,45 @@ async fn clearing_a_prefix_leaves_a_cache_whose_prefix_extends_it_alone() {
     );
     assert_eq!(eu.get("k1").as_deref(), Some("eu"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refreshes_of_a_hot_key_are_the_clusters_one_load() {
+    let server = RedisServer::start();
+    let caches: Vec<Cache<String>> = (0..3)
+        .map(|_| {
+            Cache::builder()
+                .fresh_for(Duration::from_secs(1))
+                .ttl(Duration::from_secs(3))
+                .early_refresh(1.0)
+                .redis(tier(&server.url(), "early:").build().expect("valid tier"))
+                .build()
+                .expect("valid cache")
+        })
+        .collect();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let load = Duration::from_millis(50);
+    caches[0]
+        .get_or_load("hot", counted(&runs, load, "v"))
+        .await
+        .unwrap();
+    // Three servers read the key every 10 ms between them, for four seconds.
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut turn = 0;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        turn += 1;
+        caches[turn % 3]
+            .get_or_load("hot", counted(&runs, load, "v"))
+            .await
+            .unwrap();
+    }
+    let runs = runs.load(Ordering::SeqCst);
+    // Four lifetimes of a second (each refreshed a little early): one load each for
+    // the cluster, not one per server.
+    assert!(
+        (4..=8).contains(&runs),
+        "{runs} loads in 4 s over 3 servers"
+    );
+    let misses: u64 = caches.iter().map(|c| c.stats().misses).sum();
+    assert_eq!(misses, 3, "each server missed once, at its first read");
+}

@@ -308,6 +308,7 @@ mod tests {
             upstream: Some("http://origin.example".into()),
             redis_url: Some("redis://127.0.0.1".into()),
             disk: Some("/var/cache/corral".into()),
+            early_refresh: Some(1.0),
             upstream_ca_file: Some("ca.pem".into()),
             via: Some("edge-1".into()),
             admin_token: Some("0123456789abcdef".into()),

@@ -136,6 +136,13 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
     #[default(true)]
     pub normalize_vary: bool,
+    /// Revalidate hot responses before they go stale (XFetch): a hit starts the
+    /// response's one revalidation early, more likely as the end of its freshness
+    /// nears, scaled by how long its fetch took and by this factor (1 is the paper's;
+    /// larger is earlier). Unset: off.
+    #[arg(long, value_name = "BETA")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_refresh: Option<f64>,
     /// The targeted cache-control fields (RFC 9213) heeded over `Cache-Control`, first
     /// valid one first (comma-separated as a flag): name one of your own (e.g.
     /// `corral-cache-control`) before `cdn-cache-control` to give this proxy

@@ -129,6 +129,7 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             stored_at: clocks.instant(times.stored_ms),
             fresh_until: clocks.instant(times.fresh_ms),
             stale_until: clocks.instant(times.stale_ms),
+            load_micros: 0,
         };
         if !usable(&entry) {
             return Lookup::Missing;
