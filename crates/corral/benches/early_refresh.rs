@@ -6,7 +6,8 @@
 //! ```sh
 //! cargo bench -p corral --features redis --bench early_refresh -- --bench   # 60 s each
 //! ```
-//! Without `--bench` (as `cargo test --benches` runs it) each run lasts 2 s.
+//! Without `--bench` (as `cargo test --benches` runs it) each run lasts 2 s;
+//! `EARLY_BENCH_SECS` sets it.
 
 // The tests' helpers, of which the bench uses a part.
 #[allow(dead_code)]
@@ -44,7 +45,7 @@ fn instance(url: &str, prefix: &str, beta: Option<f64>) -> Cache<String> {
 
 /// Reads the hot key at [`READS_PER_SECOND`] over three instances for `run`: the
 /// misses, stale serves and loads.
-async fn run(url: &str, beta: Option<f64>, run: Duration) -> (u64, u64, u64) {
+async fn run(url: &str, beta: Option<f64>, run: Duration) -> (u64, Vec<u64>, u64) {
     let prefix = format!("early-{}:", beta.map_or(0.0, |b| b));
     let caches: Vec<_> = (0..3).map(|_| instance(url, &prefix, beta)).collect();
     let loads = Arc::new(AtomicU64::new(0));
@@ -69,19 +70,20 @@ async fn run(url: &str, beta: Option<f64>, run: Duration) -> (u64, u64, u64) {
         }
     }
     tokio::time::sleep(LOAD * 2).await;
-    let (misses, stale) = caches.iter().fold((0, 0), |(m, s), cache| {
-        let stats = cache.stats();
-        (m + stats.misses, s + stats.stale_hits)
-    });
+    let misses = caches.iter().map(|cache| cache.stats().misses).sum();
+    let stale = caches
+        .iter()
+        .map(|cache| cache.stats().stale_hits)
+        .collect();
     (misses, stale, loads.load(Ordering::Relaxed))
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let length = if full {
-        Duration::from_secs(60)
-    } else {
-        Duration::from_secs(2)
+    let length = match std::env::var("EARLY_BENCH_SECS") {
+        Ok(secs) => Duration::from_secs(secs.parse().expect("seconds")),
+        Err(_) if full => Duration::from_secs(60),
+        Err(_) => Duration::from_secs(2),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,7 +98,10 @@ fn main() {
         for beta in [None, Some(1.0), None, Some(1.0)] {
             let (misses, stale, loads) = run(&server.url(), beta, length).await;
             let name = beta.map_or("without early refresh".to_owned(), |b| format!("early_refresh({b})"));
-            println!("  {name:<24} misses {misses:>4}  stale serves {stale:>6}  loads {loads:>4}");
+            let total: u64 = stale.iter().sum();
+            println!(
+                "  {name:<24} misses {misses:>4}  stale serves {total:>6} {stale:?}  loads {loads:>4}"
+            );
         }
     });
 }

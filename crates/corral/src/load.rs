@@ -102,13 +102,18 @@ where
             Step::Skip => {}
         }
     }
+    let started = Instant::now();
     let outcome = keeping(&held, run_loader(loader)).await;
+    let took = started.elapsed();
     match &outcome {
         Ok(loaded) if !held.is_empty() => {
+            // Noting how long the load took, so that every server reading the entry
+            // from a shared tier can refresh it early.
             let below = |loaded: &Loaded<V>| {
                 (!loaded.memory_only)
                     .then(|| state.entry_for(loaded))
                     .flatten()
+                    .map(|entry| entry.loaded_in(took))
             };
             let entry = below(loaded);
             let related: Vec<_> = loaded

@@ -144,7 +144,7 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
             stored_at: record.stored_at,
             fresh_until: record.fresh_until,
             stale_until: record.stale_until,
-            load_micros: 0,
+            load_micros: record.load_micros,
         })
     }
 
