@@ -8,7 +8,7 @@
 //!
 //! | key | holds |
 //! |---|---|
-//! | `P` `v:{K}` | the value's record (a format version, the entry's lifetime in wall-clock time, the codec, the payload), expiring with the entry (`PX`) |
+//! | `P` `v:{K}` | the value's record (a format version, the entry's lifetime in wall-clock time, the codec, its load time, the payload), expiring with the entry (`PX`) |
 //! | `P` `lock:{K}` | the load lock: a random token, `SET NX PX <lease>`, renewed while loading |
 //! | `P` `err:{K}` | a failed load's message, shared with other servers for `error_ttl` |
 //! | channel `P` `events` | `done K` (a load finished), `inval K`, `purge K…`, `clear` |
