@@ -364,11 +364,13 @@ pub(crate) fn placement(
     let in_memory = response.body.in_memory().is_some();
     let entry = |stored: Stored| {
         if keep.is_zero() {
-            Loaded::uncached(stored)
-        } else if in_memory {
-            Loaded::new(stored).fresh_for(keep).ttl(keep)
+            return Loaded::uncached(stored);
+        }
+        let entry = Loaded::new(stored).fresh_for(keep).ttl(keep);
+        if in_memory {
+            entry
         } else {
-            Loaded::new(stored).fresh_for(keep).ttl(keep).memory_only()
+            entry.memory_only()
         }
     };
     let Some(spec) = destination.spec else {

@@ -91,17 +91,17 @@ impl Lookup {
     pub(crate) fn look(&mut self, state: &State) -> Found {
         loop {
             let entry = state.cache.peek(self.key());
+            let load_time = entry.as_ref().map_or(Duration::ZERO, Entry::load_time);
             // When the response stops being fresh: its age (from when it was stored,
             // plus the age it came with) reaches its freshness lifetime.
             let due = |stored: &StoredResponse| {
                 let lifetime = &stored.lifetime;
                 let left = lifetime.fresh_for.saturating_sub(lifetime.initial_age);
-                let expires = stored.stored_at + left;
-                entry
-                    .as_ref()
-                    .is_some_and(|e| state.cache.refresh_early_due(e, expires))
+                state
+                    .cache
+                    .refresh_early_due(load_time, stored.stored_at + left)
             };
-            match entry.as_ref().map(Entry::value).cloned() {
+            match entry.map(Entry::into_value) {
                 Some(Stored::Variants(spec)) if self.index.is_none() => {
                     self.follow(spec, state.options.normalize_vary);
                     continue;

@@ -265,3 +265,67 @@ async fn a_ready_made_head_carries_nothing_one_connection_added_to_another() {
     }
     assert_eq!(origin.count("/hot"), 1);
 }
+
+/// An origin that promises a large body (one the proxy writes to its disk tier as it
+/// arrives, and serves from there meanwhile) and closes half way: the client's
+/// response is cut short too, never ended as if whole, and nothing of it is kept for
+/// the next client.
+#[tokio::test]
+async fn a_large_body_the_origin_cuts_short_reaches_no_client_as_whole_and_is_not_kept() {
+    use support::raw_origin::{Answer, BodyFirst, RawOrigin};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let full = "x".repeat(4096);
+    let cut = format!(
+        "HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: {}\r\n\r\n{}",
+        full.len(),
+        &full[..1000]
+    );
+    let origin = RawOrigin::start(BodyFirst::Yes, move |_| {
+        Answer::WriteAndClose(cut.clone().into_bytes())
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("corral-proxy-cut-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nmax-body-bytes = \"64B\"\ndisk = \"{}\"",
+        origin.addr,
+        dir.display()
+    ))
+    .await;
+    for round in 1..=2 {
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nhost: cut.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut received))
+            .await
+            .expect("the proxy ends the connection")
+            .unwrap();
+        let text = String::from_utf8_lossy(&received);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        let promised: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a content-length");
+        assert!(
+            head.starts_with("HTTP/1.1 502") && body.len() == promised
+                || head.starts_with("HTTP/1.1 200") && body.len() < promised,
+            "round {round}: a whole error, or the promised body cut short: {head}"
+        );
+        assert_eq!(
+            origin.seen().len(),
+            round,
+            "nothing of the cut body was kept"
+        );
+    }
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -173,7 +173,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         if found.freshness(now) == Freshness::Fresh {
             state.metrics.lookup(Lookup::Hit);
-            if self.refresh_early_due(&found, found.fresh_until) {
+            if self.refresh_early_due(found.load_time(), found.fresh_until) {
                 // Only an entry fresher than this one will do instead of the load (one
                 // another server's early refresh stored in a shared tier, say).
                 let fresh_until = found.fresh_until;
@@ -283,16 +283,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
     }
 
-    /// Whether a hit now on `entry`, fresh until `expires`, should start the key's
+    /// Whether a hit now on an entry whose load took `load_time`
+    /// ([`Entry::load_time`]) and that is fresh until `expires` should start the key's
     /// refresh early ([`early_refresh`](crate::CacheBuilder::early_refresh); always
-    /// `false` when it is off, or the entry's load time is not known). For callers that
-    /// judge freshness themselves (an HTTP cache, whose responses say how long they are
+    /// `false` when it is off, or the load time is not known). For callers that judge
+    /// freshness themselves (an HTTP cache, whose responses say how long they are
     /// fresh) and refresh through [`refresh`](Self::refresh);
     /// [`get_or_load`](Self::get_or_load) does this itself.
-    pub fn refresh_early_due(&self, entry: &Entry<V>, expires: Instant) -> bool {
-        self.state.config.early_refresh.is_some_and(|beta| {
-            early::refresh_early(Instant::now(), expires, entry.load_time(), beta)
-        })
+    pub fn refresh_early_due(&self, load_time: std::time::Duration, expires: Instant) -> bool {
+        self.state
+            .config
+            .early_refresh
+            .is_some_and(|beta| early::refresh_early(Instant::now(), expires, load_time, beta))
     }
 
     /// Returns the value for `key` if it is fresh or stale, without loading.

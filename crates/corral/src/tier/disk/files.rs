@@ -250,11 +250,12 @@ impl Disk {
     /// bytes under a temporary name, its header left blank for now, and room kept for
     /// it in the bound. `None` (counted as a skipped write) if it is too large.
     pub(crate) fn begin_stream(&self, key: &str, len: u64) -> io::Result<Option<(PathBuf, File)>> {
-        if key.len() > MAX_KEY || len > self.max_entry_bytes || !self.lock().index.fits(len) {
+        if key.len() > MAX_KEY || len > self.max_entry_bytes {
             self.metrics.writes_skipped.add(1);
             return Ok(None);
         }
         {
+            // Refused when it would not fit in half the bound with the others.
             let mut inner = self.lock();
             let Some(victims) = inner.index.reserve(len) else {
                 self.metrics.writes_skipped.add(1);

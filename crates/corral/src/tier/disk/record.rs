@@ -38,12 +38,6 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    /// Whether `sealed`, the header [`Sealing`] made again from this header's fields,
-    /// the key and the payload read back, carries this header's checksum.
-    pub(crate) fn sealed_by(&self, sealed: &[u8; HEADER]) -> bool {
-        be64(sealed, 44) == self.checksum
-    }
-
     /// The length of the whole record.
     pub(crate) fn record_len(&self) -> u64 {
         ((HEADER + self.key_len) as u64).saturating_add(self.payload_len)
