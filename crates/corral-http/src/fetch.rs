@@ -243,6 +243,11 @@ async fn spool(
     let mut response = shareable(parts, Content::Memory(bytes::Bytes::new()), lifetime, vary);
     // Its head as it will be: describing the body of `len` bytes to come.
     response.headers = stored_headers(parts.status, &parts.headers, len);
+    if !crate::tags::response_tags(&response.headers).is_empty() {
+        // Disk records keep no tags yet: read back after a restart, a tagged body
+        // would escape its tags' purges.
+        return Err((body, NotStored::TooLarge));
+    }
     let destination = Destination::of(&response, target);
     let key = &destination.key;
     response.body = crate::spool::start(state, (key, mark), &response, body, len)
@@ -362,11 +367,16 @@ pub(crate) fn placement(
 ) -> Loaded<Stored> {
     let keep = response.lifetime.keep_for;
     let in_memory = response.body.in_memory().is_some();
+    let tags = crate::tags::response_tags(&response.headers);
     let entry = |stored: Stored| {
         if keep.is_zero() {
             return Loaded::uncached(stored);
         }
-        let entry = Loaded::new(stored).fresh_for(keep).ttl(keep);
+        let entry = tags
+            .iter()
+            .fold(Loaded::new(stored), |entry, tag| entry.tag(tag))
+            .fresh_for(keep)
+            .ttl(keep);
         if in_memory {
             entry
         } else {

@@ -7,6 +7,7 @@ use crate::layer::HttpCacheLayer;
 use crate::service::HttpCache;
 use crate::state::State;
 use crate::status::CacheStatus;
+use crate::vary::variants_prefix;
 
 /// A handle on an HTTP cache's stored responses, from
 /// [`HttpCacheLayer::handle`](crate::HttpCacheLayer::handle) or
@@ -44,15 +45,30 @@ pub struct HttpStats {
 
 impl CacheHandle {
     /// Removes what is stored under `key` (as the cache's key function computes keys;
-    /// for the default key, the absolute URL). Every variant of the URL goes with it.
+    /// for the default key, the absolute URL), every variant of the URL with it, here,
+    /// in the tiers below memory and on every server sharing a Redis tier. Returns how
+    /// many entries this server's memory held (the URL's, and its variants').
     ///
     /// ```
     /// # async fn demo(handle: corral_http::CacheHandle) {
-    /// handle.invalidate("http://example.com/items/7").await;
+    /// let purged = handle.invalidate("http://example.com/items/7").await;
+    /// println!("{purged} stored here");
     /// # }
     /// ```
-    pub async fn invalidate(&self, key: &str) {
-        self.state.cache.invalidate(key).await;
+    pub async fn invalidate(&self, key: &str) -> usize {
+        let cache = &self.state.cache;
+        let variants = cache.invalidate_prefix(&variants_prefix(key)).await;
+        variants + usize::from(cache.invalidate(key).await)
+    }
+
+    /// As [`invalidate`](Self::invalidate), but softly: the URL's responses become
+    /// stale instead of gone, so the next request revalidates them (a `304` is cheap)
+    /// and they are served stale meanwhile under `stale-while-revalidate`, or while the
+    /// origin fails under `stale-if-error`.
+    pub async fn soft_invalidate(&self, key: &str) -> usize {
+        let cache = &self.state.cache;
+        let variants = cache.soft_invalidate_prefix(&variants_prefix(key)).await;
+        variants + usize::from(cache.soft_invalidate(key).await)
     }
 
     /// Removes every stored response whose key starts with `prefix` (for the default
@@ -60,6 +76,32 @@ impl CacheHandle {
     /// server held. With a Redis tier, other servers drop theirs too.
     pub async fn invalidate_prefix(&self, prefix: &str) -> usize {
         self.state.cache.invalidate_prefix(prefix).await
+    }
+
+    /// As [`invalidate_prefix`](Self::invalidate_prefix), but softly (see
+    /// [`soft_invalidate`](Self::soft_invalidate)).
+    pub async fn soft_invalidate_prefix(&self, prefix: &str) -> usize {
+        self.state.cache.soft_invalidate_prefix(prefix).await
+    }
+
+    /// Removes every stored response the origin tagged `tag` (in `Surrogate-Key`,
+    /// `Cache-Tag` or `Cache-Groups`), every variant, here, in the tiers below memory
+    /// and on every server sharing a Redis tier: O(1), whatever the number of
+    /// responses (see [`corral::Cache::invalidate_tag`]).
+    ///
+    /// ```
+    /// # async fn demo(handle: corral_http::CacheHandle) {
+    /// handle.invalidate_tag("product-7").await;
+    /// # }
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) {
+        self.state.cache.invalidate_tag(tag).await;
+    }
+
+    /// As [`invalidate_tag`](Self::invalidate_tag), but softly (see
+    /// [`soft_invalidate`](Self::soft_invalidate)).
+    pub async fn soft_invalidate_tag(&self, tag: &str) {
+        self.state.cache.soft_invalidate_tag(tag).await;
     }
 
     /// Removes every stored response.

@@ -114,6 +114,7 @@ mod spool;
 mod state;
 mod status;
 mod stored;
+mod tags;
 mod targeted;
 #[cfg(test)]
 mod testing;
@@ -138,3 +139,4 @@ pub use policy::{Credentials, DEFAULT_FIXED_STATUSES, Policy};
 pub use respond::UpstreamError;
 pub use service::HttpCache;
 pub use status::{CACHE_STATUS, CacheStatus, X_CACHE};
+pub use tags::{MAX_TAG_LEN, MAX_TAGS};

@@ -35,6 +35,8 @@ pub(crate) struct Lookup {
     pub index: Option<Arc<VarySpec>>,
     /// A stored response that needs revalidating.
     pub stale: Option<Arc<StoredResponse>>,
+    /// When a soft purge made the stored response stale, if one did.
+    pub softened: Option<Instant>,
     /// Set when this request's fetch stored a new variant and sent it to look it up.
     pub fetched: Option<Source>,
 }
@@ -83,6 +85,7 @@ impl Lookup {
             variant: None,
             index: None,
             stale: None,
+            softened: None,
             fetched: None,
         })
     }
@@ -92,6 +95,7 @@ impl Lookup {
         loop {
             let entry = state.cache.peek(self.key());
             let load_time = entry.as_ref().map_or(Duration::ZERO, Entry::load_time);
+            self.softened = entry.as_ref().and_then(Entry::softened_at);
             // When the response stops being fresh: its age (from when it was stored,
             // plus the age it came with) reaches its freshness lifetime.
             let due = |stored: &StoredResponse| {
@@ -114,10 +118,11 @@ impl Lookup {
                         && !stored.body.gone() =>
                 {
                     let now = Instant::now();
-                    match stored
-                        .lifetime
-                        .serve(&self.directives, stored.stored_at, now)
-                    {
+                    match stored.lifetime_softened(self.softened).serve(
+                        &self.directives,
+                        stored.stored_at,
+                        now,
+                    ) {
                         Serve::Fresh => {
                             let early = self.fetched.is_none() && due(&stored);
                             let report = match self.fetched {
@@ -198,8 +203,12 @@ impl Lookup {
         unreachable: Duration,
     ) -> Option<&Arc<StoredResponse>> {
         self.stale.as_ref().filter(|s| {
-            s.lifetime
-                .serves_on_error(&self.directives, s.stored_at, Instant::now(), unreachable)
+            s.lifetime_softened(self.softened).serves_on_error(
+                &self.directives,
+                s.stored_at,
+                Instant::now(),
+                unreachable,
+            )
         })
     }
 }

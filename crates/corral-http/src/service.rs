@@ -216,8 +216,11 @@ async fn forward(
                 Stored::Response(r) => {
                     r.matches(&headers, normalize)
                         && !r.body.gone()
-                        && r.lifetime.serve(&directives, r.stored_at, Instant::now())
-                            == Serve::Fresh
+                        && r.lifetime_softened(entry.softened_at()).serve(
+                            &directives,
+                            r.stored_at,
+                            Instant::now(),
+                        ) == Serve::Fresh
                 }
                 Stored::Variants(_) => following,
                 Stored::Uncacheable => true,
@@ -388,9 +391,11 @@ fn revalidate_in_background(
     let became_fresh = move |entry: &Entry<Stored>| match entry.value() {
         Stored::Response(r) => {
             r.stored_at > since
-                && r.lifetime
-                    .serve(&RequestDirectives::default(), r.stored_at, Instant::now())
-                    == Serve::Fresh
+                && r.lifetime_softened(entry.softened_at()).serve(
+                    &RequestDirectives::default(),
+                    r.stored_at,
+                    Instant::now(),
+                ) == Serve::Fresh
         }
         _ => false,
     };

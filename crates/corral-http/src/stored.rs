@@ -1,5 +1,6 @@
 //! What the cache keeps: stored responses, variant indexes and hit-for-miss markers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +159,19 @@ impl StoredResponse {
     /// Its age at `now`.
     pub(crate) fn age(&self, now: Instant) -> Duration {
         self.lifetime.age(self.stored_at, now)
+    }
+
+    /// Its lifetime, cut short by a soft purge at `softened` (the engine entry's
+    /// [`softened_at`](corral::Entry::softened_at)): stale from then on, its
+    /// stale-while-revalidate and stale-if-error windows counted from then.
+    pub(crate) fn lifetime_softened(&self, softened: Option<Instant>) -> Cow<'_, Lifetime> {
+        match softened {
+            Some(at) => Cow::Owned(Lifetime {
+                fresh_for: self.lifetime.fresh_for.min(self.age(at)),
+                ..self.lifetime.clone()
+            }),
+            None => Cow::Borrowed(&self.lifetime),
+        }
     }
 
     /// Whether a client's conditional request (`If-None-Match`, else

@@ -162,10 +162,19 @@ pub(crate) fn variant_key(
     )
 }
 
+/// The start of every variant key of `primary`.
+pub(crate) fn variants_prefix(primary: &str) -> String {
+    format!("{primary}\u{1f}vary#")
+}
+
 /// The key of the variant of `primary` whose selecting values (as
 /// [`selecting_values`] encodes them) are `selecting`.
 pub(crate) fn variant_key_for(primary: &str, spec: &VarySpec, selecting: &str) -> String {
-    format!("{primary}\u{1f}vary#{:x}\u{1f}{selecting}", spec.generation)
+    format!(
+        "{}{:x}\u{1f}{selecting}",
+        variants_prefix(primary),
+        spec.generation
+    )
 }
 
 #[cfg(test)]

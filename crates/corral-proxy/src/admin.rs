@@ -8,8 +8,14 @@
 //! | `GET /stats` | a JSON summary (responses by cache status, loads, entries, bytes) |
 //! | `POST /purge?url=U` | removes the stored responses (every variant) of URL `U` |
 //! | `POST /purge?prefix=P` | removes every stored response whose URL starts with `P` |
+//! | `POST /purge?tag=T[&tag=T2…]` | removes every stored response the origin tagged `T` (`Surrogate-Key`, `Cache-Tag`, `Cache-Groups`) |
+//! | `…&soft=true` | with any purge: the responses turn stale instead (revalidated, served stale meanwhile) |
 //! | `GET /peers[?url=U]` | the pool's members and their health (and `U`'s owner) |
 //! | `PUT /peers` | replaces the pool's members: a JSON array of base URLs |
+//!
+//! `U` and `P` are the URLs clients use (a reverse proxy's own, which it maps to its
+//! origin's as it does requests), percent-encoded; the answer says how many responses
+//! this server held (`purged`). See `purge.rs`.
 //!
 //! With an `admin-token` (required when the API is not on loopback), every route but
 //! the two health checks needs `Authorization: Bearer <token>`. Without one, those
@@ -28,12 +34,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use corral_http::CacheHandle;
 use corral_http::pool::Pool;
+
+use crate::purge::{BadPurge, Purge};
+use crate::target::Mode;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 /// What the admin API reads and acts on.
 pub(crate) struct Admin {
     pub cache: CacheHandle,
+    /// How a client's URL maps to a cache key.
+    pub keys: Arc<Mode>,
     pub pool: Option<Pool>,
     pub token: Option<String>,
     pub ready: Arc<AtomicBool>,
@@ -159,44 +170,14 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
     axum::Json(body).into_response()
 }
 
-#[derive(Deserialize)]
-struct Purge {
-    url: Option<String>,
-    prefix: Option<String>,
-}
-
-async fn purge(State(admin): State<Arc<Admin>>, Query(purge): Query<Purge>) -> Response {
-    match (purge.url, purge.prefix) {
-        (Some(url), None) => match corral_http::url_key(&url) {
-            Some(key) => {
-                admin.cache.invalidate(&key).await;
-                tracing::info!(%url, "purged");
-                axum::Json(serde_json::json!({ "purged": url })).into_response()
-            }
-            None => (
-                StatusCode::BAD_REQUEST,
-                "`url` must be an absolute http(s) URL\n",
-            )
-                .into_response(),
-        },
-        (None, Some(prefix)) => match corral_http::url_key(&prefix) {
-            Some(key) => {
-                let purged = admin.cache.invalidate_prefix(&key).await;
-                tracing::info!(%prefix, purged, "purged by prefix");
-                axum::Json(serde_json::json!({ "prefix": prefix, "purged": purged }))
-                    .into_response()
-            }
-            None => (
-                StatusCode::BAD_REQUEST,
-                "`prefix` must be an absolute http(s) URL prefix\n",
-            )
-                .into_response(),
-        },
-        _ => (
-            StatusCode::BAD_REQUEST,
-            "give exactly one of `url` or `prefix`\n",
-        )
-            .into_response(),
+async fn purge(State(admin): State<Arc<Admin>>, query: Query<Vec<(String, String)>>) -> Response {
+    let purge = match Purge::parse(&query) {
+        Ok(purge) => purge,
+        Err(BadPurge(message)) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    match purge.run(&admin.cache, &admin.keys).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 

@@ -35,6 +35,7 @@ mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod proxy;
+mod purge;
 mod refusal;
 mod server;
 mod target;
@@ -110,6 +111,7 @@ impl Bound {
         let admin = if let Some(listener) = admin_listener {
             let router = admin::router(Arc::new(admin::Admin {
                 cache: proxy.cache(),
+                keys: proxy.mode(),
                 pool: proxy.pool().cloned(),
                 token: config.admin_token.clone(),
                 ready: ready.clone(),

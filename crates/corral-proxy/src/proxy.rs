@@ -74,8 +74,8 @@ pub struct Proxy {
     stack: Stack,
     cache: CacheHandle,
     pool: Option<Pool>,
-    /// A reverse proxy tunnels nothing.
-    reverse: bool,
+    /// Where requests go (a reverse proxy tunnels nothing).
+    mode: Arc<Mode>,
     tunnels: Tunnels,
     forwarding: Forwarding,
     /// Clients whose forwarding fields are believed.
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("pool", &self.pool)
-            .field("reverse", &self.reverse)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -179,7 +179,7 @@ impl Proxy {
             cache: cache.handle(),
             stack,
             pool,
-            reverse: matches!(*mode, Mode::Reverse { .. }),
+            mode,
             tunnels: Tunnels {
                 allow,
                 listeners,
@@ -209,6 +209,11 @@ impl Proxy {
         self.cache.clone()
     }
 
+    /// Where requests go: how a client's URL maps to a cache key.
+    pub(crate) fn mode(&self) -> Arc<Mode> {
+        self.mode.clone()
+    }
+
     /// Answers one request from `client`.
     pub async fn handle(&self, request: Request<Incoming>, client: &Client) -> Response<Body> {
         if self.forwarding.is_loop(request.headers()) {
@@ -219,7 +224,7 @@ impl Proxy {
             );
         }
         if request.method() == Method::CONNECT {
-            if self.reverse {
+            if matches!(*self.mode, Mode::Reverse { .. }) {
                 return refuse(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "a reverse proxy does not tunnel",

@@ -91,6 +91,23 @@ impl Mode {
         })
     }
 
+    /// The cache key of the URL a client asks for (a reverse proxy's own URL, such as
+    /// `http://this-proxy/p`, or a forward proxy's target), as the proxy keys a
+    /// request for it: what a purge of that URL must remove. `None` for what is not
+    /// an absolute http(s) URL.
+    pub(crate) fn key_of_client_url(&self, url: &str) -> Option<String> {
+        let uri: Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?;
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return None;
+        }
+        let host = HeaderValue::from_str(uri.authority()?.as_str()).ok()?;
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.uri = uri;
+        parts.headers.insert(header::HOST, host);
+        self.target_url(&parts)
+    }
+
     /// The URL a request is for once pointed at its target (what the pool routes
     /// it by, so that every member sends one resource to one owner), or `None` when
     /// it is refused.

@@ -183,3 +183,149 @@ async fn readiness_is_200_while_serving_and_503_once_shutdown_begins_with_a_requ
         .await
         .expect("the proxy stops");
 }
+
+/// Percent-encodes a query value.
+fn encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_purge_takes_the_url_clients_use_and_says_what_it_found() {
+    let origin = Origin::start().await;
+    origin.route("/p", |_, n| {
+        Reply::ok(&format!("v{n}")).header("cache-control", "max-age=600")
+    });
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    let a = proxy.admin.unwrap();
+    // The proxy's own URL, as a client asks for it; the key is the origin's.
+    let client_url = format!("http://{}/p?a=1&b=2", proxy.addr);
+    get(proxy.addr, "/p?a=1&b=2", &[]).await;
+    assert_eq!(
+        get(proxy.addr, "/p?a=1&b=2", &[]).await.header("x-cache"),
+        "HIT"
+    );
+    let purged = admin(
+        a,
+        "POST",
+        &format!("/purge?url={}", encoded(&client_url)),
+        None,
+    )
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let body: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(body["purged"], 1, "{body}");
+    assert_eq!(body["key"], format!("http://{}/p?a=1&b=2", origin.addr));
+    assert_eq!(
+        get(proxy.addr, "/p?a=1&b=2", &[]).await.header("x-cache"),
+        "MISS"
+    );
+    // Nothing stored under it now: the answer says so.
+    get(proxy.addr, "/p?a=1&b=2", &[]).await;
+    let again = admin(
+        a,
+        "POST",
+        &format!("/purge?url={}", encoded(&client_url)),
+        None,
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
+    assert_eq!(body["purged"], 1);
+    let none = admin(
+        a,
+        "POST",
+        &format!("/purge?url={}", encoded(&client_url)),
+        None,
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_slice(&none.body).unwrap();
+    assert_eq!(body["purged"], 0);
+    // Not percent-encoded: `b=2` would be read as a parameter of the purge. Refused,
+    // and nothing purged.
+    get(proxy.addr, "/p?a=1&b=2", &[]).await;
+    let unencoded = admin(a, "POST", &format!("/purge?url={client_url}"), None).await;
+    assert_eq!(unencoded.status, 400);
+    assert!(
+        unencoded.text().contains("percent-encode"),
+        "{}",
+        unencoded.text()
+    );
+    assert_eq!(
+        get(proxy.addr, "/p?a=1&b=2", &[]).await.header("x-cache"),
+        "HIT"
+    );
+}
+
+#[tokio::test]
+async fn purge_by_tag_removes_the_tagged_responses_and_a_soft_purge_revalidates() {
+    let origin = Origin::start().await;
+    for (path, tags) in [
+        ("/p/1", "product-1 catalog"),
+        ("/p/2", "product-2 catalog"),
+        ("/about", "pages"),
+    ] {
+        origin.route(path, move |request, n| {
+            if request
+                .headers
+                .get("if-none-match")
+                .is_some_and(|v| v == "\"e\"")
+            {
+                return Reply::ok("").status(304).header("etag", "\"e\"");
+            }
+            Reply::ok(&format!("{path} v{n}"))
+                .header("cache-control", "max-age=600, stale-while-revalidate=60")
+                .header("etag", "\"e\"")
+                .header("surrogate-key", tags)
+        });
+    }
+    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    let a = proxy.admin.unwrap();
+    for path in ["/p/1", "/p/2", "/about"] {
+        get(proxy.addr, path, &[]).await;
+    }
+    let purged = admin(a, "POST", "/purge?tag=product-1&tag=pages", None).await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let x_cache = async |path| {
+        get(proxy.addr, path, &[])
+            .await
+            .header("x-cache")
+            .to_owned()
+    };
+    assert_eq!(x_cache("/p/1").await, "MISS");
+    assert_eq!(x_cache("/about").await, "MISS");
+    assert_eq!(x_cache("/p/2").await, "HIT");
+    // Soft: served stale at once, revalidated once (a 304), then fresh again.
+    let soft = admin(a, "POST", "/purge?tag=catalog&soft=true", None).await;
+    assert_eq!(soft.status, 200, "{}", soft.text());
+    let before = origin.count("/p/2");
+    let stale = get(proxy.addr, "/p/2", &[]).await;
+    assert_eq!(
+        stale.header("x-cache"),
+        "STALE",
+        "{:?}",
+        stale.header("cache-status")
+    );
+    assert_eq!(stale.text(), "/p/2 v1");
+    for _ in 0..50 {
+        if origin.count("/p/2") > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(origin.count("/p/2"), before + 1, "one revalidation");
+    assert_eq!(
+        origin.last_request("/p/2").get("if-none-match").unwrap(),
+        "\"e\""
+    );
+    let after = get(proxy.addr, "/p/2", &[]).await;
+    assert_eq!(after.header("x-cache"), "HIT");
+    assert_eq!(after.text(), "/p/2 v1", "the 304 kept the body");
+}

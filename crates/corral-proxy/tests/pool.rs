@@ -240,6 +240,34 @@ async fn a_forward_proxy_in_a_pool_fetches_urls_on_the_peer_path_of_other_sites(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_owner_dies_its_urls_are_fetched_once_for_the_pool_by_its_successor() {
+    let origin = Origin::start().await;
+    for i in 0..100 {
+        origin.route(&format!("/d/{i}"), |_, n| {
+            Reply::ok(&format!("v{n}")).header("cache-control", "max-age=600")
+        });
+    }
+    let mut peers = cluster(&origin, 3, "").await;
+    let dead = base_urls(&peers)[2].clone();
+    let paths = (0..100).map(|i| format!("/d/{i}"));
+    let owned = owned_by(peers[0].admin.unwrap(), &origin, paths, &dead, 4).await;
+    peers[2].kill();
+    for path in &owned {
+        // Each survivor finds the owner down, then goes to the same successor.
+        for round in 0..3 {
+            for via in [peers[0].addr, peers[1].addr] {
+                assert_eq!(
+                    fetch(via, path).await,
+                    (200, "v1".to_owned()),
+                    "{path} {round}"
+                );
+            }
+        }
+        assert_eq!(origin.count(path), 1, "{path}: one fetch for the pool");
+    }
+}
+
 /// The first `n` of `paths` whose owner, as `admin` sees it, is `owner`.
 async fn owned_by(
     admin: SocketAddr,

@@ -163,8 +163,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let state = &*self.state;
         let now = Instant::now();
         let Some(found) = state
-            .memory
-            .get(key)
+            .read(key)
             .filter(|e| e.freshness(now) != Freshness::Expired)
         else {
             let unexpired = |e: &Entry<V>| e.freshness(Instant::now()) != Freshness::Expired;
@@ -228,7 +227,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
         let state = &*self.state;
-        let recheck = || state.memory.get(key).filter(&usable);
+        let recheck = || state.read(key).filter(&usable);
         match state.flights.join(key, recheck) {
             Join::Found(entry) => {
                 state.metrics.lookup(Lookup::Hit);
@@ -264,7 +263,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         E: Into<Box<dyn StdError + Send + Sync + 'static>> + Send + 'static,
     {
         let state = &*self.state;
-        let recheck = || state.memory.get(key).filter(&usable);
+        let recheck = || state.read(key).filter(&usable);
         match state.flights.join(key, recheck) {
             Join::Lead(leader) => {
                 load::spawn(&self.state, leader, loader, usable, true);
@@ -278,8 +277,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// without counting a lookup.
     pub fn peek(&self, key: &str) -> Option<Entry<V>> {
         self.state
-            .memory
-            .get(key)
+            .read(key)
             .filter(|e| e.freshness(Instant::now()) != Freshness::Expired)
     }
 
@@ -309,7 +307,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// ```
     pub fn get(&self, key: &str) -> Option<V> {
         let state = &*self.state;
-        let entry = state.memory.get(key);
+        let entry = state.read(key);
         let freshness = entry
             .as_ref()
             .map_or(Freshness::Expired, |e| e.freshness(Instant::now()));
@@ -346,8 +344,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     async fn insert_one(&self, key: &str, loaded: Loaded<V>) {
+        // Entries inserted here must hear of other servers' invalidations too.
+        self.state.listen();
         let state = &*self.state;
-        let Some(entry) = state.entry_for(&loaded) else {
+        let Some(entry) = state.entry_for(&loaded, state.tags.now()) else {
             return;
         };
         let copy = (!state.tiers.is_empty() && !loaded.memory_only).then(|| entry.clone());
@@ -406,12 +406,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Removes `key`'s entry: from memory here, from the tiers below memory, and (with
     /// a Redis tier) from the memory of every other server sharing it. A load running
     /// for `key` still answers its waiters but no longer stores its value, so nothing
-    /// loaded before this call survives it.
-    pub async fn invalidate(&self, key: &str) {
-        self.state.invalidate_locally(key);
+    /// loaded before this call survives it. Returns whether this server's memory held
+    /// an entry for `key`.
+    pub async fn invalidate(&self, key: &str) -> bool {
+        let held = self.state.invalidate_locally(key);
         for tier in &self.state.tiers {
             tier.invalidate(key).await;
         }
+        held
     }
 
     /// Removes every entry whose key starts with `prefix` (a URL prefix, for an HTTP
@@ -435,6 +437,78 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             tier.invalidate_prefix(prefix).await;
         }
         removed
+    }
+
+    /// Purges every entry tagged `tag` ([`Loaded::tag`]): here, in the tiers below
+    /// memory, and (with a Redis tier) on every server sharing it, whichever keys they
+    /// are under. O(1) however many entries carry the tag: nothing is looked up or
+    /// deleted, the tag's purge is noted and every read of a tagged entry checks it.
+    /// A load that began before the purge stores nothing that survives it.
+    ///
+    /// ```
+    /// use corral::Loaded;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// cache.insert("/a", Loaded::new("a".to_string()).tag("team-1")).await;
+    /// cache.insert("/b", Loaded::new("b".to_string()).tag("team-2")).await;
+    /// cache.invalidate_tag("team-1").await;
+    /// assert_eq!(cache.get("/a"), None);
+    /// assert_eq!(cache.get("/b").as_deref(), Some("b"));
+    /// # }
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) {
+        self.purge_tag(tag, false).await;
+    }
+
+    /// Makes every entry tagged `tag` stale instead of removing it (a soft purge, as
+    /// [`invalidate_tag`](Self::invalidate_tag) reaches them): the next read starts its
+    /// refresh, and the entry is served stale meanwhile, and if the refresh fails, for
+    /// the rest of its `ttl` (stale-while-revalidate, stale-if-error).
+    ///
+    /// ```
+    /// use corral::{Freshness, Loaded};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// cache.insert("/a", Loaded::new("a".to_string()).tag("team-1")).await;
+    /// cache.soft_invalidate_tag("team-1").await;
+    /// let entry = cache.peek("/a").unwrap();
+    /// assert_eq!(entry.freshness(tokio::time::Instant::now()), Freshness::Stale);
+    /// assert_eq!(cache.get("/a").as_deref(), Some("a"));
+    /// # }
+    /// ```
+    pub async fn soft_invalidate_tag(&self, tag: &str) {
+        self.purge_tag(tag, true).await;
+    }
+
+    async fn purge_tag(&self, tag: &str, soft: bool) {
+        self.state.purge_tag_locally(tag, soft);
+        for tier in &self.state.tiers {
+            tier.purge_tag(tag, soft).await;
+        }
+    }
+
+    /// Makes `key`'s entry stale instead of removing it (a soft purge), wherever
+    /// [`invalidate`](Self::invalidate) would remove it: it is served stale while its
+    /// refresh runs, and if that fails, for the rest of its `ttl`. A load running for
+    /// `key` no longer stores its value. Tiers that cannot rewrite an entry's lifetime
+    /// in place (the disk tier) remove their copy instead. Returns whether this
+    /// server's memory held an entry for `key`.
+    pub async fn soft_invalidate(&self, key: &str) -> bool {
+        let held = self.state.soften_locally(key);
+        for tier in &self.state.tiers {
+            tier.soften(key).await;
+        }
+        held
+    }
+
+    /// [`soft_invalidate`](Self::soft_invalidate) for every key that starts with
+    /// `prefix`; returns how many entries this server's memory held.
+    pub async fn soft_invalidate_prefix(&self, prefix: &str) -> usize {
+        let softened = self.state.soften_prefix_locally(prefix);
+        for tier in &self.state.tiers {
+            tier.soften_prefix(prefix).await;
+        }
+        softened
     }
 
     /// Removes every entry (and detaches every running load, as
@@ -555,6 +629,11 @@ mod tests {
             ready(()).boxed()
         }
 
+        fn purge_tag<'a>(&'a self, tag: &'a str, _soft: bool) -> BoxFuture<'a, ()> {
+            self.change(|entries| entries.retain(|_, e| !e.tags().any(|t| t == tag)));
+            ready(()).boxed()
+        }
+
         fn listen(self: Arc<Self>, sink: Sink) {
             *self.sink.lock().unwrap() = Some(sink);
         }
@@ -578,6 +657,14 @@ mod tests {
                 entries.insert(self.key.clone(), entry.clone());
             }
             ready(()).boxed()
+        }
+
+        fn store_also<'a>(&'a self, key: &'a str, entry: &'a Entry<String>) -> BoxFuture<'a, ()> {
+            if *self.tier.generation.lock().unwrap() == self.generation {
+                self.tier.store(key, entry)
+            } else {
+                ready(()).boxed()
+            }
         }
     }
 

@@ -1,16 +1,19 @@
 //! A stored value and its lifetime: fresh until `fresh_until`, stale until `stale_until`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::tags::Tagged;
 
 /// Where an entry is in its life at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     /// Before `fresh_until`: served as is.
     Fresh,
-    /// Between `fresh_until` and `stale_until`: served at once while one background
-    /// refresh runs.
+    /// Between `fresh_until` (or a soft purge) and `stale_until`: served at once while
+    /// one background refresh runs.
     Stale,
     /// At or after `stale_until`: a miss.
     Expired,
@@ -26,6 +29,10 @@ pub struct Entry<V> {
     /// How long its load took, in microseconds (0: not known, as for an entry copied
     /// from another tier); early refresh scales by it.
     pub(crate) load_micros: u32,
+    /// Its tags, and the tick its load began at (see [`crate::tags`]).
+    pub(crate) tagged: Option<Arc<Tagged>>,
+    /// When a soft purge made it stale, if one did.
+    pub(crate) softened: Option<Instant>,
 }
 
 /// The longest life an entry gets (a century): longer lifetimes are cut to it, as
@@ -43,6 +50,8 @@ impl<V> Entry<V> {
             fresh_until: now + fresh_for.min(ttl),
             stale_until: now + ttl,
             load_micros: 0,
+            tagged: None,
+            softened: None,
         }
     }
 
@@ -58,9 +67,18 @@ impl<V> Entry<V> {
         Duration::from_micros(u64::from(self.load_micros))
     }
 
+    /// The entry, stale from `at` on (a soft purge), unless it was so already.
+    pub(crate) fn soften(mut self, at: Instant) -> Self {
+        let at = at.max(self.stored_at);
+        if self.softened.is_none_or(|before| at < before) {
+            self.softened = Some(at);
+        }
+        self
+    }
+
     /// Where the entry is in its life at `now`.
     pub fn freshness(&self, now: Instant) -> Freshness {
-        if now < self.fresh_until {
+        if now < self.fresh_until && self.softened.is_none_or(|at| now < at) {
             Freshness::Fresh
         } else if now < self.stale_until {
             Freshness::Stale
@@ -92,6 +110,18 @@ impl<V> Entry<V> {
     /// Until when the value may be served stale; after it the entry is expired.
     pub fn stale_until(&self) -> Instant {
         self.stale_until
+    }
+
+    /// Its tags, as its loader gave them ([`Loaded::tag`](crate::Loaded::tag)).
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tagged.iter().flat_map(|t| t.tags.iter().map(|t| &**t))
+    }
+
+    /// When a soft purge ([`Cache::soft_invalidate`](crate::Cache::soft_invalidate) and
+    /// its kin) made it stale, if one did: it is stale from then on, whatever its own
+    /// `fresh_until`. For callers that judge freshness themselves (an HTTP cache).
+    pub fn softened_at(&self) -> Option<Instant> {
+        self.softened
     }
 
     /// How long ago the value was stored.

@@ -134,7 +134,7 @@ mod redis_tier {
         let ttl = Duration::from_millis(u64::from_le_bytes(take(&mut rest)));
         let now = Instant::now();
         let entry = Entry::new((), now.checked_sub(age).unwrap_or(now), fresh_for, ttl);
-        let bytes = record::encode(&entry, codec, rest);
+        let bytes = record::encode(&entry, 0, codec, rest);
         let decoded = record::decode(&bytes, codec)
             .unwrap_or_else(|error| panic!("an encoded record does not decode: {error}"));
         assert_eq!(decoded.payload, rest);
@@ -151,7 +151,14 @@ mod redis_tier {
     /// An event names the key that follows its kind and origin, whole.
     fn parse_event(message: &str) {
         let key = match Event::parse(message, 0) {
-            Some(Event::Done(key) | Event::Invalidated(key) | Event::Purged(key)) => key,
+            Some(
+                Event::Done(key)
+                | Event::Invalidated(key)
+                | Event::Purged(key)
+                | Event::Softened(key)
+                | Event::SoftPurged(key)
+                | Event::TagPurged { tag: key, .. },
+            ) => key,
             Some(Event::Cleared) | None => return,
         };
         assert_eq!(message.splitn(3, ' ').nth(2), Some(key));

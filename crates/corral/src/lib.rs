@@ -84,6 +84,7 @@ mod load;
 mod loaded;
 mod state;
 pub mod stats;
+mod tags;
 mod tier;
 pub mod weigh;
 

@@ -18,6 +18,7 @@ use crate::flight::{Leader, Settled};
 use crate::loaded::Loaded;
 use crate::state::State;
 use crate::stats::LoadResult;
+use crate::tags::Tagged;
 use crate::tier::{Lock, Lookup, Permit, Release, Tier, Usable};
 
 /// How a load came by its value.
@@ -54,10 +55,13 @@ pub(crate) fn spawn<V, U, F, Fut, T, E>(
     let load = async move {
         let timeout = state.config.load_timeout;
         let started = Instant::now();
+        // The tag clock as the load begins: a tag purge after this covers its value.
+        let tick = state.tags.now();
         let obtained =
-            tokio::time::timeout(timeout, obtain(&state, leader.key(), loader, &usable)).await;
+            tokio::time::timeout(timeout, obtain(&state, leader.key(), loader, &usable, tick))
+                .await;
         let outcome = obtained.unwrap_or(Err(Error::Timeout(timeout)));
-        finish(&state, leader, outcome, started, background);
+        finish(&state, leader, outcome, (started, tick), background);
     };
     tokio::spawn(load.instrument(span));
 }
@@ -70,6 +74,7 @@ async fn obtain<V, F, Fut, T, E>(
     key: &str,
     loader: F,
     usable: &Usable<V>,
+    tick: u64,
 ) -> Result<Obtained<V>, Error>
 where
     V: Clone + Send + Sync + 'static,
@@ -95,10 +100,7 @@ where
                 }
                 return Err(Error::Load(error));
             }
-            Step::Won(permit) => held.push(Held {
-                tier: Arc::clone(tier),
-                permit,
-            }),
+            Step::Won(permit) => held.push(Held { permit }),
             Step::Skip => {}
         }
     }
@@ -111,7 +113,7 @@ where
             // from a shared tier can refresh it early.
             let below = |loaded: &Loaded<V>| {
                 (!loaded.memory_only)
-                    .then(|| state.entry_for(loaded))
+                    .then(|| state.entry_for(loaded, tick))
                     .flatten()
                     .map(|entry| entry.loaded_in(took))
             };
@@ -121,9 +123,9 @@ where
                 .iter()
                 .filter_map(|(key, related)| Some((key, below(related)?)))
                 .collect();
-            for Held { tier, permit } in held {
+            for Held { permit } in held {
                 for (key, entry) in &related {
-                    tier.store(key, entry).await;
+                    permit.store_also(key, entry).await;
                 }
                 let outcome = entry.as_ref().map_or(Release::Nothing, Release::Value);
                 permit.release(outcome).await;
@@ -141,7 +143,6 @@ where
 
 /// A lock this load holds in one tier.
 struct Held<V> {
-    tier: Arc<dyn Tier<V>>,
     permit: Box<dyn Permit<V>>,
 }
 
@@ -256,12 +257,19 @@ fn finish<V: Clone + Send + Sync + 'static>(
     state: &State<V>,
     leader: Leader<Settled<V>>,
     outcome: Result<Obtained<V>, Error>,
-    started: Instant,
+    (started, tick): (Instant, u64),
     background: bool,
 ) {
     let took = started.elapsed();
     match outcome {
-        Ok(Obtained::Stored(entry)) => {
+        Ok(Obtained::Stored(mut entry)) => {
+            // Its tags judged by this server's purges from when this load began.
+            entry.tagged = entry.tagged.map(|tagged| {
+                Arc::new(Tagged {
+                    tick,
+                    ..(*tagged).clone()
+                })
+            });
             let value = entry.value.clone();
             let settled = Settled {
                 value,
@@ -274,11 +282,13 @@ fn finish<V: Clone + Send + Sync + 'static>(
         }
         Ok(Obtained::Loaded(loaded)) => {
             state.metrics.load(LoadResult::Ok, took);
-            let entry = state.entry_for(&loaded).map(|entry| entry.loaded_in(took));
+            let entry = state
+                .entry_for(&loaded, tick)
+                .map(|entry| entry.loaded_in(took));
             let related: Vec<_> = loaded
                 .also
                 .iter()
-                .filter_map(|(key, l)| Some((key.clone(), state.entry_for(l)?)))
+                .filter_map(|(key, l)| Some((key.clone(), state.entry_for(l, tick)?)))
                 .collect();
             let settled = Settled {
                 value: loaded.value,

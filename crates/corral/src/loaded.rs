@@ -40,6 +40,8 @@ pub struct Loaded<V> {
     pub(crate) store: bool,
     /// Kept in memory only, never written to the tiers below it.
     pub(crate) memory_only: bool,
+    /// Its tags, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
+    pub(crate) tags: Vec<Box<str>>,
     pub(crate) also: Vec<(String, Loaded<V>)>,
 }
 
@@ -52,6 +54,7 @@ impl<V> Loaded<V> {
             ttl: None,
             store: true,
             memory_only: false,
+            tags: Vec::new(),
             also: Vec::new(),
         }
     }
@@ -75,6 +78,29 @@ impl<V> Loaded<V> {
     /// value is not stored.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Tags the entry, so that [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
+    /// (or its soft kin) of any of its tags purges it, in every tier and, through a
+    /// Redis tier, on every server. An empty tag, or one already given, is ignored.
+    ///
+    /// ```
+    /// use corral::Loaded;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// cache.insert("/p/1", Loaded::new("one".to_string()).tag("product-1").tag("catalog")).await;
+    /// cache.insert("/p/2", Loaded::new("two".to_string()).tag("catalog")).await;
+    /// cache.invalidate_tag("product-1").await;
+    /// assert_eq!(cache.get("/p/1"), None);
+    /// assert_eq!(cache.get("/p/2").as_deref(), Some("two"));
+    /// # }
+    /// ```
+    pub fn tag(mut self, tag: impl AsRef<str>) -> Self {
+        let tag = tag.as_ref();
+        if !tag.is_empty() && !self.tags.iter().any(|t| &**t == tag) {
+            self.tags.push(tag.into());
+        }
         self
     }
 

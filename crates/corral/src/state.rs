@@ -13,6 +13,7 @@ use crate::entry::Entry;
 use crate::flight::{Flights, Settled};
 use crate::loaded::Loaded;
 use crate::stats::Metrics;
+use crate::tags::{TagPurges, Tagged, Verdict};
 use crate::tier::memory::MemoryTier;
 use crate::tier::{Invalidation, Sink, Tier};
 use crate::weigh::Weigher;
@@ -37,6 +38,8 @@ pub(crate) struct State<V> {
     /// The tiers below memory, in the order loads look in them.
     pub(crate) tiers: Vec<Arc<dyn Tier<V>>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The tag purges made here (and, through the tiers, on other servers).
+    pub(crate) tags: TagPurges,
     /// Whether the tiers' listeners were started (on the first load).
     listening: AtomicBool,
 }
@@ -60,31 +63,54 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             flights: Flights::new(),
             tiers,
             metrics,
+            tags: TagPurges::default(),
             listening: AtomicBool::new(false),
         }
     }
 
+    /// `key`'s entry in memory, as the tag purges left it: `None` if one purged it,
+    /// stale from a soft one's instant.
+    #[inline]
+    pub(crate) fn read(&self, key: &str) -> Option<Entry<V>> {
+        let entry = self.memory.get(key)?;
+        self.judged(entry)
+    }
+
+    /// An entry as the tag purges made since its load began left it.
+    #[inline]
+    pub(crate) fn judged(&self, entry: Entry<V>) -> Option<Entry<V>> {
+        let Some(tagged) = &entry.tagged else {
+            return Some(entry);
+        };
+        match self.tags.judge(tagged) {
+            Verdict::Intact => Some(entry),
+            Verdict::Softened(at) => Some(entry.soften(at)),
+            Verdict::Purged => None,
+        }
+    }
+
     /// The entry a loaded value becomes, with its lifetime (the cache's defaults where
-    /// it sets none); `None` if it is not to be stored (`uncached`, or a zero `ttl`).
-    pub(crate) fn entry_for(&self, loaded: &Loaded<V>) -> Option<Entry<V>> {
+    /// it sets none) and its tags, noting the tag clock's `tick` when its load began;
+    /// `None` if it is not to be stored (`uncached`, or a zero `ttl`).
+    pub(crate) fn entry_for(&self, loaded: &Loaded<V>, tick: u64) -> Option<Entry<V>> {
         let ttl = loaded.ttl.unwrap_or(self.config.ttl);
         if !loaded.store || ttl.is_zero() {
             return None;
         }
         let fresh_for = loaded.fresh_for.unwrap_or(self.config.fresh_for);
-        Some(Entry::new(
-            loaded.value.clone(),
-            Instant::now(),
-            fresh_for,
-            ttl,
-        ))
+        let mut entry = Entry::new(loaded.value.clone(), Instant::now(), fresh_for, ttl);
+        entry.tagged = Tagged::new(&loaded.tags, tick);
+        Some(entry)
     }
 
-    /// Drops `key` from memory, and detaches its running load so it stores nothing.
-    pub(crate) fn invalidate_locally(&self, key: &str) {
-        self.flights
+    /// Drops `key` from memory, and detaches its running load so it stores nothing;
+    /// returns whether memory held an entry for it.
+    pub(crate) fn invalidate_locally(&self, key: &str) -> bool {
+        let held = self
+            .flights
             .detach_with(key, || self.memory.invalidate(key));
         self.publish_size();
+        held
     }
 
     /// [`invalidate_locally`](Self::invalidate_locally) for every key starting with
@@ -96,6 +122,30 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             self.invalidate_locally(key);
         }
         keys.len()
+    }
+
+    /// Makes `key`'s entry in memory stale now (a soft purge), and detaches its running
+    /// load so it stores nothing; returns whether memory held an entry for it.
+    pub(crate) fn soften_locally(&self, key: &str) -> bool {
+        let now = Instant::now();
+        self.flights
+            .detach_with(key, || self.memory.soften(key, now))
+    }
+
+    /// [`soften_locally`](Self::soften_locally) for every key starting with `prefix`;
+    /// returns how many entries memory held.
+    pub(crate) fn soften_prefix_locally(&self, prefix: &str) -> usize {
+        self.flights.detach_prefix(prefix);
+        let keys = self.memory.keys_with_prefix(prefix);
+        for key in &keys {
+            self.soften_locally(key);
+        }
+        keys.len()
+    }
+
+    /// Purges `tag` here (softly, or not): one mark, read by every entry's check.
+    pub(crate) fn purge_tag_locally(&self, tag: &str, soft: bool) {
+        self.tags.purge(tag, soft);
     }
 
     /// Empties memory and detaches every running load.
@@ -128,13 +178,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             let Some(state) = state.upgrade() else {
                 return std::future::ready(false).boxed();
             };
-            match invalidation {
-                Invalidation::Key(key) => state.invalidate_locally(key),
-                Invalidation::Prefix(prefix) => {
-                    state.invalidate_prefix_locally(prefix);
-                }
-                Invalidation::All => state.clear_locally(),
-            }
+            state.apply_locally(invalidation);
             let above = state.tiers[..index].to_vec();
             if above.is_empty() {
                 return std::future::ready(true).boxed();
@@ -142,16 +186,32 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             let invalidation = Owned::from(invalidation);
             async move {
                 for tier in above {
-                    match &invalidation {
-                        Owned::Key(key) => tier.invalidate(key).await,
-                        Owned::Prefix(prefix) => tier.invalidate_prefix(prefix).await,
-                        Owned::All => tier.clear().await,
-                    }
+                    invalidation.apply(&*tier).await;
                 }
                 true
             }
             .boxed()
         })
+    }
+
+    /// Applies another server's invalidation to memory and the flights.
+    fn apply_locally(&self, invalidation: Invalidation<'_>) {
+        match invalidation {
+            Invalidation::Key(key) => {
+                self.invalidate_locally(key);
+            }
+            Invalidation::Prefix(prefix) => {
+                self.invalidate_prefix_locally(prefix);
+            }
+            Invalidation::All => self.clear_locally(),
+            Invalidation::Tag { tag, soft } => self.purge_tag_locally(tag, soft),
+            Invalidation::Soften(key) => {
+                self.soften_locally(key);
+            }
+            Invalidation::SoftenPrefix(prefix) => {
+                self.soften_prefix_locally(prefix);
+            }
+        }
     }
 }
 
@@ -160,6 +220,23 @@ enum Owned {
     Key(String),
     Prefix(String),
     All,
+    Tag(String, bool),
+    Soften(String),
+    SoftenPrefix(String),
+}
+
+impl Owned {
+    /// Makes the same invalidation in `tier`.
+    async fn apply<V>(&self, tier: &dyn Tier<V>) {
+        match self {
+            Owned::Key(key) => tier.invalidate(key).await,
+            Owned::Prefix(prefix) => tier.invalidate_prefix(prefix).await,
+            Owned::All => tier.clear().await,
+            Owned::Tag(tag, soft) => tier.purge_tag(tag, *soft).await,
+            Owned::Soften(key) => tier.soften(key).await,
+            Owned::SoftenPrefix(prefix) => tier.soften_prefix(prefix).await,
+        }
+    }
 }
 
 impl From<Invalidation<'_>> for Owned {
@@ -168,6 +245,9 @@ impl From<Invalidation<'_>> for Owned {
             Invalidation::Key(key) => Owned::Key(key.to_owned()),
             Invalidation::Prefix(prefix) => Owned::Prefix(prefix.to_owned()),
             Invalidation::All => Owned::All,
+            Invalidation::Tag { tag, soft } => Owned::Tag(tag.to_owned(), soft),
+            Invalidation::Soften(key) => Owned::Soften(key.to_owned()),
+            Invalidation::SoftenPrefix(prefix) => Owned::SoftenPrefix(prefix.to_owned()),
         }
     }
 }

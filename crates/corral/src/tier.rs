@@ -69,9 +69,27 @@ pub(crate) trait Tier<V>: Send + Sync {
     /// Removes every entry of this cache; loads holding locks no longer store.
     fn clear(&self) -> BoxFuture<'_, ()>;
 
+    /// Purges the entries tagged `tag` (softly: they become stale), whichever key
+    /// they are under, including those of loads that began before the purge and store
+    /// after it.
+    fn purge_tag<'a>(&'a self, tag: &'a str, soft: bool) -> BoxFuture<'a, ()>;
+
+    /// Makes `key`'s entry stale (a soft purge); loads holding its lock no longer
+    /// store. The default removes it, which a tier that cannot rewrite an entry's
+    /// lifetime in place does instead.
+    fn soften<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        self.invalidate(key)
+    }
+
+    /// [`soften`](Self::soften) for every key starting with `prefix`. The default
+    /// removes them.
+    fn soften_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()> {
+        self.invalidate_prefix(prefix)
+    }
+
     /// Starts handing `sink` the invalidations other servers make in this tier, for as
     /// long as the tier lives and `sink` wants them. Called once, from within the
-    /// runtime, when the cache first loads. A tier that no other server writes has
+    /// runtime, when the cache first loads or inserts. A tier that no other server writes has
     /// nothing to hand on: the default does nothing.
     fn listen(self: Arc<Self>, sink: Sink) {
         drop(sink);
@@ -146,6 +164,12 @@ pub(crate) trait Permit<V>: Send + Sync {
     /// Ends the load: stores its outcome if the lock is still this load's (an
     /// invalidation takes it away), releases the lock and wakes whoever waits.
     fn release<'a>(self: Box<Self>, outcome: Release<'a, V>) -> BoxFuture<'a, ()>;
+
+    /// Stores an entry the load gives beside its own ([`Loaded::also_store`]), as of
+    /// when the load began: a purge made since covers it as it covers the load's own.
+    ///
+    /// [`Loaded::also_store`]: crate::Loaded::also_store
+    fn store_also<'a>(&'a self, key: &'a str, entry: &'a Entry<V>) -> BoxFuture<'a, ()>;
 }
 
 /// How a load that held a [`Permit`] ended.
@@ -181,6 +205,12 @@ pub(crate) enum Invalidation<'a> {
     Prefix(&'a str),
     /// Every key.
     All,
+    /// The entries tagged with this (softly: made stale).
+    Tag { tag: &'a str, soft: bool },
+    /// One key, made stale.
+    Soften(&'a str),
+    /// The keys that start with this prefix, made stale.
+    SoftenPrefix(&'a str),
 }
 
 /// Where a tier hands on other servers' invalidations: the cache drops the keys from

@@ -114,11 +114,22 @@ impl Pool {
         }
     }
 
-    /// The owner of `url` when it is another, healthy process.
+    /// Who serves `url` when it is another process: its owner, or while the owner is
+    /// down the next healthy member on the ring (its successor), so that every
+    /// member sends a dead owner's URLs to one place and the origin sees one fetch
+    /// for the pool. `None` when that is this process.
     pub(super) fn owner_elsewhere(&self, url: &str) -> Option<Arc<str>> {
         let ring = self.inner.ring.load();
-        let owner = ring.owner(&ring_key(url))?;
-        (!self.is_self(owner) && self.is_healthy(owner)).then(|| Arc::from(owner))
+        let key = ring_key(url);
+        let owner = ring.owner(&key)?;
+        let serving = if self.is_self(owner) || self.is_healthy(owner) {
+            owner
+        } else {
+            ring.successors(&key)
+                .into_iter()
+                .find(|peer| self.is_self(peer) || self.is_healthy(peer))?
+        };
+        (!self.is_self(serving)).then(|| Arc::from(serving))
     }
 
     /// The healthy peers for `url`, owner first (all of them, if none is healthy).

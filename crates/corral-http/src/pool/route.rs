@@ -210,16 +210,23 @@ where
                 Some(hot) => through_hot_cache(hot, request).await,
                 None => pool.forward(&owner, &url, request).await,
             };
-            match (forwarded, replay) {
-                (Ok(response), _) => Ok(response),
-                (Err(_), Some(parts)) => {
-                    count("fallback");
-                    inner
-                        .oneshot(Request::from_parts(parts, Body::empty()))
-                        .await
+            let (unavailable, parts) = match (forwarded, replay) {
+                (Ok(response), _) => return Ok(response),
+                (Err(unavailable), None) => return Ok(bad_gateway(&unavailable)),
+                (Err(unavailable), Some(parts)) => (unavailable, parts),
+            };
+            // The owner is down (and now marked so): its successor on the ring
+            // serves the URL for the whole pool, unless that is this process.
+            let replayed = || Request::from_parts(parts.clone(), Body::empty());
+            if let Some(successor) = pool.owner_elsewhere(&url).filter(|s| *s != owner) {
+                count("successor");
+                if let Ok(response) = pool.forward(&successor, &url, replayed()).await {
+                    return Ok(response);
                 }
-                (Err(unavailable), None) => Ok(bad_gateway(&unavailable)),
             }
+            tracing::debug!(%unavailable, "owner unavailable; serving here");
+            count("fallback");
+            inner.oneshot(replayed()).await
         })
     }
 }

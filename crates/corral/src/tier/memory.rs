@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use moka::notification::RemovalCause;
 use moka::sync::Cache as Moka;
 
-use crate::entry::Entry;
+use tokio::time::Instant;
+
+use crate::entry::{Entry, Freshness};
 use crate::stats::Metrics;
 use crate::weigh::Weigher;
 
@@ -47,9 +49,14 @@ pub(crate) struct MemoryTier<V> {
 }
 
 /// The weight of one entry, as the bound counts it: the key, what the value owns (by
-/// the cache's weigher), the value's inline size and the overhead.
-fn weight_of<V: 'static>(weigher: &dyn Weigher<V>, key: &str, value: &V) -> u64 {
-    (key.len() + weigher.weigh(key, value) + std::mem::size_of::<V>() + ENTRY_OVERHEAD) as u64
+/// the cache's weigher), the value's inline size, its tags and the overhead.
+fn weight_of<V: 'static>(weigher: &dyn Weigher<V>, key: &str, entry: &Entry<V>) -> u64 {
+    let tags = entry.tagged.as_ref().map_or(0, |t| t.weight());
+    (key.len()
+        + weigher.weigh(key, &entry.value)
+        + std::mem::size_of::<V>()
+        + tags
+        + ENTRY_OVERHEAD) as u64
 }
 
 impl<V: Clone + Send + Sync + 'static> MemoryTier<V> {
@@ -65,7 +72,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryTier<V> {
             .name(name)
             .max_capacity(max_bytes)
             .weigher(move |key, entry| {
-                u32::try_from(weight_of(&*weigh, key, &entry.value)).unwrap_or(u32::MAX)
+                u32::try_from(weight_of(&*weigh, key, entry)).unwrap_or(u32::MAX)
             })
             .eviction_listener(move |_key, _entry, cause| {
                 if cause == RemovalCause::Size {
@@ -90,7 +97,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryTier<V> {
     /// evict everything else and then itself), and the older entry it was to replace
     /// is removed; returns whether it was stored.
     pub(crate) fn insert(&self, key: &str, entry: Entry<V>) -> bool {
-        let weight = weight_of(&*self.weigher, key, &entry.value);
+        let weight = weight_of(&*self.weigher, key, &entry);
         if weight > self.max_bytes {
             tracing::debug!(
                 key,
@@ -119,8 +126,21 @@ impl<V: Clone + Send + Sync + 'static> MemoryTier<V> {
         }
     }
 
-    pub(crate) fn invalidate(&self, key: &str) {
-        self.cache.invalidate(key);
+    /// Removes `key`'s entry; returns whether there was one (expired or not).
+    pub(crate) fn invalidate(&self, key: &str) -> bool {
+        self.cache.remove(key).is_some()
+    }
+
+    /// Makes `key`'s entry stale from `at` on, if it is still fresh then; returns
+    /// whether there was an entry.
+    pub(crate) fn soften(&self, key: &str, at: Instant) -> bool {
+        let Some(entry) = self.cache.get(key) else {
+            return false;
+        };
+        if entry.freshness(at) == Freshness::Fresh {
+            self.cache.insert(key.into(), entry.soften(at));
+        }
+        true
     }
 
     /// The keys (of live entries) that start with `prefix`.

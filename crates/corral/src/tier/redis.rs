@@ -8,15 +8,24 @@
 //!
 //! | key | holds |
 //! |---|---|
-//! | `P` `v:{K}` | the value's record (a format version, the entry's lifetime in wall-clock time, the codec, its load time, the payload), expiring with the entry (`PX`) |
+//! | `P` `v:{K}` | the value's record (a format version, the entry's lifetime in wall-clock time, the codec, its load time, the tag clock when its load began, when a soft purge made it stale, its tags, the payload), expiring with the entry (`PX`) |
 //! | `P` `lock:{K}` | the load lock: a random token, `SET NX PX <lease>`, renewed while loading |
 //! | `P` `err:{K}` | a failed load's message, shared with other servers for `error_ttl` |
-//! | channel `P` `events` | `done K` (a load finished), `inval K`, `purge K…`, `clear` |
+//! | `P` `tick:{#tags}` | the cluster's tag clock: one tick per tag purge |
+//! | `P` `tags:{#tags}` | each purged tag's latest purge: `h:T` its tick, `s:T` a soft purge's tick and Unix ms |
+//! | channel `P` `events` | `done K` (a load finished), `inval K`, `purge K…`, `clear`, `tag T`, `softtag T`, `soft K`, `softpurge K…` |
 //!
 //! A load stores its outcome only while it still holds its lock. Invalidating a key
 //! (alone, by key prefix, or by clearing) deletes its lock along with its value, so a
 //! load that was running then stores nothing: nothing loaded before an invalidation
 //! survives it, on any server. The next caller takes a new lock and loads afresh.
+//!
+//! Purging a tag ticks the tag clock and notes the tick under the tag, in one script:
+//! O(1) however many entries carry it. A record notes the tick of when its load took
+//! its lock, and a look at a tagged record checks its tags: one purged since is a
+//! miss (a soft purge: stale from then). Nothing lists a tag's keys, so nothing can go
+//! out of step with them. A soft purge of a key rewrites when its record turns stale,
+//! and deletes its lock.
 //!
 //! `invalidate_prefix` and `clear` delete only keys of these three shapes under `P`,
 //! so a cache whose prefix extends this one's (`shop:eu:` for `shop:`) is left alone.
@@ -37,7 +46,8 @@
 //! | `store.rs` | one cache's tier: key names, and the plain reads, writes and deletes |
 //! | `lock.rs` | the cross-server lock: look, lock, wait, renew, release |
 //! | `scripts.rs` | the Lua scripts that make a release or a delete one step |
-//! | `purge.rs` | deleting by prefix, and clearing (SCAN on every master: `cluster.rs`) |
+//! | `purge.rs` | deleting (or softening) by prefix, and clearing (SCAN on every master: `cluster.rs`) |
+//! | `tags.rs` | the tag clock, tag purges, judging a tagged record, softening a key |
 //! | `events.rs`, `subscriber.rs` | the events servers publish, and the task that receives them |
 //! | `record.rs` | the stored form of an entry |
 
@@ -52,6 +62,7 @@ pub(crate) mod record;
 mod scripts;
 mod store;
 mod subscriber;
+mod tags;
 
 use std::sync::Arc;
 
@@ -92,6 +103,18 @@ impl<V: Send + Sync + 'static> Tier<V> for RedisStore<V> {
 
     fn clear(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.purge_all()) // purge.rs
+    }
+
+    fn purge_tag<'a>(&'a self, tag: &'a str, soft: bool) -> BoxFuture<'a, ()> {
+        Box::pin(RedisStore::purge_tag(self, tag, soft)) // tags.rs
+    }
+
+    fn soften<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.soften_key(key, true)) // tags.rs
+    }
+
+    fn soften_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(RedisStore::soften_prefix(self, prefix)) // purge.rs
     }
 
     fn listen(self: Arc<Self>, sink: Sink) {

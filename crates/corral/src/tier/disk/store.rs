@@ -130,6 +130,8 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             fresh_until: clocks.instant(times.fresh_ms),
             stale_until: clocks.instant(times.stale_ms),
             load_micros: 0,
+            tagged: None,
+            softened: None,
         };
         if !usable(&entry) {
             return Lookup::Missing;
@@ -140,7 +142,12 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
 
     /// Writes an entry unless an invalidation after `since` covers it; skipped when
     /// the tier is off or [`writes_at_once`](super::DiskTier::writes_at_once) are running.
+    /// A tagged entry is not written: records do not keep tags yet, and one read back
+    /// without them would escape its tags' purges.
     async fn write(&self, key: &str, entry: &Entry<V>, since: u64) {
+        if entry.tagged.is_some() {
+            return;
+        }
         let Ok(running) = Arc::clone(&self.writes).try_acquire_owned() else {
             self.disk.metrics.writes_skipped.add(1);
             return;
@@ -260,6 +267,11 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
         Box::pin(self.purge(String::new()))
     }
 
+    /// Nothing to do: no tagged entry is written (see [`write`](DiskStore::write)).
+    fn purge_tag<'a>(&'a self, _tag: &'a str, _soft: bool) -> BoxFuture<'a, ()> {
+        futures_util::future::ready(()).boxed()
+    }
+
     fn write_mark(&self) -> Option<WriteMark> {
         Some(WriteMark(self.disk.since()))
     }
@@ -299,5 +311,9 @@ impl<V: Send + Sync + 'static> Permit<V> for DiskPermit<V> {
                 self.tier.write(&self.key, entry, self.since).await;
             }
         })
+    }
+
+    fn store_also<'a>(&'a self, key: &'a str, entry: &'a Entry<V>) -> BoxFuture<'a, ()> {
+        Box::pin(self.tier.write(key, entry, self.since))
     }
 }

@@ -32,6 +32,12 @@ pub(crate) enum Event<'a> {
     Purged(&'a str),
     /// The cache was cleared by another instance.
     Cleared,
+    /// Another instance purged this tag (softly, or not).
+    TagPurged { tag: &'a str, soft: bool },
+    /// Another instance made `key`'s entry stale.
+    Softened(&'a str),
+    /// Another instance made the entries of the keys starting with this prefix stale.
+    SoftPurged(&'a str),
 }
 
 impl<'a> Event<'a> {
@@ -46,6 +52,16 @@ impl<'a> Event<'a> {
             "inval" if !from_self => Some(Event::Invalidated(key)),
             "purge" if !from_self => Some(Event::Purged(key)),
             "clear" if !from_self => Some(Event::Cleared),
+            "tag" if !from_self => Some(Event::TagPurged {
+                tag: key,
+                soft: false,
+            }),
+            "softtag" if !from_self => Some(Event::TagPurged {
+                tag: key,
+                soft: true,
+            }),
+            "soft" if !from_self => Some(Event::Softened(key)),
+            "softpurge" if !from_self => Some(Event::SoftPurged(key)),
             _ => None,
         }
     }
@@ -140,6 +156,18 @@ mod tests {
             Some(Event::Purged("http://h/docs/"))
         );
         assert_eq!(Event::parse("clear 1 -", 1), None);
+        assert_eq!(
+            Event::parse("softtag 2 product 7", 1),
+            Some(Event::TagPurged {
+                tag: "product 7",
+                soft: true
+            })
+        );
+        assert_eq!(Event::parse("soft 2 k", 1), Some(Event::Softened("k")));
+        assert_eq!(
+            Event::parse("softpurge 2 /d/", 1),
+            Some(Event::SoftPurged("/d/"))
+        );
         assert_eq!(Event::parse("garbage", 1), None);
         assert_eq!(Event::parse("what 1 k", 2), None);
     }

@@ -29,6 +29,7 @@ use super::connection::Unavailable;
 use super::events::instance_id;
 use super::record;
 use super::store::RedisStore;
+use crate::entry::Entry;
 use crate::stats::RemoteOp;
 use crate::tier::{Lock, Lookup, Permit, Release, Usable};
 
@@ -61,7 +62,14 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         let Ok(probe) = self.probe(key).await else {
             return Lookup::Unavailable;
         };
-        if let Some(entry) = probe.value.filter(|e| usable(e)) {
+        let value = match probe.value {
+            Some(entry) => match self.judged(entry).await {
+                Ok(judged) => judged,
+                Err(Unavailable) => return Lookup::Unavailable,
+            },
+            None => None,
+        };
+        if let Some(entry) = value.filter(|e| usable(e)) {
             self.metrics.remote_hit();
             return Lookup::Found(entry);
         }
@@ -75,16 +83,26 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
     }
 
     /// Tries to take the key's lock ([`Tier::lock`](crate::tier::Tier::lock)); if another
-    /// server took it first, waits for its `done` or a whole lease.
+    /// server took it first, waits for its `done` or a whole lease. A won lock notes
+    /// the cluster's tag clock: the load begins after it.
     pub(crate) async fn take_lock<'a>(self: Arc<Self>, key: &str) -> Lock<'a, V> {
         let armed = self.waiters.arm(key);
         match self.try_lock(key).await {
-            Ok(Some(token)) => Lock::Won(Box::new(Held {
-                key: key.to_owned(),
-                store: self,
-                token,
-                finished: false,
-            })),
+            Ok(Some(token)) => {
+                let mut held = Held {
+                    key: key.to_owned(),
+                    store: self,
+                    token,
+                    tick: 0,
+                    finished: false,
+                };
+                match held.store.tick().await {
+                    Ok(tick) => held.tick = tick,
+                    // Dropped unfinished, it releases the lock.
+                    Err(Unavailable) => return Lock::Unavailable,
+                }
+                Lock::Won(Box::new(held))
+            }
             Ok(None) => Lock::Held(Box::pin(armed.wait(self.lock_lease + WAIT_SLACK))),
             Err(Unavailable) => Lock::Unavailable,
         }
@@ -137,9 +155,9 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
 
     /// Ends a load that held the lock: stores its outcome if the lock is still `token`'s,
     /// releases the lock and wakes every server's waiters, in one step.
-    async fn finish(&self, key: &str, token: &str, outcome: Release<'_, V>) {
+    async fn finish(&self, key: &str, (token, tick): (&str, u64), outcome: Release<'_, V>) {
         let (mode, payload, px) = match outcome {
-            Release::Value(entry) => match self.encode(entry) {
+            Release::Value(entry) => match self.encode(entry, tick) {
                 Some(bytes) => ("value", bytes, record::millis_until(entry.stale_until)),
                 None => ("none", Vec::new(), 1),
             },
@@ -186,6 +204,8 @@ struct Held<V: Send + Sync + 'static> {
     store: Arc<RedisStore<V>>,
     key: String,
     token: String,
+    /// The cluster's tag clock when the lock was won.
+    tick: u64,
     finished: bool,
 }
 
@@ -206,7 +226,14 @@ impl<V: Send + Sync + 'static> Permit<V> for Held<V> {
 
     fn release<'a>(mut self: Box<Self>, outcome: Release<'a, V>) -> BoxFuture<'a, ()> {
         self.finished = true;
-        Box::pin(async move { self.store.finish(&self.key, &self.token, outcome).await })
+        Box::pin(async move {
+            let lock = (self.token.as_str(), self.tick);
+            self.store.finish(&self.key, lock, outcome).await;
+        })
+    }
+
+    fn store_also<'a>(&'a self, key: &'a str, entry: &'a Entry<V>) -> BoxFuture<'a, ()> {
+        Box::pin(self.store.set_at(key, entry, self.tick))
     }
 }
 
@@ -216,12 +243,14 @@ impl<V: Send + Sync + 'static> Drop for Held<V> {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (store, key, token) = (
+            let (store, key, token, tick) = (
                 self.store.clone(),
                 std::mem::take(&mut self.key),
                 std::mem::take(&mut self.token),
+                self.tick,
             );
-            runtime.spawn(async move { store.finish(&key, &token, Release::Nothing).await });
+            runtime
+                .spawn(async move { store.finish(&key, (&token, tick), Release::Nothing).await });
         }
     }
 }

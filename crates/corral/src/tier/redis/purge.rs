@@ -1,7 +1,8 @@
-//! Deleting many keys: `invalidate_prefix` and `clear` SCAN for this cache's records
+//! Purging many keys: `invalidate_prefix` and `clear` SCAN for this cache's records
 //! (on every master of a cluster, found afresh each time), UNLINK them in batches, and
-//! tell the other servers. Only keys of this cache's [shapes](KEY_KINDS) go, so a cache
-//! whose prefix extends this one's is left alone.
+//! tell the other servers; `soften_prefix` SCANs for values and makes each stale. Only
+//! keys of this cache's [shapes](KEY_KINDS) are touched, so a cache whose prefix
+//! extends this one's is left alone.
 
 use redis::aio::MultiplexedConnection;
 
@@ -25,23 +26,46 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         self.publish(format!("purge {:x} {prefix}", self.id)).await;
     }
 
+    /// Makes the values of the keys starting with `prefix` stale now (and deletes
+    /// their locks, so running loads store nothing), and tells every server to do the
+    /// same in its memory.
+    pub(crate) async fn soften_prefix(&self, prefix: &str) {
+        let pattern = format!("{}v:{{{}*", escape_glob(&self.prefix), escape_glob(prefix));
+        let values = format!("{}v:{{", self.prefix);
+        let ours = format!("{values}{prefix}");
+        self.for_each_matching(
+            &pattern,
+            |key| key.starts_with(&ours),
+            Action::Soften(&values),
+        )
+        .await;
+        self.publish(format!("softpurge {:x} {prefix}", self.id))
+            .await;
+    }
+
     /// Deletes this cache's keys (of every [kind](KEY_KINDS)) for the cache keys
     /// starting with `prefix`, and no other cache's: a cache whose prefix extends this
     /// one's has keys that match the SCAN pattern but not the kinds.
     async fn unlink_keys_starting(&self, prefix: &str) {
         let pattern = format!("{}*:{{{}*", escape_glob(&self.prefix), escape_glob(prefix));
         let ours = KEY_KINDS.map(|kind| format!("{}{kind}:{{{prefix}", self.prefix));
-        self.unlink_matching(&pattern, |key| {
-            ours.iter().any(|start| key.starts_with(start))
-        })
-        .await;
+        let admit = |key: &str| ours.iter().any(|start| key.starts_with(start));
+        self.for_each_matching(&pattern, admit, Action::Unlink)
+            .await;
     }
 
     /// SCANs for `pattern` (on every master of a cluster, as the cluster is now) and
-    /// UNLINKs what `admit` admits.
-    async fn unlink_matching(&self, pattern: &str, admit: impl Fn(&str) -> bool) {
+    /// does `action` to what `admit` admits.
+    async fn for_each_matching(
+        &self,
+        pattern: &str,
+        admit: impl Fn(&str) -> bool,
+        action: Action<'_>,
+    ) {
         let Some(seeds) = self.link.cluster_seeds() else {
-            return self.unlink_scanned(ScanNode::Server, pattern, &admit).await;
+            return self
+                .scanned(ScanNode::Server, pattern, &admit, action)
+                .await;
         };
         let config = self.link.direct();
         let masters = match cluster::masters(seeds, &config).await {
@@ -57,7 +81,7 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
                 .await
             {
                 Ok(connection) => {
-                    self.unlink_scanned(ScanNode::Master(connection), pattern, &admit)
+                    self.scanned(ScanNode::Master(connection), pattern, &admit, action)
                         .await;
                 }
                 Err(error) => {
@@ -68,12 +92,13 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         }
     }
 
-    /// SCANs one server for `pattern` and UNLINKs what `admit` admits, in batches.
-    async fn unlink_scanned(
+    /// SCANs one server for `pattern` and does `action` to what `admit` admits.
+    async fn scanned(
         &self,
         mut node: ScanNode,
         pattern: &str,
         admit: &impl Fn(&str) -> bool,
+        action: Action<'_>,
     ) {
         let mut cursor = 0u64;
         loop {
@@ -81,25 +106,41 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
                 break;
             };
             let keys: Vec<String> = keys.into_iter().filter(|k| admit(k)).collect();
-            for batch in keys.chunks(100) {
-                // One UNLINK per batch; a cluster connection splits it by shard.
-                let batch = batch.to_vec();
-                let _ = self
-                    .link
-                    .run(RemoteOp::Write, |mut c| {
-                        Box::pin(async move {
-                            redis::cmd("UNLINK")
-                                .arg(&batch)
-                                .query_async::<i64>(&mut c)
-                                .await
-                        })
-                    })
-                    .await;
+            match action {
+                Action::Unlink => self.unlink(&keys).await,
+                Action::Soften(values) => {
+                    for key in &keys {
+                        if let Some(key) =
+                            key.strip_prefix(values).and_then(|k| k.strip_suffix('}'))
+                        {
+                            self.soften_key(key, false).await;
+                        }
+                    }
+                }
             }
             cursor = next;
             if cursor == 0 {
                 break;
             }
+        }
+    }
+
+    /// UNLINKs keys in batches.
+    async fn unlink(&self, keys: &[String]) {
+        for batch in keys.chunks(100) {
+            // One UNLINK per batch; a cluster connection splits it by shard.
+            let batch = batch.to_vec();
+            let _ = self
+                .link
+                .run(RemoteOp::Write, |mut c| {
+                    Box::pin(async move {
+                        redis::cmd("UNLINK")
+                            .arg(&batch)
+                            .query_async::<i64>(&mut c)
+                            .await
+                    })
+                })
+                .await;
         }
     }
 
@@ -149,6 +190,15 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
             }
         }
     }
+}
+
+/// What a scan does to the keys it admits.
+#[derive(Clone, Copy)]
+enum Action<'a> {
+    /// Deletes them.
+    Unlink,
+    /// Makes them stale: values, named by this start and their cache key in braces.
+    Soften(&'a str),
 }
 
 /// A server that `clear` and `invalidate_prefix` SCAN.

@@ -1,6 +1,7 @@
 //! The Lua scripts the Redis tier runs, each one atomic step on a key's records: end a
 //! load (store its outcome only while it holds the lock), renew a lock's lease, delete a
-//! key's records. Each also publishes its event, so the step and its news are one.
+//! key's records, make a key's value stale, purge a tag. Each also publishes its event,
+//! so the step and its news are one.
 
 /// If the lock is still ours, stores a value or shares an error and releases the
 /// lock; then wakes the waiters of every server, in one step. A lock that is no
@@ -36,6 +37,47 @@ redis.call("PUBLISH", ARGV[1], ARGV[2])
 return 1
 "#;
 
+/// Purges a tag: ticks the cache's tag clock and notes the tick as the tag's latest
+/// purge (hard, or soft with its instant), and tells every server.
+const PURGE_TAG: &str = r#"
+local tick = redis.call("INCR", KEYS[1])
+if ARGV[1] == "soft" then
+  redis.call("HSET", KEYS[2], "s:" .. ARGV[2], tick .. " " .. ARGV[3])
+else
+  redis.call("HSET", KEYS[2], "h:" .. ARGV[2], tick)
+end
+redis.call("PUBLISH", ARGV[4], ARGV[5])
+return tick
+"#;
+
+/// Makes a key's value stale from an instant on (a soft purge): writes the instant
+/// into its record (version 3; an older record is deleted), unless it was softened
+/// earlier. Deletes the key's lock (a load running for it stores nothing) and, given a
+/// channel, tells every server.
+const SOFTEN: &str = r#"
+local function ms(s, at)
+  local n = 0
+  for i = at, at + 7 do n = n * 256 + string.byte(s, i) end
+  return n
+end
+local v = redis.call("GET", KEYS[1])
+if v then
+  if string.byte(v, 1) == 3 and string.len(v) >= 50 then
+    local before = ms(v, 39)
+    if before == 0 or ms(ARGV[1], 1) < before then
+      redis.call("SET", KEYS[1], string.sub(v, 1, 38) .. ARGV[1] .. string.sub(v, 47), "KEEPTTL")
+    end
+  else
+    redis.call("DEL", KEYS[1])
+  end
+end
+redis.call("DEL", KEYS[2])
+if ARGV[2] ~= "" then
+  redis.call("PUBLISH", ARGV[2], ARGV[3])
+end
+return 1
+"#;
+
 /// The scripts, loaded once per tier (`EVALSHA`, falling back to `EVAL` once).
 pub(crate) struct Scripts {
     /// [`FINISH`]: `KEYS` value, lock, error; `ARGV` token, mode (`value`, `error` or
@@ -45,6 +87,12 @@ pub(crate) struct Scripts {
     pub(crate) renew: redis::Script,
     /// [`INVALIDATE`]: `KEYS` value, error, lock; `ARGV` channel, message.
     pub(crate) invalidate: redis::Script,
+    /// [`PURGE_TAG`]: `KEYS` tick, tags; `ARGV` `soft` or `hard`, tag, Unix ms, channel,
+    /// message.
+    pub(crate) purge_tag: redis::Script,
+    /// [`SOFTEN`]: `KEYS` value, lock; `ARGV` Unix ms (8 bytes, big-endian), channel
+    /// (empty: tell nobody), message.
+    pub(crate) soften: redis::Script,
 }
 
 impl Scripts {
@@ -53,6 +101,8 @@ impl Scripts {
             finish: redis::Script::new(FINISH),
             renew: redis::Script::new(RENEW),
             invalidate: redis::Script::new(INVALIDATE),
+            purge_tag: redis::Script::new(PURGE_TAG),
+            soften: redis::Script::new(SOFTEN),
         }
     }
 }

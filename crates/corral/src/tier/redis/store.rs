@@ -15,6 +15,7 @@ use crate::codec::Codec;
 use crate::entry::Entry;
 use crate::error::ConfigError;
 use crate::stats::{Metrics, RemoteOp};
+use crate::tags::Tagged;
 use crate::tier::{Tier, TierSpec};
 
 /// A Redis tier waiting for its cache to be built, its codec erased.
@@ -52,6 +53,11 @@ impl<V: Send + Sync + 'static> TierSpec<V> for RemoteSpec<V> {
 
 /// The shapes of the keys this tier writes for a cache key `K`: `P` `kind:{K}`.
 pub(crate) const KEY_KINDS: [&str; 3] = ["v", "err", "lock"];
+
+/// The hash tag of the cache's tag clock and tag purges (`tags.rs`), `P` `tick:{#tags}`
+/// and `P` `tags:{#tags}`: one slot in a cluster, so one script updates both, and no
+/// kind of [`KEY_KINDS`], so prefix purges and `clear` leave them.
+const TAG_SLOT: &str = "#tags";
 
 /// What one look at a key in Redis found.
 pub(crate) struct Probe<V> {
@@ -102,6 +108,11 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         format!("{}{kind}:{{{key}}}", self.prefix)
     }
 
+    /// The Redis key of the cache's tag clock (`tick`) or tag purges (`tags`).
+    pub(crate) fn tag_key(&self, kind: &str) -> String {
+        self.key(kind, TAG_SLOT)
+    }
+
     /// Looks at a key: its value, a shared error, and who holds its lock.
     pub(crate) async fn probe(&self, key: &str) -> Result<Probe<V>, Unavailable> {
         let (value_key, error_key, lock_key) = (
@@ -137,6 +148,7 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         })
     }
 
+    /// The entry a record holds; its tags noted at the cluster's tick in the record.
     pub(crate) fn decode(&self, bytes: &[u8]) -> Result<Entry<V>, record::RecordError> {
         let record = record::decode(bytes, self.codec.id())?;
         Ok(Entry {
@@ -145,12 +157,15 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
             fresh_until: record.fresh_until,
             stale_until: record.stale_until,
             load_micros: record.load_micros,
+            tagged: Tagged::new(&record.tags, record.tick),
+            softened: record.softened,
         })
     }
 
-    pub(crate) fn encode(&self, entry: &Entry<V>) -> Option<Vec<u8>> {
+    /// The record of an entry whose load began at the cluster's tag clock `tick`.
+    pub(crate) fn encode(&self, entry: &Entry<V>, tick: u64) -> Option<Vec<u8>> {
         match self.codec.encode(&entry.value) {
-            Ok(payload) => Some(record::encode(entry, self.codec.id(), &payload)),
+            Ok(payload) => Some(record::encode(entry, tick, self.codec.id(), &payload)),
             Err(error) => {
                 tracing::warn!(%error, "value not encodable for redis; kept in memory only");
                 None
@@ -158,9 +173,18 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         }
     }
 
-    /// Stores an entry (no lock involved: an insert, or a related entry of a load).
+    /// Stores an entry outside any load (an insert), as of the cluster's tag clock now.
     pub(crate) async fn set(&self, key: &str, entry: &Entry<V>) {
-        let Some(bytes) = self.encode(entry) else {
+        let Ok(tick) = self.tick().await else {
+            return;
+        };
+        self.set_at(key, entry, tick).await;
+    }
+
+    /// Stores an entry (no lock involved: an insert, or a related entry of a load) as
+    /// of the cluster's tag clock `tick`.
+    pub(crate) async fn set_at(&self, key: &str, entry: &Entry<V>, tick: u64) {
+        let Some(bytes) = self.encode(entry, tick) else {
             return;
         };
         let value_key = self.key("v", key);

@@ -55,6 +55,9 @@ pub(crate) async fn listen<V: Send + Sync + 'static>(store: Weak<RedisStore<V>>,
                         Some(Event::Invalidated(key)) => Invalidation::Key(key),
                         Some(Event::Purged(prefix)) => Invalidation::Prefix(prefix),
                         Some(Event::Cleared) => Invalidation::All,
+                        Some(Event::TagPurged { tag, soft }) => Invalidation::Tag { tag, soft },
+                        Some(Event::Softened(key)) => Invalidation::Soften(key),
+                        Some(Event::SoftPurged(prefix)) => Invalidation::SoftenPrefix(prefix),
                     };
                     if !sink(invalidation).await {
                         return;

@@ -1,0 +1,168 @@
+//! Purges by tag without a tag index: a clock that ticks once per tag purge, and for
+//! each purged tag the tick of its latest purge (hard, and soft). An entry notes the
+//! tick its load began at; one of its tags purged at a later tick makes it gone (or,
+//! for a soft purge, stale). A purge is one map write however many entries carry the
+//! tag, covers every variant and every copy, and a load that began before it can never
+//! store a result that survives it: nothing to keep in step, nothing to corrupt.
+//!
+//! The ticks are this process's own: each tier below memory that keeps tags has its own
+//! clock for its own entries (the Redis tier one for the whole cluster), and an entry
+//! copied up from a tier notes the tick its load here began at.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tokio::time::Instant;
+
+/// An entry's tags, and the tick at which its load began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tagged {
+    pub(crate) tags: Box<[Box<str>]>,
+    pub(crate) tick: u64,
+}
+
+impl Tagged {
+    /// `tags` at `tick`; `None` when there are none.
+    pub(crate) fn new(tags: &[Box<str>], tick: u64) -> Option<Arc<Tagged>> {
+        (!tags.is_empty()).then(|| {
+            Arc::new(Tagged {
+                tags: tags.into(),
+                tick,
+            })
+        })
+    }
+
+    /// The bytes the tags take, as the memory bound counts them.
+    pub(crate) fn weight(&self) -> usize {
+        std::mem::size_of::<Tagged>()
+            + self
+                .tags
+                .iter()
+                .map(|t| t.len() + std::mem::size_of::<Box<str>>())
+                .sum::<usize>()
+    }
+}
+
+/// What the purges say of an entry's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// No purge since its load began.
+    Intact,
+    /// Soft-purged at this instant: stale from then on.
+    Softened(Instant),
+    /// Purged: as good as gone.
+    Purged,
+}
+
+/// The latest purges of one tag.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    hard: u64,
+    soft: u64,
+    soft_at: Instant,
+}
+
+/// The clock and the latest purge of every tag purged so far.
+#[derive(Debug)]
+pub(crate) struct TagPurges {
+    clock: AtomicU64,
+    marks: RwLock<HashMap<Box<str>, Marks, ahash::RandomState>>,
+}
+
+impl Default for TagPurges {
+    fn default() -> Self {
+        TagPurges {
+            clock: AtomicU64::new(0),
+            marks: RwLock::new(HashMap::default()),
+        }
+    }
+}
+
+impl TagPurges {
+    /// The tick now: a load notes it as it begins.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.load(Ordering::Acquire)
+    }
+
+    /// Purges `tag` (softly: its entries become stale at `now`), at a new tick.
+    pub(crate) fn purge(&self, tag: &str, soft: bool) {
+        let mut marks = self.marks.write().unwrap_or_else(PoisonError::into_inner);
+        // Ticked under the lock, so that whoever sees the new tick sees its mark too.
+        let tick = self.clock.fetch_add(1, Ordering::AcqRel) + 1;
+        let now = Instant::now();
+        let mark = marks.entry(tag.into()).or_insert(Marks {
+            hard: 0,
+            soft: 0,
+            soft_at: now,
+        });
+        if soft {
+            mark.soft = tick;
+            mark.soft_at = now;
+        } else {
+            mark.hard = tick;
+        }
+    }
+
+    /// What the purges made since its load began say of an entry tagged `tagged`.
+    #[inline]
+    pub(crate) fn judge(&self, tagged: &Tagged) -> Verdict {
+        if self.now() <= tagged.tick {
+            return Verdict::Intact;
+        }
+        let marks = self.marks.read().unwrap_or_else(PoisonError::into_inner);
+        let mut verdict = Verdict::Intact;
+        for tag in &tagged.tags {
+            let Some(mark) = marks.get(tag) else {
+                continue;
+            };
+            if mark.hard > tagged.tick {
+                return Verdict::Purged;
+            }
+            if mark.soft > tagged.tick {
+                verdict = match verdict {
+                    Verdict::Softened(at) if at <= mark.soft_at => verdict,
+                    _ => Verdict::Softened(mark.soft_at),
+                };
+            }
+        }
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(tags: &[&str], tick: u64) -> Tagged {
+        Tagged {
+            tags: tags.iter().map(|t| Box::from(*t)).collect(),
+            tick,
+        }
+    }
+
+    #[test]
+    fn a_purge_covers_the_entries_loaded_before_it_and_no_later_ones() {
+        let purges = TagPurges::default();
+        let before = tagged(&["a", "b"], purges.now());
+        let other = tagged(&["c"], purges.now());
+        purges.purge("b", false);
+        let after = tagged(&["b"], purges.now());
+        assert_eq!(purges.judge(&before), Verdict::Purged);
+        assert_eq!(purges.judge(&other), Verdict::Intact);
+        assert_eq!(purges.judge(&after), Verdict::Intact);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_soft_purge_makes_an_entry_stale_from_its_instant_and_a_hard_one_wins() {
+        let purges = TagPurges::default();
+        let entry = tagged(&["a", "b"], purges.now());
+        let at = Instant::now();
+        purges.purge("a", true);
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        purges.purge("b", true);
+        assert_eq!(purges.judge(&entry), Verdict::Softened(at), "the earlier");
+        purges.purge("a", false);
+        assert_eq!(purges.judge(&entry), Verdict::Purged);
+    }
+}
