@@ -105,23 +105,25 @@ pub(crate) fn upstream_request(
     parts
 }
 
-/// What a fetch notes when it begins: the disk tier's mark of the invalidations made
-/// so far, so that a body written to disk as it arrives is not kept if its key is
-/// invalidated after the fetch began (as a load's value is kept out of every tier).
+/// What a fetch notes when it begins: the marks of the invalidations made so far (the
+/// disk tier's, and the cache's), so that a body written to disk as it arrives, or a
+/// response stored outside the flight, is not kept if a purge came after the fetch
+/// began (as a load's value is kept out of every tier).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Began {
     #[cfg(feature = "disk")]
     mark: Option<corral::disk::WriteMark>,
+    /// The invalidations so far, for a response stored outside the flight.
+    pub(crate) insert: corral::InsertMark,
 }
 
 impl Began {
     /// A fetch beginning now.
     pub(crate) fn now(state: &State) -> Self {
-        #[cfg(not(feature = "disk"))]
-        let _ = state;
         Began {
             #[cfg(feature = "disk")]
             mark: state.cache.write_mark(),
+            insert: state.cache.insert_mark(),
         }
     }
 }

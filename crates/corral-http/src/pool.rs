@@ -67,6 +67,7 @@ mod forward;
 mod members;
 mod pool_client;
 mod protocol;
+mod purge;
 mod ring;
 mod route;
 
@@ -82,5 +83,6 @@ pub(crate) use members::{normalize_peer, ring_key};
 pub use pool_client::PoolClient;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use protocol::{PEER_PATH, SECRET_HEADER};
+pub use purge::{MemberPurged, PeerPurge, PurgeScope};
 pub use ring::{DEFAULT_VNODES, Ring};
 pub use route::{Route, RouteLayer};

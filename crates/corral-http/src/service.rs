@@ -432,8 +432,12 @@ async fn alone(
     let window = unreachable_window(&state, fetched.as_ref().err().map(|e| &**e as _));
     match fetched {
         Ok(Fetched::Shareable(response, destination)) => {
+            // Not kept if a purge came while it was fetched.
             let entries = fetch::placement(&state, response.clone(), &target, destination);
-            state.cache.insert(&target.key, entries).await;
+            state
+                .cache
+                .insert_since(&target.key, entries, began.insert)
+                .await;
             let report = Report {
                 forward_status: Some(response.status),
                 stored: !response.lifetime.keep_for.is_zero(),

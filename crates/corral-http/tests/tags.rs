@@ -83,3 +83,33 @@ async fn a_soft_purged_response_is_served_stale_while_the_origin_fails() {
     assert_eq!(handle.soft_invalidate(&url).await, 1);
     assert_eq!(get(&cache, &url).await.text(), "v1");
 }
+
+#[tokio::test]
+async fn a_response_fetched_alone_across_a_tag_purge_is_not_kept() {
+    let origin = Origin::start().await;
+    origin.route("/p", |_, n| match n {
+        // Not shared: the URL is marked hit-for-miss, so the next request fetches
+        // alone, outside the flight.
+        1 => Reply::ok("private").header("cache-control", "private"),
+        _ => Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=600")
+            .header("surrogate-key", "t")
+            .delay(std::time::Duration::from_millis(300)),
+    });
+    let cache = cached(HttpCache::builder());
+    let url = origin.url("/p");
+    get(&cache, &url).await;
+    let fetching = tokio::spawn({
+        let (cache, url) = (cache.clone(), url.clone());
+        async move { get(&cache, &url).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    cache.handle().invalidate_tag("t").await;
+    assert_eq!(
+        fetching.await.unwrap().text(),
+        "v2",
+        "its requester gets it"
+    );
+    let next = get(&cache, &url).await;
+    assert_eq!(next.text(), "v3", "fetched before the purge: not kept");
+}

@@ -175,10 +175,10 @@ async fn purge(State(admin): State<Arc<Admin>>, query: Query<Vec<(String, String
         Ok(purge) => purge,
         Err(BadPurge(message)) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    match purge.run(&admin.cache, &admin.keys).await {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(refusal) => refusal.into_response(),
-    }
+    let (status, answer) = purge
+        .run(&admin.cache, &admin.keys, admin.pool.as_ref())
+        .await;
+    (status, axum::Json(answer)).into_response()
 }
 
 #[derive(Deserialize)]

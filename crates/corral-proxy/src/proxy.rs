@@ -170,6 +170,7 @@ impl Proxy {
                 let route = pool
                     .route_layer()?
                     .key(move |parts| route_mode.target_url(parts))
+                    .purges(cache.handle())
                     .layer(target);
                 (Some(pool), Stack::Pooled(route))
             }

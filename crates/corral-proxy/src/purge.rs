@@ -1,9 +1,12 @@
 //! `POST /purge` on the admin API: by URL, by URL prefix, or by tag (several at
 //! once), hard or soft. The URL is the one clients use: a reverse proxy maps it to the
 //! key its requests are stored under, as it maps their requests. A query that cannot be
-//! read one way only (a URL with an unencoded `&`) is refused, never half-read.
+//! read one way only (a URL with an unencoded `&`) is refused, never half-read. In a
+//! pool the purge goes where the responses are: a URL's to its owner, a prefix's and
+//! tags' to every member, over the peer protocol.
 
 use corral_http::CacheHandle;
+use corral_http::pool::{PeerPurge, Pool, PurgeScope};
 use http::StatusCode;
 
 use crate::target::Mode;
@@ -84,14 +87,9 @@ impl Purge {
         })
     }
 
-    /// Makes the purge in this server's cache (and, through a Redis tier, every
-    /// server's); the JSON answer, or a refusal.
-    pub(crate) async fn run(
-        &self,
-        cache: &CacheHandle,
-        mode: &Mode,
-    ) -> Result<serde_json::Value, (StatusCode, String)> {
-        let soft = self.soft;
+    /// The purge as the cache and the pool's members take it: client URLs mapped to
+    /// the keys their requests are stored under.
+    fn to_keys(&self, mode: &Mode) -> Result<PeerPurge, (StatusCode, String)> {
         let key_of = |url: &str, what: &str| {
             mode.key_of_client_url(url).ok_or_else(|| {
                 (
@@ -100,39 +98,60 @@ impl Purge {
                 )
             })
         };
-        Ok(match &self.what {
-            What::Url(url) => {
-                let key = key_of(url, "url")?;
-                let purged = if soft {
-                    cache.soft_invalidate(&key).await
-                } else {
-                    cache.invalidate(&key).await
-                };
-                tracing::info!(%url, %key, purged, soft, "purged");
-                serde_json::json!({ "url": url, "key": key, "soft": soft, "purged": purged })
-            }
+        let purge = match &self.what {
+            What::Url(url) => PeerPurge::new(PurgeScope::Key, [key_of(url, "url")?]),
+            What::Prefix(prefix) => PeerPurge::new(PurgeScope::Prefix, [key_of(prefix, "prefix")?]),
+            What::Tags(tags) => PeerPurge::new(PurgeScope::Tag, tags.iter().cloned()),
+        };
+        Ok(purge.soft(self.soft))
+    }
+
+    /// Makes the purge in this server's cache (and, through a Redis tier, every
+    /// server's), and in a pool where it must reach: a URL at its owner, a prefix or
+    /// tags at every member. The JSON answer (`purged`: the responses held; per member
+    /// in a pool, a `502` if one could not be reached), or a refusal.
+    pub(crate) async fn run(
+        &self,
+        cache: &CacheHandle,
+        mode: &Mode,
+        pool: Option<&Pool>,
+    ) -> (StatusCode, serde_json::Value) {
+        let purge = match self.to_keys(mode) {
+            Ok(purge) => purge,
+            Err((status, message)) => return (status, serde_json::json!({ "error": message })),
+        };
+        let mut answer = match &self.what {
+            What::Url(url) => serde_json::json!({ "url": url, "key": purge.values()[0] }),
             What::Prefix(prefix) => {
-                let key = key_of(prefix, "prefix")?;
-                let purged = if soft {
-                    cache.soft_invalidate_prefix(&key).await
-                } else {
-                    cache.invalidate_prefix(&key).await
-                };
-                tracing::info!(%prefix, %key, purged, soft, "purged by prefix");
-                serde_json::json!({ "prefix": prefix, "key": key, "soft": soft, "purged": purged })
+                serde_json::json!({ "prefix": prefix, "key": purge.values()[0] })
             }
-            What::Tags(tags) => {
-                for tag in tags {
-                    if soft {
-                        cache.soft_invalidate_tag(tag).await;
-                    } else {
-                        cache.invalidate_tag(tag).await;
-                    }
-                }
-                tracing::info!(?tags, soft, "purged by tag");
-                serde_json::json!({ "tags": tags, "soft": soft })
-            }
-        })
+            What::Tags(tags) => serde_json::json!({ "tags": tags }),
+        };
+        answer["soft"] = self.soft.into();
+        let Some(pool) = pool else {
+            let purged = purge.apply(cache).await;
+            tracing::info!(?self.what, soft = self.soft, purged, "purged");
+            answer["purged"] = purged.into();
+            return (StatusCode::OK, answer);
+        };
+        let members = pool.purge(&purge, cache).await;
+        let purged: usize = members.iter().filter_map(|m| m.outcome.as_ref().ok()).sum();
+        let failed = members.iter().any(|m| m.outcome.is_err());
+        tracing::info!(?self.what, soft = self.soft, purged, failed, "purged in the pool");
+        answer["purged"] = purged.into();
+        answer["members"] = members
+            .iter()
+            .map(|m| match &m.outcome {
+                Ok(n) => serde_json::json!({ "member": m.member, "purged": n }),
+                Err(error) => serde_json::json!({ "member": m.member, "error": error }),
+            })
+            .collect();
+        let status = if failed {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::OK
+        };
+        (status, answer)
     }
 }
 

@@ -268,6 +268,98 @@ async fn when_an_owner_dies_its_urls_are_fetched_once_for_the_pool_by_its_succes
     }
 }
 
+/// `POST` an admin route: its status and JSON answer.
+async fn admin_post(admin: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let got = support::send(
+        admin,
+        http::Request::post(format!("http://{admin}{path}"))
+            .header("host", admin.to_string())
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    let body = serde_json::from_slice(&got.body).unwrap_or_default();
+    (got.status.as_u16(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_reach_the_owner_or_every_member_and_say_how_each_took_them() {
+    let origin = Origin::start().await;
+    for i in 0..60 {
+        origin.route(&format!("/t/{i}"), move |_, n| {
+            let parity = if i % 2 == 0 { "even" } else { "odd" };
+            Reply::ok(&format!("v{n}"))
+                .header("cache-control", "max-age=600")
+                .header("surrogate-key", parity)
+        });
+    }
+    // Hot copies on the members that do not own a URL are purged too.
+    let hot = "peer-hot-cache = \"16MiB\"\npeer-hot-ttl = \"60s\"\n";
+    let mut peers = cluster(&origin, 3, hot).await;
+    let members = base_urls(&peers);
+    let paths: Vec<String> = (0..60).map(|i| format!("/t/{i}")).collect();
+    for path in &paths {
+        fetch(peers[0].addr, path).await;
+        fetch(peers[1].addr, path).await;
+    }
+    let cached = async |path: &str| fetch(peers[1].addr, path).await.1 == "v1";
+    // A URL purge through a member that does not own it reaches the owner.
+    let owned = owned_by(
+        peers[0].admin.unwrap(),
+        &origin,
+        paths.clone(),
+        &members[2],
+        1,
+    )
+    .await;
+    let url = format!("http://{}{}", peers[0].addr, owned[0]);
+    let (status, answer) = admin_post(
+        peers[0].admin.unwrap(),
+        &format!("/purge?url={}", url.replace('/', "%2F").replace(':', "%3A")),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["purged"], 1, "the owner held it: {answer}");
+    let reached: Vec<&str> = answer["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["member"].as_str().unwrap())
+        .collect();
+    assert!(reached.contains(&members[2].as_str()), "{answer}");
+    assert!(!cached(&owned[0]).await, "purged at its owner");
+    // A tag purge reaches every member: every even response, wherever it is kept.
+    let (status, answer) = admin_post(peers[1].admin.unwrap(), "/purge?tag=even").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["members"].as_array().unwrap().len(), 3, "{answer}");
+    for (i, path) in paths.iter().enumerate() {
+        if path == &owned[0] {
+            continue;
+        }
+        assert_eq!(cached(path).await, i % 2 == 1, "{path}");
+    }
+    // A prefix purge too; a member that is down is reported, and the answer is a 502.
+    peers[2].kill();
+    let prefix = format!("http://{}/t/", peers[0].addr);
+    let (status, answer) = admin_post(
+        peers[0].admin.unwrap(),
+        &format!(
+            "/purge?prefix={}",
+            prefix.replace('/', "%2F").replace(':', "%3A")
+        ),
+    )
+    .await;
+    assert_eq!(status, 502, "{answer}");
+    let down = answer["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["member"] == members[2].as_str())
+        .unwrap();
+    assert!(down["error"].is_string(), "{answer}");
+    assert!(answer["purged"].as_u64().unwrap() > 0, "{answer}");
+}
+
 /// The first `n` of `paths` whose owner, as `admin` sees it, is `owner`.
 async fn owned_by(
     admin: SocketAddr,

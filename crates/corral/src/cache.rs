@@ -6,6 +6,7 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
@@ -17,6 +18,14 @@ use crate::load;
 use crate::loaded::Loaded;
 use crate::state::State;
 use crate::stats::{Lookup, Stats};
+
+/// The invalidations made up to a moment, from [`Cache::insert_mark`]: an insert
+/// made with it ([`Cache::insert_since`]) is dropped if one came after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertMark {
+    tick: u64,
+    invalidations: u64,
+}
 
 /// How [`Cache::load`] came by its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,28 +347,82 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub async fn insert(&self, key: &str, value: impl Into<Loaded<V>>) {
         let mut loaded = value.into();
         for (key, related) in std::mem::take(&mut loaded.also) {
-            self.insert_one(&key, related).await;
+            self.insert_one(&key, related, None).await;
         }
-        self.insert_one(key, loaded).await;
+        self.insert_one(key, loaded, None).await;
     }
 
-    async fn insert_one(&self, key: &str, loaded: Loaded<V>) {
+    /// Inserts one entry, as of `mark` if given; returns whether it was stored (not
+    /// when an invalidation came after `mark`).
+    async fn insert_one(&self, key: &str, loaded: Loaded<V>, mark: Option<InsertMark>) -> bool {
         // Entries inserted here must hear of other servers' invalidations too.
         self.state.listen();
         let state = &*self.state;
-        let Some(entry) = state.entry_for(&loaded, state.tags.now()) else {
-            return;
+        let tick = mark.map_or_else(|| state.tags.now(), |m| m.tick);
+        let Some(entry) = state.entry_for(&loaded, tick) else {
+            return false;
         };
+        if state.tag_purged(&entry) {
+            // One of its tags was purged after the mark.
+            return false;
+        }
+        let moved =
+            || mark.is_some_and(|m| state.invalidations.load(Ordering::Acquire) != m.invalidations);
         let copy = (!state.tiers.is_empty() && !loaded.memory_only).then(|| entry.clone());
-        state
+        let stored = state
             .flights
-            .detach_with(key, || state.memory.insert(key, entry));
+            .detach_with(key, || !moved() && state.memory.insert(key, entry));
+        if stored && moved() {
+            // An invalidation raced the insert: it may have covered this value.
+            state.invalidate_locally(key);
+            return false;
+        }
         state.publish_size();
-        if let Some(entry) = copy {
+        if let Some(entry) = copy.filter(|_| stored) {
             for tier in &state.tiers {
                 tier.store(key, &entry).await;
             }
         }
+        stored
+    }
+
+    /// A mark of the invalidations made so far, for [`insert_since`](Self::insert_since).
+    /// Take it before fetching a value that bypasses [`get_or_load`](Self::get_or_load)
+    /// and its flight.
+    pub fn insert_mark(&self) -> InsertMark {
+        let state = &*self.state;
+        InsertMark {
+            tick: state.tags.now(),
+            invalidations: state.invalidations.load(Ordering::Acquire),
+        }
+    }
+
+    /// [`insert`](Self::insert), unless an invalidation (of any key, prefix or tag of
+    /// the value; soft or not) came after `mark` was taken: a value fetched before a
+    /// purge never survives it, even when it is stored after. Returns whether it was
+    /// stored (its related entries, [`Loaded::also_store`], are stored likewise).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache: corral::Cache<String> = corral::Cache::builder().build().unwrap();
+    /// let mark = cache.insert_mark();
+    /// // ... the value is fetched, and meanwhile:
+    /// cache.invalidate("/page").await;
+    /// assert!(!cache.insert_since("/page", "old".to_string(), mark).await);
+    /// assert_eq!(cache.get("/page"), None);
+    /// # }
+    /// ```
+    pub async fn insert_since(
+        &self,
+        key: &str,
+        value: impl Into<Loaded<V>>,
+        mark: InsertMark,
+    ) -> bool {
+        let mut loaded = value.into();
+        for (key, related) in std::mem::take(&mut loaded.also) {
+            self.insert_one(&key, related, Some(mark)).await;
+        }
+        self.insert_one(key, loaded, Some(mark)).await
     }
 
     /// The disk tier's mark of the invalidations made so far (feature `disk`; `None`

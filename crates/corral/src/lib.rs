@@ -89,7 +89,7 @@ mod tier;
 pub mod weigh;
 
 pub use builder::{CacheBuilder, DEFAULT_FRESH_FOR, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES};
-pub use cache::{Cache, Source};
+pub use cache::{Cache, InsertMark, Source};
 pub use entry::{Entry, Freshness};
 pub use error::{ConfigError, Error, SharedError, Unshared};
 pub use load::panic_message;

@@ -3,7 +3,7 @@
 //! makes to itself alone (turning a loaded value into an entry, dropping keys here).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -40,6 +40,10 @@ pub(crate) struct State<V> {
     pub(crate) metrics: Arc<Metrics>,
     /// The tag purges made here (and, through the tiers, on other servers).
     pub(crate) tags: TagPurges,
+    /// How many invalidations (of keys, prefixes, everything; soft or not) this
+    /// cache's memory has taken: an insert whose value was fetched before one of them
+    /// is dropped ([`InsertMark`](crate::InsertMark)).
+    pub(crate) invalidations: AtomicU64,
     /// Whether the tiers' listeners were started (on the first load).
     listening: AtomicBool,
 }
@@ -64,6 +68,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             tiers,
             metrics,
             tags: TagPurges::default(),
+            invalidations: AtomicU64::new(0),
             listening: AtomicBool::new(false),
         }
     }
@@ -89,6 +94,14 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
         }
     }
 
+    /// Whether a tag purge made since its load began covers `entry`.
+    pub(crate) fn tag_purged(&self, entry: &Entry<V>) -> bool {
+        entry
+            .tagged
+            .as_ref()
+            .is_some_and(|tagged| self.tags.judge(tagged) == Verdict::Purged)
+    }
+
     /// The entry a loaded value becomes, with its lifetime (the cache's defaults where
     /// it sets none) and its tags, noting the tag clock's `tick` when its load began;
     /// `None` if it is not to be stored (`uncached`, or a zero `ttl`).
@@ -106,6 +119,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// Drops `key` from memory, and detaches its running load so it stores nothing;
     /// returns whether memory held an entry for it.
     pub(crate) fn invalidate_locally(&self, key: &str) -> bool {
+        self.invalidated();
         let held = self
             .flights
             .detach_with(key, || self.memory.invalidate(key));
@@ -116,6 +130,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// [`invalidate_locally`](Self::invalidate_locally) for every key starting with
     /// `prefix`; returns how many entries memory held.
     pub(crate) fn invalidate_prefix_locally(&self, prefix: &str) -> usize {
+        self.invalidated();
         self.flights.detach_prefix(prefix);
         let keys = self.memory.keys_with_prefix(prefix);
         for key in &keys {
@@ -127,6 +142,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// Makes `key`'s entry in memory stale now (a soft purge), and detaches its running
     /// load so it stores nothing; returns whether memory held an entry for it.
     pub(crate) fn soften_locally(&self, key: &str) -> bool {
+        self.invalidated();
         let now = Instant::now();
         self.flights
             .detach_with(key, || self.memory.soften(key, now))
@@ -135,6 +151,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// [`soften_locally`](Self::soften_locally) for every key starting with `prefix`;
     /// returns how many entries memory held.
     pub(crate) fn soften_prefix_locally(&self, prefix: &str) -> usize {
+        self.invalidated();
         self.flights.detach_prefix(prefix);
         let keys = self.memory.keys_with_prefix(prefix);
         for key in &keys {
@@ -148,8 +165,14 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
         self.tags.purge(tag, soft);
     }
 
+    /// Counts an invalidation, before it is made.
+    fn invalidated(&self) {
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Empties memory and detaches every running load.
     pub(crate) fn clear_locally(&self) {
+        self.invalidated();
         self.flights.detach_all_with(|| self.memory.clear());
         self.memory.run_pending_tasks();
         self.publish_size();

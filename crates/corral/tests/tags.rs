@@ -255,3 +255,25 @@ async fn tagged_entries_stay_off_disk_so_a_restart_cannot_bring_one_back() {
     drop(cache);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_insert_of_a_value_fetched_before_a_purge_is_dropped() {
+    let cache = cache();
+    let mark = cache.insert_mark();
+    cache.invalidate_tag("t").await;
+    let value = Loaded::new("old".to_string()).tag("t");
+    assert!(
+        !cache.insert_since("/a", value, mark).await,
+        "its tag was purged after the mark"
+    );
+    assert_eq!(cache.get("/a"), None);
+    let mark = cache.insert_mark();
+    cache.soft_invalidate_prefix("/elsewhere/").await;
+    assert!(
+        !cache.insert_since("/b", "old".to_string(), mark).await,
+        "any key or prefix invalidation since the mark drops it"
+    );
+    let mark = cache.insert_mark();
+    assert!(cache.insert_since("/c", "new".to_string(), mark).await);
+    assert_eq!(cache.get("/c").as_deref(), Some("new"));
+}

@@ -21,6 +21,10 @@ pub(crate) struct PeerRefusal {
 }
 
 impl PeerRefusal {
+    pub(super) fn new(status: StatusCode, reason: &'static str) -> Self {
+        PeerRefusal { status, reason }
+    }
+
     /// The refusal as a short plain-text response.
     pub(crate) fn response(&self) -> Response<Body> {
         Body::text_response(self.status, self.reason)
@@ -123,7 +127,7 @@ pub(super) fn is_secret(secret: &HeaderValue, presented: &HeaderValue) -> bool {
 }
 
 fn refusal(status: StatusCode, reason: &'static str) -> PeerRefusal {
-    PeerRefusal { status, reason }
+    PeerRefusal::new(status, reason)
 }
 
 #[cfg(test)]

@@ -183,6 +183,7 @@ impl PoolBuilder {
                 unhealthy_for: self.unhealthy_for.unwrap_or(DEFAULT_UNHEALTHY_FOR),
                 unhealthy: Mutex::new(HashMap::new()),
                 hot: self.hot,
+                hot_caches: Default::default(),
             }),
         };
         pool.set_peers(&self.peers)?;

@@ -40,13 +40,24 @@ impl Pool {
         url: &str,
         request: Request<Body>,
     ) -> Result<Response<Body>, PeerUnavailable> {
+        let encoded: String = url::form_urlencoded::byte_serialize(url.as_bytes()).collect();
+        self.send(peer, &format!("url={encoded}"), request).await
+    }
+
+    /// Sends `request` to `peer`'s endpoint with `query` and returns the peer's
+    /// response.
+    pub(super) async fn send(
+        &self,
+        peer: &Arc<str>,
+        query: &str,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, PeerUnavailable> {
         let unavailable = |reason: String| PeerUnavailable {
             peer: peer.clone(),
             reason,
         };
         let (mut parts, body) = request.into_parts();
-        let encoded: String = url::form_urlencoded::byte_serialize(url.as_bytes()).collect();
-        parts.uri = format!("{peer}{PEER_PATH}?url={encoded}")
+        parts.uri = format!("{peer}{PEER_PATH}?{query}")
             .parse::<Uri>()
             .map_err(|e| unavailable(format!("cannot address it: {e}")))?;
         // The client negotiates its own version with the peer and sets its Host.

@@ -13,6 +13,7 @@ use tower::util::BoxCloneSyncService;
 use super::error::PoolError;
 use super::ring::Ring;
 use crate::body::{Body, BoxError};
+use crate::handle::CacheHandle;
 
 /// An HTTP client as the pool uses it.
 pub type PeerClientService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
@@ -47,6 +48,8 @@ pub(super) struct Inner {
     /// Peers left alone, until when.
     pub(super) unhealthy: Mutex<HashMap<Arc<str>, Instant>>,
     pub(super) hot: Option<(u64, Duration)>,
+    /// The hot caches of this pool's route layers, which purges reach too.
+    pub(super) hot_caches: Mutex<Vec<CacheHandle>>,
 }
 
 impl Pool {

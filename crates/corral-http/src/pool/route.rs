@@ -19,7 +19,7 @@ use super::members::Pool;
 use super::protocol::{SECRET_HEADER, mark_peer_answer};
 use crate::body::{Body, BoxError};
 use crate::key::{KeyFn, default_key};
-use crate::{HttpCache, UpstreamError};
+use crate::{CacheHandle, HttpCache, UpstreamError};
 
 impl Pool {
     /// A layer that routes requests to their owners; see [`Route`].
@@ -34,6 +34,7 @@ pub struct RouteLayer {
     pool: Pool,
     key: KeyFn,
     hot: Option<HttpCache<ToOwner>>,
+    purges: Option<CacheHandle>,
 }
 
 impl std::fmt::Debug for RouteLayer {
@@ -70,10 +71,18 @@ impl RouteLayer {
                     .service(ToOwner { pool: pool.clone() })
             })
             .transpose()?;
+        if let Some(hot) = &hot {
+            pool.inner
+                .hot_caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(hot.handle());
+        }
         Ok(RouteLayer {
             pool,
             key: Arc::new(default_key),
             hot,
+            purges: None,
         })
     }
 
@@ -98,6 +107,19 @@ impl RouteLayer {
         self.key = Arc::new(key);
         self
     }
+
+    /// Takes the purges other members send ([`Pool::purge`]) and makes them in
+    /// `cache`, this member's cache (without it they are refused with a `501`).
+    ///
+    /// ```
+    /// # fn demo(pool: corral_http::pool::Pool, cache: corral_http::CacheHandle) -> Result<(), corral_http::pool::PoolError> {
+    /// let layer = pool.route_layer()?.purges(cache);
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn purges(mut self, cache: CacheHandle) -> Self {
+        self.purges = Some(cache);
+        self
+    }
 }
 
 impl<S> Layer<S> for RouteLayer {
@@ -109,6 +131,7 @@ impl<S> Layer<S> for RouteLayer {
             pool: self.pool.clone(),
             key: self.key.clone(),
             hot: self.hot.clone(),
+            purges: self.purges.clone(),
         }
     }
 }
@@ -121,6 +144,7 @@ pub struct Route<S> {
     pool: Pool,
     key: KeyFn,
     hot: Option<HttpCache<ToOwner>>,
+    purges: Option<CacheHandle>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Route<S> {
@@ -177,6 +201,14 @@ where
             return Box::pin(local(inner, request));
         }
         if self.pool.is_peer_request(&request) {
+            match self.pool.peer_purge(&request) {
+                Some(Ok(purge)) => {
+                    let (pool, purges) = (self.pool.clone(), self.purges.clone());
+                    return Box::pin(async move { Ok(purge.answer(&pool, purges).await) });
+                }
+                Some(Err(refusal)) => return Box::pin(std::future::ready(Ok(refusal.response()))),
+                None => {}
+            }
             return match self.pool.accept(request) {
                 Ok(request) => {
                     let served = local(inner, request);
