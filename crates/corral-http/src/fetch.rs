@@ -246,8 +246,8 @@ async fn spool(
     // Its head as it will be: describing the body of `len` bytes to come.
     response.headers = stored_headers(parts.status, &parts.headers, len);
     if !crate::tags::response_tags(&response.headers).is_empty() {
-        // Disk records keep no tags yet: read back after a restart, a tagged body
-        // would escape its tags' purges.
+        // A body streamed to disk is written without tags (`stream_to_disk` takes
+        // none): read back after a restart, a tagged one would escape its purges.
         return Err((body, NotStored::TooLarge));
     }
     let destination = Destination::of(&response, target);

@@ -369,21 +369,28 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let moved =
             || mark.is_some_and(|m| state.invalidations.load(Ordering::Acquire) != m.invalidations);
         let copy = (!state.tiers.is_empty() && !loaded.memory_only).then(|| entry.clone());
-        let stored = state
+        // In memory, unless refused there (larger than the whole bound); the tiers
+        // below take it either way.
+        let in_memory = state
             .flights
-            .detach_with(key, || !moved() && state.memory.insert(key, entry));
-        if stored && moved() {
+            .detach_with(key, || (!moved()).then(|| state.memory.insert(key, entry)));
+        let Some(in_memory) = in_memory else {
+            return false;
+        };
+        if moved() {
             // An invalidation raced the insert: it may have covered this value.
-            state.invalidate_locally(key);
+            if in_memory {
+                state.invalidate_locally(key);
+            }
             return false;
         }
         state.publish_size();
-        if let Some(entry) = copy.filter(|_| stored) {
+        if let Some(entry) = copy {
             for tier in &state.tiers {
                 tier.store(key, &entry).await;
             }
         }
-        stored
+        true
     }
 
     /// A mark of the invalidations made so far, for [`insert_since`](Self::insert_since).
@@ -447,7 +454,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// `None` if there is no disk tier, it is off, the entry is larger than its
     /// `max_entry_bytes`, or [`writes_at_once`](crate::disk::DiskTier::writes_at_once)
     /// streams are running already. For codecs that decode such payloads from their
-    /// files ([`Codec::decode_file`](crate::codec::Codec::decode_file)).
+    /// files ([`Codec::decode_file`](crate::codec::Codec::decode_file)). The file
+    /// records no tags: do not stream a value that carries some ([`Loaded::tag`]), or
+    /// read back after a restart it would escape their purges.
     #[cfg(feature = "disk")]
     pub async fn stream_to_disk(
         &self,

@@ -231,10 +231,14 @@ mod disk_tier {
             };
             let head = record.head;
             assert_eq!(head.record_len(), data.len() as u64);
-            assert_eq!(record.key, &data[HEADER..HEADER + head.key_len]);
-            assert_eq!(record.payload, &data[HEADER + head.key_len..]);
+            let tags_at = HEADER + head.key_len;
+            assert_eq!(record.key, &data[HEADER..tags_at]);
+            assert_eq!(record.tags, &data[tags_at..tags_at + head.tags_len]);
+            assert_eq!(record.payload, &data[tags_at + head.tags_len..]);
             assert!(head.times.stored_ms <= head.times.fresh_ms);
             assert!(head.times.fresh_ms <= head.times.stale_ms);
+            // Tags read, or refused; never a panic.
+            let _ = record::read_tags(record.tags);
         }
         if let Ok(head) = record::head(data) {
             assert!(data.len() >= HEADER);
@@ -242,21 +246,27 @@ mod disk_tier {
         }
     }
 
-    /// A record built from the input reads back whole; any one byte changed is refused.
+    /// A record built from the input (a key, tags, a payload) reads back whole; any
+    /// one byte changed is refused.
     fn record_round_trip(data: &[u8]) {
         let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
         let (key, payload) = data.split_at(split);
         let key = String::from_utf8_lossy(key);
+        let tags: Vec<&str> = key.split('/').filter(|t| !t.is_empty()).collect();
+        let section = record::tags_section(tags.iter().copied()).expect("short tags");
         let times = Times {
             stored_ms: 1,
             fresh_ms: 2,
             stale_ms: 3,
         };
-        let mut file = record::header(7, times, &key, payload).to_vec();
+        let mut file = record::header(7, times, (&key, &section), payload).to_vec();
         file.extend_from_slice(key.as_bytes());
+        file.extend_from_slice(&section);
         file.extend_from_slice(payload);
         let record = record::open(&file, true).expect("a written record reads back");
         assert_eq!((record.key, record.payload), (key.as_bytes(), payload));
+        let read: Vec<Box<str>> = tags.iter().map(|t| Box::from(*t)).collect();
+        assert_eq!(record::read_tags(record.tags).expect("its tags"), read);
         assert_eq!((record.head.codec, record.head.times), (7, times));
         let at = usize::from(data.get(1).copied().unwrap_or(0)) * 7 % file.len();
         file[at] ^= 0x01;

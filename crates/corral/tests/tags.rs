@@ -1,8 +1,8 @@
 //! Purges by tag and soft purges: exactly the tagged entries go, whichever keys they
 //! are under; a load running across a purge stores nothing that survives it; a soft
-//! purge serves stale while one refresh runs. On memory here; with a disk tier, a
-//! tagged entry is never read back after a restart without its tags; the Redis tier's
-//! cluster-wide tags are in `redis_tags.rs`.
+//! purge serves stale while one refresh runs. On memory here, and on disk, where tags
+//! and their purges outlast a restart; the Redis tier's cluster-wide tags are in
+//! `redis_tags.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -226,31 +226,60 @@ async fn a_hard_purge_wins_over_a_soft_one() {
 
 #[cfg(feature = "disk")]
 #[tokio::test]
-async fn tagged_entries_stay_off_disk_so_a_restart_cannot_bring_one_back() {
+async fn tags_and_their_purges_outlast_a_restart_on_disk() {
     let dir = std::env::temp_dir().join(format!("corral-tags-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let open = || {
         Cache::<String>::builder()
             .fresh_for(Duration::from_secs(600))
+            .ttl(Duration::from_secs(3600))
             .disk(&dir, 1 << 20)
             .build()
             .unwrap()
     };
+    let refuse = || async { Err::<String, _>(std::io::Error::other("no origin")) };
     {
         let cache = open();
-        cache.insert("/plain", "plain".to_string()).await;
-        cache
-            .insert("/tagged", Loaded::new("tagged".to_string()).tag("t"))
-            .await;
-        cache.invalidate_tag("t").await;
-        assert_eq!(cache.get("/tagged"), None);
+        for (key, tags) in [
+            ("/plain", &[][..]),
+            ("/a", &["a", "both"][..]),
+            ("/b", &["b", "both"][..]),
+            ("/c", &["c"][..]),
+            ("/s", &["soft"][..]),
+        ] {
+            let loaded = tags
+                .iter()
+                .fold(Loaded::new(key.to_string()), |l, t| l.tag(t));
+            cache.insert(key, loaded).await;
+        }
+        // Purged before the restart: written down, so it holds after it.
+        cache.invalidate_tag("a").await;
+        assert_eq!(cache.get("/a"), None);
     }
     let cache = open();
-    let refuse = || async { Err::<String, _>(std::io::Error::other("no origin")) };
-    assert_eq!(cache.get_or_load("/plain", refuse).await.unwrap(), "plain");
+    assert_eq!(cache.get_or_load("/plain", refuse).await.unwrap(), "/plain");
     assert!(
-        cache.get_or_load("/tagged", refuse).await.is_err(),
-        "the purged entry is not on disk"
+        cache.get_or_load("/a", refuse).await.is_err(),
+        "purged before"
+    );
+    // Read back from disk with their tags: a purge now covers them.
+    assert_eq!(cache.get_or_load("/b", refuse).await.unwrap(), "/b");
+    cache.invalidate_tag("both").await;
+    assert_eq!(cache.get("/b"), None);
+    cache.soft_invalidate_tag("soft").await;
+    drop(cache);
+    let cache = open();
+    assert!(
+        cache.get_or_load("/b", refuse).await.is_err(),
+        "purged after a restart"
+    );
+    assert_eq!(cache.get_or_load("/c", refuse).await.unwrap(), "/c");
+    let soft = cache.get_or_load("/s", refuse).await.unwrap();
+    assert_eq!(soft, "/s", "softly purged: still served");
+    let entry = cache.peek("/s").unwrap();
+    assert_eq!(
+        entry.freshness(tokio::time::Instant::now()),
+        Freshness::Stale
     );
     drop(cache);
     let _ = std::fs::remove_dir_all(&dir);
@@ -276,4 +305,75 @@ async fn an_insert_of_a_value_fetched_before_a_purge_is_dropped() {
     let mark = cache.insert_mark();
     assert!(cache.insert_since("/c", "new".to_string(), mark).await);
     assert_eq!(cache.get("/c").as_deref(), Some("new"));
+}
+
+#[cfg(feature = "disk")]
+fn disk_cache(dir: &std::path::Path) -> Cache<String> {
+    Cache::builder()
+        .fresh_for(Duration::from_secs(600))
+        .ttl(Duration::from_secs(3600))
+        .disk(dir, 256 << 20)
+        .build()
+        .unwrap()
+}
+
+#[cfg(feature = "disk")]
+#[tokio::test]
+async fn on_disk_a_tag_purge_removes_exactly_its_entries_of_ten_thousand() {
+    let dir = std::env::temp_dir().join(format!("corral-tags-10k-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    fill(&disk_cache(&dir), 10_000).await;
+    // After a restart every entry comes from disk, with its tags.
+    let cache = disk_cache(&dir);
+    cache.invalidate_tag("t7").await;
+    for n in 0..10_000 {
+        let got = cache
+            .get_or_load(&format!("/e/{n}"), || async {
+                Err::<String, _>(std::io::Error::other("not on disk"))
+            })
+            .await;
+        assert_eq!(got.is_ok(), n % 100 != 7, "entry {n}");
+    }
+    drop(cache);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(feature = "disk")]
+#[tokio::test]
+async fn on_disk_a_load_running_across_a_tag_purge_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("corral-tags-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let cache = disk_cache(&dir);
+        let (release, gate) = oneshot::channel::<()>();
+        let load = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_load("/slow", || async move {
+                        gate.await.ok();
+                        Ok::<_, std::io::Error>(Loaded::new("old".to_string()).tag("p"))
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cache.invalidate_tag("p").await;
+        // The load ends after the purge, at a later wall-clock millisecond.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        release.send(()).unwrap();
+        assert_eq!(load.await.unwrap().unwrap(), "old");
+    }
+    let cache = disk_cache(&dir);
+    let got = cache
+        .get_or_load("/slow", || async {
+            Err::<String, _>(std::io::Error::other("miss"))
+        })
+        .await;
+    assert!(
+        got.is_err(),
+        "the value loaded across the purge is not on disk"
+    );
+    drop(cache);
+    let _ = std::fs::remove_dir_all(&dir);
 }

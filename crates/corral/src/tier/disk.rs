@@ -50,6 +50,7 @@
 //! | `layout.rs`, `record.rs` | where things are under the directory; the format of a file |
 //! | `index.rs` | which files exist, their sizes, and S3-FIFO eviction |
 //! | `purge.rs` | prefix purges kept until swept; the ledger that stops stale writes |
+//! | `tags.rs` | tag purges, kept across restarts; each record carries its tags |
 //! | `health.rs`, `metrics.rs` | on or off after a fault; the counters |
 
 mod blob;
@@ -64,6 +65,7 @@ pub(crate) mod purge;
 pub(crate) mod record;
 mod store;
 mod stream;
+mod tags;
 mod walk;
 
 pub use blob::{DiskBlob, FilePayload};

@@ -26,6 +26,7 @@ use super::metrics::DiskMetrics;
 use super::open::{self, Opened, Payload, READ_WHOLE};
 use super::purge::{Ledger, Purges, Scope};
 use super::record::{self, HEADER, Head, RecordError, Times};
+use super::tags::{TagMarks, TagVerdict};
 use crate::stats::DiskStats;
 
 /// The longest key a file holds.
@@ -54,6 +55,7 @@ struct Inner {
     index: Index,
     ledger: Ledger,
     purges: Purges,
+    tag_marks: TagMarks,
     /// Long files whose payload was handed out in them (streamed, or read back as a
     /// [`FilePayload`](super::FilePayload)): a value may hold such a file open. When
     /// the tier lets go of one (evicts, replaces or removes it), it is marked, so that
@@ -65,6 +67,9 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) head: Head,
+    pub(crate) tags: Vec<Box<str>>,
+    /// When a soft purge of one of its tags made it stale (Unix ms).
+    pub(crate) softened_ms: Option<u64>,
     pub(crate) payload: Payload,
 }
 
@@ -107,12 +112,14 @@ impl Disk {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let purges = Purges::load(&layout).map_err(io)?;
+        let tag_marks = TagMarks::load(&layout).map_err(io)?;
         let disk = Arc::new(Disk {
             layout,
             inner: Mutex::new(Inner {
                 index: Index::new(max_bytes),
                 ledger: Ledger::default(),
                 purges,
+                tag_marks,
                 held: HashMap::new(),
             }),
             health: Health::default(),
@@ -169,8 +176,8 @@ impl Disk {
     /// Settles what opening `key`'s file (of `hash`) found: a corrupt file counted and
     /// removed, an expired or purged one removed, a good one indexed and counted read.
     fn settle(&self, hash: u64, key: &str, opened: Opened) -> io::Result<Option<Checked>> {
-        let (head, payload) = match opened {
-            Opened::Checked(head, payload) => (head, payload),
+        let (head, tags, payload) = match opened {
+            Opened::Checked(head, tags, payload) => (head, tags, payload),
             Opened::OtherKey => return Ok(None),
             Opened::Corrupt(error) => {
                 self.corrupt(hash, &error)?;
@@ -178,12 +185,19 @@ impl Disk {
             }
         };
         let mut inner = self.lock();
+        let stored_ms = head.times.stored_ms;
+        let verdict = inner.tag_marks.judge(&tags, stored_ms);
         if head.times.stale_ms <= now_ms()
-            || inner.purges.covers(key.as_bytes(), head.times.stored_ms)
+            || inner.purges.covers(key.as_bytes(), stored_ms)
+            || verdict == TagVerdict::Purged
         {
             self.remove_locked(&mut inner, hash)?;
             return Ok(None);
         }
+        let softened_ms = match verdict {
+            TagVerdict::Softened(ms) => Some(ms),
+            _ => None,
+        };
         if !inner.index.contains(hash) {
             let victims = inner.index.recovered(hash, head.record_len());
             self.evict_locked(&mut inner, victims)?;
@@ -192,7 +206,12 @@ impl Disk {
         if let Payload::File(file) = &payload {
             inner.held.insert(hash, Arc::downgrade(file.held()));
         }
-        Ok(Some(Checked { head, payload }))
+        Ok(Some(Checked {
+            head,
+            tags,
+            softened_ms,
+            payload,
+        }))
     }
 
     /// The number of the latest invalidation, for a write to start from.
@@ -200,26 +219,32 @@ impl Disk {
         self.lock().ledger.last()
     }
 
-    /// Writes `key`'s entry, unless it is too large or an invalidation after `since`
-    /// covers it; evicts what the bound asks.
+    /// Writes `key`'s entry carrying `tags`, unless it is too large or an
+    /// invalidation after `since` covers it; evicts what the bound asks.
     pub(crate) fn write(
         &self,
-        key: &str,
+        (key, tags): (&str, &[Box<str>]),
         codec: u8,
         times: Times,
         payload: &[u8],
         since: u64,
     ) -> io::Result<()> {
-        let len = (HEADER + key.len()) as u64 + payload.len() as u64;
-        if key.len() > MAX_KEY || len > self.max_entry_bytes || !self.lock().index.fits(len) {
+        let section = record::tags_section(tags.iter().map(|t| &**t));
+        let Some(section) = section.filter(|_| key.len() <= MAX_KEY) else {
+            self.metrics.writes_skipped.add(1);
+            return Ok(());
+        };
+        let len = (HEADER + key.len() + section.len()) as u64 + payload.len() as u64;
+        if len > self.max_entry_bytes || !self.lock().index.fits(len) {
             self.metrics.writes_skipped.add(1);
             return Ok(());
         }
         let temp = self.layout.temp();
-        let header = record::header(codec, times, key, payload);
+        let header = record::header(codec, times, (key, &section), payload);
         let written = File::create(&temp).and_then(|mut file| {
             file.write_all(&header)?;
             file.write_all(key.as_bytes())?;
+            file.write_all(&section)?;
             file.write_all(payload)
         });
         if let Err(e) = written {
@@ -228,7 +253,7 @@ impl Disk {
         }
         let hash = self.layout.hash(key);
         let mut inner = self.lock();
-        if inner.ledger.covers_since(since, hash, key) {
+        if inner.ledger.covers_since(since, (hash, key), tags) {
             drop(inner);
             return layout::remove(&temp);
         }
@@ -294,7 +319,7 @@ impl Disk {
         let hash = self.layout.hash(key);
         let mut inner = self.lock();
         inner.index.unreserve(len);
-        if inner.ledger.covers_since(since, hash, key) {
+        if inner.ledger.covers_since(since, (hash, key), &[]) {
             drop(inner);
             layout::remove(temp)?;
             return Ok(false);
@@ -346,6 +371,14 @@ impl Disk {
         let mut inner = self.lock();
         inner.ledger.record(Scope::Prefix(prefix.into()));
         inner.purges.add(&self.layout, now_ms(), prefix)
+    }
+
+    /// Purges the entries carrying `tag` (softly: stale from now) for reads at once,
+    /// and for writes that began before; written down first, so it outlasts a restart.
+    pub(crate) fn purge_tag(&self, tag: &str, soft: bool) -> io::Result<()> {
+        let mut inner = self.lock();
+        inner.ledger.record(Scope::Tag(tag.into()));
+        inner.tag_marks.add(&self.layout, now_ms(), tag, soft)
     }
 
     /// Checks that the directory works again (after a fault).

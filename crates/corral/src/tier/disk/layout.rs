@@ -7,6 +7,7 @@
 //! | `objects/XX/<hash>` | one entry per file, named by its key's 64-bit hash in hex, `XX` its top byte |
 //! | `tmp/` | files being written; renamed into `objects/` when whole, so a reader never sees half a file |
 //! | `purges` | prefix purges not yet swept from every file (one `unix-ms prefix` a line) |
+//! | `tags` | tag purges (one `unix-ms h\|s tag` a line; `tags.rs`) |
 
 use std::fs;
 use std::io::{self, Write};

@@ -30,7 +30,8 @@ pub(crate) enum Payload {
 
 /// What opening an object file found.
 pub(crate) enum Opened {
-    Checked(Head, Payload),
+    /// A good record of the key: its header, tags and payload.
+    Checked(Head, Vec<Box<str>>, Payload),
     /// A whole record, of another key whose hash is the same.
     OtherKey,
     Corrupt(RecordError),
@@ -42,15 +43,19 @@ pub(crate) fn read_whole(mut file: File, len: u64, key: &str, verify: bool) -> i
     (&mut file).take(READ_WHOLE + 1).read_to_end(&mut bytes)?;
     Ok(match record::open(&bytes, verify) {
         Ok(record) if record.key != key.as_bytes() => Opened::OtherKey,
-        Ok(record) => {
-            let (head, payload_at) = (record.head, bytes.len() - record.payload.len());
-            Opened::Checked(head, Payload::Bytes(Bytes::from(bytes).slice(payload_at..)))
-        }
+        Ok(record) => match record::read_tags(record.tags) {
+            Ok(tags) => {
+                let (head, payload_at) = (record.head, bytes.len() - record.payload.len());
+                let payload = Payload::Bytes(Bytes::from(bytes).slice(payload_at..));
+                Opened::Checked(head, tags, payload)
+            }
+            Err(error) => Opened::Corrupt(error),
+        },
         Err(error) => Opened::Corrupt(error),
     })
 }
 
-/// Opens a long file (of `len` bytes): its header and key are read, its payload left
+/// Opens a long file (of `len` bytes): its header, key and tags are read, its payload left
 /// in the file, after reading it through in chunks to check its checksum if `verify`.
 pub(crate) fn open_long(
     (file, reads): (File, &Arc<Semaphore>),
@@ -79,9 +84,12 @@ pub(crate) fn open_long(
     if stored_key != key.as_bytes() {
         return Ok(Opened::OtherKey);
     }
-    let payload_at = (HEADER + head.key_len) as u64;
+    let mut tags = vec![0u8; head.tags_len];
+    file.read_exact_at(&mut tags, (HEADER + head.key_len) as u64)?;
+    let payload_at = head.payload_at();
     if verify {
-        let mut sealing = Sealing::begin(head.codec, head.times, &stored_key, head.payload_len);
+        let start = (stored_key.as_slice(), tags.as_slice());
+        let mut sealing = Sealing::begin(head.codec, head.times, start, head.payload_len);
         let mut chunk = vec![0u8; CHECK_CHUNK];
         let mut at = payload_at;
         while at < len {
@@ -96,7 +104,11 @@ pub(crate) fn open_long(
             return Ok(Opened::Corrupt(RecordError::Checksum));
         }
     }
+    let tags = match record::read_tags(&tags) {
+        Ok(tags) => tags,
+        Err(error) => return Ok(Opened::Corrupt(error)),
+    };
     let file = (HeldFile::new(file), Arc::clone(reads));
     let payload = FilePayload::new(file, payload_at, head.payload_len);
-    Ok(Opened::Checked(head, Payload::File(payload)))
+    Ok(Opened::Checked(head, tags, Payload::File(payload)))
 }

@@ -20,6 +20,8 @@ pub(crate) enum Scope {
     Key(u64),
     /// Keys that start with this (every key, when empty).
     Prefix(Box<str>),
+    /// Entries carrying this tag.
+    Tag(Box<str>),
 }
 
 /// The recent invalidations, numbered.
@@ -44,8 +46,14 @@ impl Ledger {
         }
     }
 
-    /// Whether an invalidation after number `since` covers the key (`hash`, `key`).
-    pub(crate) fn covers_since(&self, since: u64, hash: u64, key: &str) -> bool {
+    /// Whether an invalidation after number `since` covers the entry of the key
+    /// (`hash`, `key`) carrying `tags`.
+    pub(crate) fn covers_since(
+        &self,
+        since: u64,
+        (hash, key): (u64, &str),
+        tags: &[Box<str>],
+    ) -> bool {
         if since == self.last {
             return false;
         }
@@ -62,6 +70,7 @@ impl Ledger {
                 .any(|(_, scope)| match scope {
                     Scope::Key(h) => *h == hash,
                     Scope::Prefix(prefix) => key.starts_with(&**prefix),
+                    Scope::Tag(tag) => tags.contains(tag),
                 })
     }
 }
@@ -155,18 +164,23 @@ mod tests {
     fn a_write_learns_of_the_invalidations_since_it_started() {
         let mut ledger = Ledger::default();
         let since = ledger.last();
-        assert!(!ledger.covers_since(since, 1, "/a"));
+        let none: &[Box<str>] = &[];
+        assert!(!ledger.covers_since(since, (1, "/a"), none));
         ledger.record(Scope::Key(2));
-        assert!(!ledger.covers_since(since, 1, "/a"));
-        assert!(ledger.covers_since(since, 2, "/b"));
+        assert!(!ledger.covers_since(since, (1, "/a"), none));
+        assert!(ledger.covers_since(since, (2, "/b"), none));
         ledger.record(Scope::Prefix("/docs/".into()));
-        assert!(ledger.covers_since(since, 1, "/docs/x"));
-        assert!(!ledger.covers_since(ledger.last(), 1, "/docs/x"));
+        assert!(ledger.covers_since(since, (1, "/docs/x"), none));
+        assert!(!ledger.covers_since(ledger.last(), (1, "/docs/x"), none));
+        let tagged = ledger.last();
+        ledger.record(Scope::Tag("t".into()));
+        assert!(ledger.covers_since(tagged, (1, "/a"), &["t".into()]));
+        assert!(!ledger.covers_since(tagged, (1, "/a"), &["u".into()]));
         for n in 0..LEDGER_LEN as u64 {
             ledger.record(Scope::Key(1000 + n));
         }
         assert!(
-            ledger.covers_since(since, 1, "/a"),
+            ledger.covers_since(since, (1, "/a"), none),
             "forgotten: assume covered"
         );
     }

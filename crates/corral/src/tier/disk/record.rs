@@ -1,21 +1,27 @@
-//! The file an entry is stored in: a fixed header, the key, the payload, with a
-//! checksum over all three, so that a file torn by a crash or changed on disk is
-//! never served.
+//! The file an entry is stored in: a fixed header, the key, the entry's tags, the
+//! payload, with a checksum over all of them, so that a file torn by a crash or changed
+//! on disk is never served.
 //!
 //! ```text
-//! 0       4     5      6       8               16              24              32
-//! | CRLD  | ver | codec | 0 0  | stored_at (ms) | fresh_until   | stale_until   |
+//! 0       4     5      6          8               16              24              32
+//! | CRLD  | ver | codec | tags len | stored_at (ms) | fresh_until   | stale_until   |
 //! 32         36              44           52
-//! | key len  | payload len    | checksum   | key... | payload...
+//! | key len  | payload len    | checksum   | key... | tags... | payload...
 //! ```
 //! Integers are big-endian; times are Unix milliseconds; the checksum is XXH3-64 of the
-//! header's first 44 bytes, the key and the payload.
+//! header's first 44 bytes, the key, the tags and the payload. Each tag is its length
+//! (u16) and its UTF-8 bytes. A record without tags is written as version 1 (whose
+//! bytes 6..8 are zero, and which a build that knows no tags reads); one with tags as
+//! version 2.
 
 use xxhash_rust::xxh3::Xxh3;
 
 const MAGIC: &[u8; 4] = b"CRLD";
-/// The record format this build writes and reads.
+/// The record formats this build writes and reads: without tags, and with them.
 pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION_TAGGED: u8 = 2;
+/// The most bytes of tags a record holds (an entry with more is not written).
+pub(crate) const MAX_TAGS_LEN: usize = u16::MAX as usize;
 /// The header's length.
 pub(crate) const HEADER: usize = 52;
 
@@ -33,14 +39,20 @@ pub(crate) struct Head {
     pub(crate) codec: u8,
     pub(crate) times: Times,
     pub(crate) key_len: usize,
+    pub(crate) tags_len: usize,
     pub(crate) payload_len: u64,
     checksum: u64,
 }
 
 impl Head {
+    /// Where the payload starts.
+    pub(crate) fn payload_at(&self) -> u64 {
+        (HEADER + self.key_len + self.tags_len) as u64
+    }
+
     /// The length of the whole record.
     pub(crate) fn record_len(&self) -> u64 {
-        ((HEADER + self.key_len) as u64).saturating_add(self.payload_len)
+        self.payload_at().saturating_add(self.payload_len)
     }
 }
 
@@ -59,11 +71,48 @@ pub(crate) enum RecordError {
     Length { found: u64, promised: u64 },
     #[error("checksum mismatch")]
     Checksum,
+    #[error("tags malformed")]
+    Tags,
 }
 
-/// The header of a record of `key` and `payload`.
-pub(crate) fn header(codec: u8, times: Times, key: &str, payload: &[u8]) -> [u8; HEADER] {
-    let mut sealing = Sealing::begin(codec, times, key.as_bytes(), payload.len() as u64);
+/// The tags section of a record of `tags`; `None` if it would be longer than
+/// [`MAX_TAGS_LEN`].
+pub(crate) fn tags_section<'a>(tags: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
+    let mut section = Vec::new();
+    for tag in tags {
+        let len = u16::try_from(tag.len()).ok()?;
+        section.extend_from_slice(&len.to_be_bytes());
+        section.extend_from_slice(tag.as_bytes());
+    }
+    (section.len() <= MAX_TAGS_LEN).then_some(section)
+}
+
+/// The tags a record's tags section holds.
+pub(crate) fn read_tags(mut section: &[u8]) -> Result<Vec<Box<str>>, RecordError> {
+    let mut tags = Vec::new();
+    while let [hi, lo, rest @ ..] = section {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let tag = rest.get(..len).ok_or(RecordError::Tags)?;
+        tags.push(Box::from(
+            std::str::from_utf8(tag).map_err(|_| RecordError::Tags)?,
+        ));
+        section = &rest[len..];
+    }
+    if section.is_empty() {
+        Ok(tags)
+    } else {
+        Err(RecordError::Tags)
+    }
+}
+
+/// The header of a record of `key`, its tags section and `payload`.
+pub(crate) fn header(
+    codec: u8,
+    times: Times,
+    (key, tags): (&str, &[u8]),
+    payload: &[u8],
+) -> [u8; HEADER] {
+    let mut sealing = Sealing::begin(codec, times, (key.as_bytes(), tags), payload.len() as u64);
     sealing.update(payload);
     sealing.seal()
 }
@@ -83,12 +132,24 @@ impl std::fmt::Debug for Sealing {
 }
 
 impl Sealing {
-    /// The header of a record of `key` with a payload of `payload_len` bytes.
-    pub(crate) fn begin(codec: u8, times: Times, key: &[u8], payload_len: u64) -> Self {
+    /// The header of a record of `key` and its tags section (at most
+    /// [`MAX_TAGS_LEN`] bytes) with a payload of `payload_len` bytes.
+    pub(crate) fn begin(
+        codec: u8,
+        times: Times,
+        (key, tags): (&[u8], &[u8]),
+        payload_len: u64,
+    ) -> Self {
         let mut head = [0u8; HEADER];
         head[..4].copy_from_slice(MAGIC);
-        head[4] = VERSION;
+        let tags_len = u16::try_from(tags.len()).unwrap_or(u16::MAX);
+        head[4] = if tags_len == 0 {
+            VERSION
+        } else {
+            VERSION_TAGGED
+        };
         head[5] = codec;
+        head[6..8].copy_from_slice(&tags_len.to_be_bytes());
         head[8..16].copy_from_slice(&times.stored_ms.to_be_bytes());
         head[16..24].copy_from_slice(&times.fresh_ms.to_be_bytes());
         head[24..32].copy_from_slice(&times.stale_ms.to_be_bytes());
@@ -98,6 +159,7 @@ impl Sealing {
         let mut hash = Box::new(Xxh3::new());
         hash.update(&head[..44]);
         hash.update(key);
+        hash.update(&tags[..usize::from(tags_len)]);
         Sealing { head, hash }
     }
 
@@ -114,11 +176,10 @@ impl Sealing {
     }
 }
 
-fn checksum(head: &[u8], key: &[u8], payload: &[u8]) -> u64 {
+fn checksum(head: &[u8], rest: &[u8]) -> u64 {
     let mut hash = Xxh3::new();
     hash.update(head);
-    hash.update(key);
-    hash.update(payload);
+    hash.update(rest);
     hash.digest()
 }
 
@@ -136,8 +197,12 @@ pub(crate) fn head(bytes: &[u8]) -> Result<Head, RecordError> {
     if &bytes[..4] != MAGIC {
         return Err(RecordError::Magic);
     }
-    if bytes[4] != VERSION {
-        return Err(RecordError::Version(bytes[4]));
+    let tags_len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
+    match bytes[4] {
+        VERSION if tags_len == 0 => {}
+        VERSION_TAGGED if tags_len > 0 => {}
+        VERSION | VERSION_TAGGED => return Err(RecordError::Tags),
+        other => return Err(RecordError::Version(other)),
     }
     let times = Times {
         stored_ms: be64(bytes, 8),
@@ -153,16 +218,18 @@ pub(crate) fn head(bytes: &[u8]) -> Result<Head, RecordError> {
         codec: bytes[5],
         times,
         key_len: u32::from_be_bytes(key_len) as usize,
+        tags_len,
         payload_len: be64(bytes, 36),
         checksum: be64(bytes, 44),
     })
 }
 
-/// A whole record, checked: its header, key and payload.
+/// A whole record, checked: its header, key, tags section and payload.
 #[derive(Debug)]
 pub(crate) struct Record<'a> {
     pub(crate) head: Head,
     pub(crate) key: &'a [u8],
+    pub(crate) tags: &'a [u8],
     pub(crate) payload: &'a [u8],
 }
 
@@ -176,11 +243,17 @@ pub(crate) fn open(bytes: &[u8], verify: bool) -> Result<Record<'_>, RecordError
             promised,
         });
     }
-    let (key, payload) = bytes[HEADER..].split_at(head.key_len);
-    if verify && checksum(&bytes[..44], key, payload) != head.checksum {
+    if verify && checksum(&bytes[..44], &bytes[HEADER..]) != head.checksum {
         return Err(RecordError::Checksum);
     }
-    Ok(Record { head, key, payload })
+    let (key, rest) = bytes[HEADER..].split_at(head.key_len);
+    let (tags, payload) = rest.split_at(head.tags_len);
+    Ok(Record {
+        head,
+        key,
+        tags,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -194,10 +267,40 @@ mod tests {
     };
 
     fn record(key: &str, payload: &[u8]) -> Vec<u8> {
-        let mut bytes = header(3, TIMES, key, payload).to_vec();
+        tagged(key, &[], payload)
+    }
+
+    fn tagged(key: &str, tags: &[&str], payload: &[u8]) -> Vec<u8> {
+        let section = tags_section(tags.iter().copied()).unwrap();
+        let mut bytes = header(3, TIMES, (key, &section), payload).to_vec();
         bytes.extend_from_slice(key.as_bytes());
+        bytes.extend_from_slice(&section);
         bytes.extend_from_slice(payload);
         bytes
+    }
+
+    #[test]
+    fn tags_travel_in_a_version_2_record_and_none_make_a_version_1() {
+        assert_eq!(record("/a", b"x")[4], VERSION);
+        let bytes = tagged("/a", &["p-1", "é x"], b"body");
+        assert_eq!(bytes[4], VERSION_TAGGED);
+        let record = open(&bytes, true).unwrap();
+        assert_eq!((record.key, record.payload), (&b"/a"[..], &b"body"[..]));
+        assert_eq!(
+            read_tags(record.tags).unwrap(),
+            vec![Box::from("p-1"), Box::from("é x")]
+        );
+        // A version that does not match the tags section is refused.
+        let mut lying = bytes.clone();
+        lying[4] = VERSION;
+        assert_eq!(head(&lying).unwrap_err(), RecordError::Tags);
+        let mut torn = bytes;
+        torn[HEADER + 3] = 0xff; // the first tag's length runs past its section
+        assert!(open(&torn, false).is_ok_and(|r| read_tags(r.tags).is_err()));
+        assert_eq!(
+            tags_section(["x".repeat(70_000).as_str()].into_iter()),
+            None
+        );
     }
 
     #[test]
@@ -234,8 +337,11 @@ mod tests {
     fn a_foreign_or_newer_file_is_not_a_record() {
         assert_eq!(head(&[0; HEADER]).unwrap_err(), RecordError::Magic);
         let mut newer = record("/a", b"x");
-        newer[4] = VERSION + 1;
-        assert_eq!(head(&newer).unwrap_err(), RecordError::Version(VERSION + 1));
+        newer[4] = VERSION_TAGGED + 1;
+        assert_eq!(
+            head(&newer).unwrap_err(),
+            RecordError::Version(VERSION_TAGGED + 1)
+        );
         let mut backwards = record("/a", b"x");
         backwards[24..32].copy_from_slice(&0u64.to_be_bytes());
         assert_eq!(head(&backwards).unwrap_err(), RecordError::Lifetime);

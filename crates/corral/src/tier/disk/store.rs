@@ -19,8 +19,17 @@ use super::walk;
 use crate::codec::Codec;
 use crate::entry::Entry;
 use crate::stats::Stats;
+use crate::tags::Tagged;
 use crate::tier::wall::Clocks;
 use crate::tier::{Lock, Lookup, Permit, Release, Tier, Usable};
+
+/// An entry as read from disk, decoded.
+struct Found<V> {
+    times: Times,
+    tags: Vec<Box<str>>,
+    softened_ms: Option<u64>,
+    value: V,
+}
 
 /// Decodes `key`'s entry as read (`None`: there was none); an undecodable one is
 /// counted as corrupt and removed.
@@ -29,14 +38,14 @@ fn decode<V: 'static>(
     codec: &dyn Codec<V>,
     key: &str,
     checked: Option<Checked>,
-) -> io::Result<Option<(Times, V)>> {
+) -> io::Result<Option<Found<V>>> {
     let Some(checked) = checked else {
         return Ok(None);
     };
     if checked.head.codec != codec.id() {
         return Ok(None);
     }
-    let times = checked.head.times;
+    let (times, tags, softened_ms) = (checked.head.times, checked.tags, checked.softened_ms);
     let decoded = match checked.payload {
         Payload::Bytes(bytes) => codec.decode_owned(bytes),
         Payload::File(file) => match codec.decode_file(&file) {
@@ -45,7 +54,12 @@ fn decode<V: 'static>(
         },
     };
     match decoded {
-        Ok(value) => Ok(Some((times, value))),
+        Ok(value) => Ok(Some(Found {
+            times,
+            tags,
+            softened_ms,
+            value,
+        })),
         Err(error) => disk.undecodable(key, &error).map(|()| None),
     }
 }
@@ -120,18 +134,25 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
         let Some(found) = read.await else {
             return Lookup::Unavailable;
         };
-        let Some((times, value)) = found else {
+        let Some(Found {
+            times,
+            tags,
+            softened_ms,
+            value,
+        }) = found
+        else {
             return Lookup::Missing;
         };
         let clocks = Clocks::now();
+        // Its tags, at no tick: the cache notes the tick its own load began at.
         let entry = Entry {
             value,
             stored_at: clocks.instant(times.stored_ms),
             fresh_until: clocks.instant(times.fresh_ms),
             stale_until: clocks.instant(times.stale_ms),
             load_micros: 0,
-            tagged: None,
-            softened: None,
+            tagged: Tagged::new(&tags, 0),
+            softened: softened_ms.map(|ms| clocks.instant(ms)),
         };
         if !usable(&entry) {
             return Lookup::Missing;
@@ -140,14 +161,10 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
         Lookup::Found(entry)
     }
 
-    /// Writes an entry unless an invalidation after `since` covers it; skipped when
-    /// the tier is off or [`writes_at_once`](super::DiskTier::writes_at_once) are running.
-    /// A tagged entry is not written: records do not keep tags yet, and one read back
-    /// without them would escape its tags' purges.
+    /// Writes an entry with its tags, unless an invalidation after `since` covers it;
+    /// skipped when the tier is off or [`writes_at_once`](super::DiskTier::writes_at_once)
+    /// are running.
     async fn write(&self, key: &str, entry: &Entry<V>, since: u64) {
-        if entry.tagged.is_some() {
-            return;
-        }
         let Ok(running) = Arc::clone(&self.writes).try_acquire_owned() else {
             self.disk.metrics.writes_skipped.add(1);
             return;
@@ -170,8 +187,9 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             stale_ms: clocks.unix_ms(entry.stale_until),
         };
         let (codec, key) = (self.codec.id(), key.to_owned());
+        let tags: Vec<Box<str>> = entry.tags().map(Box::from).collect();
         self.blocking("writing", move |disk| {
-            disk.write(&key, codec, times, &payload, since)
+            disk.write((&key, &tags), codec, times, &payload, since)
         })
         .await;
         drop(running);
@@ -267,9 +285,12 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
         Box::pin(self.purge(String::new()))
     }
 
-    /// Nothing to do: no tagged entry is written (see [`write`](DiskStore::write)).
-    fn purge_tag<'a>(&'a self, _tag: &'a str, _soft: bool) -> BoxFuture<'a, ()> {
-        futures_util::future::ready(()).boxed()
+    fn purge_tag<'a>(&'a self, tag: &'a str, soft: bool) -> BoxFuture<'a, ()> {
+        let tag = tag.to_owned();
+        Box::pin(
+            self.blocking("purging a tag", move |disk| disk.purge_tag(&tag, soft))
+                .map(drop),
+        )
     }
 
     fn write_mark(&self) -> Option<WriteMark> {

@@ -84,8 +84,13 @@ impl DiskWriter {
         let Some((temp, file)) = disk.begin_stream(start.key, len)? else {
             return Ok(None);
         };
-        let mut sealing =
-            Sealing::begin(start.codec, start.times, start.key.as_bytes(), payload_len);
+        // Untagged: a tagged value is not streamed (see `Cache::stream_to_disk`).
+        let mut sealing = Sealing::begin(
+            start.codec,
+            start.times,
+            (start.key.as_bytes(), &[]),
+            payload_len,
+        );
         sealing.update(&start.head);
         let mut first = vec![0u8; HEADER];
         first.extend_from_slice(start.key.as_bytes());
