@@ -20,7 +20,11 @@
 //!   `disk`), a body over `max_body_bytes` whose length the origin states is written
 //!   to disk as it arrives and served from there in chunks, to every request for it
 //!   while it is still arriving too.
-//! - [`CacheHandle`]: purge and read counters from outside the request path.
+//! - [`CacheHandle`]: purge (by key, prefix or tag; hard, or soft: stale instead of
+//!   gone) and read counters from outside the request path. A response's tags are
+//!   the origin's `Surrogate-Key` (space-separated), `Cache-Tag` (comma-separated)
+//!   and `Cache-Groups` (a structured list of strings), at most [`MAX_TAGS`] of at
+//!   most [`MAX_TAG_LEN`] bytes each.
 //! - [`refresh`] (feature `refresh`): keep registered URLs fresh in the background.
 //! - [`pool`] (feature `pool`): a pool of peers where each URL has one owner.
 //!
