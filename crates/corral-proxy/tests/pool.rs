@@ -360,6 +360,45 @@ async fn purges_reach_the_owner_or_every_member_and_say_how_each_took_them() {
     assert!(answer["purged"].as_u64().unwrap() > 0, "{answer}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_purge_through_the_peer_endpoint_without_the_secret() {
+    let origin = Origin::start().await;
+    origin.route("/kept", |_, n| {
+        Reply::ok(&format!("v{n}"))
+            .header("cache-control", "max-age=600")
+            .header("surrogate-key", "kept")
+    });
+    // One member: it owns every URL, so its own cache holds the response.
+    let peers = cluster(&origin, 1, "").await;
+    let proxy = peers[0].addr;
+    fetch(proxy, "/kept").await;
+    let purge = |method: &str, secret: Option<&str>| {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{proxy}/_corral/peer?purge=tag&value=kept"))
+            .header("host", proxy.to_string());
+        if let Some(secret) = secret {
+            request = request.header("x-corral-peer-secret", secret);
+        }
+        support::send(
+            proxy,
+            request.body(http_body_util::Full::default()).unwrap(),
+        )
+    };
+    assert_eq!(purge("POST", None).await.status, 403);
+    assert_eq!(purge("POST", Some("guess")).await.status, 403);
+    assert_eq!(
+        purge("GET", Some(SECRET)).await.status,
+        400,
+        "only a POST purges; a GET names a URL"
+    );
+    assert_eq!(fetch(proxy, "/kept").await.1, "v1", "nothing purged");
+    let allowed = purge("POST", Some(SECRET)).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.text(), "{\"purged\":0}");
+    assert_eq!(fetch(proxy, "/kept").await.1, "v2", "purged by a peer");
+}
+
 /// The first `n` of `paths` whose owner, as `admin` sees it, is `owner`.
 async fn owned_by(
     admin: SocketAddr,

@@ -121,6 +121,9 @@ pub(crate) fn render(plan: &Plan, request: &Answering<'_>) -> Rendered {
     if plan.etag {
         wire.extend_from_slice(format!("etag: {ETAG}\r\n").as_bytes());
     }
+    if let Some((name, value)) = plan.tags {
+        wire.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
     for age in plan.age {
         wire.extend_from_slice(format!("age: {age}\r\n").as_bytes());
     }

@@ -150,6 +150,9 @@ pub(crate) struct Plan {
     pub chunk_seed: u64,
     pub after_body: AfterBody,
     pub then: Then,
+    /// A tags field (name, value): a tagged response is stored with its tags (on disk,
+    /// in a record with a tags section).
+    pub tags: Option<(&'static str, &'static str)>,
 }
 
 /// How a response body is framed.
@@ -529,6 +532,15 @@ impl Plan {
                     (15, Then::SilentClose),
                 ],
             ),
+            tags: pick(
+                rng,
+                &[
+                    (70, None),
+                    (15, Some(("surrogate-key", "t1 t2"))),
+                    (10, Some(("cache-tag", "t1, t3"))),
+                    (5, Some(("cache-groups", "\"g1\", \"t2\""))),
+                ],
+            ),
         }
     }
 
@@ -545,6 +557,7 @@ impl Plan {
             chunk_seed: 0,
             after_body: AfterBody::Nothing,
             then: Then::KeepAlive,
+            tags: None,
         }
     }
 }
@@ -616,6 +629,9 @@ impl fmt::Display for Plan {
         }
         if self.etag {
             write!(f, " +etag")?;
+        }
+        if let Some((name, value)) = self.tags {
+            write!(f, " {name}: {value}")?;
         }
         for age in self.age {
             write!(f, " age: {age}")?;
