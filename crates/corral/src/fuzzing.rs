@@ -117,9 +117,16 @@ mod redis_tier {
     fn decode_record(data: &[u8]) {
         let codec = data.get(25).copied().unwrap_or_default();
         if let Ok(decoded) = record::decode(data, codec) {
-            let header = if data[0] == VERSION { 30 } else { 26 };
-            assert!(data[0] == VERSION || data[0] == 1);
-            assert_eq!(decoded.payload, &data[header..]);
+            let payload_at = match data[0] {
+                1 => 26,
+                2 => 30,
+                version => {
+                    assert_eq!(version, VERSION);
+                    let tags_len = u32::from_be_bytes([data[46], data[47], data[48], data[49]]);
+                    50 + tags_len as usize
+                }
+            };
+            assert_eq!(decoded.payload, &data[payload_at..]);
             assert!(decoded.stored_at <= decoded.fresh_until);
             assert!(decoded.fresh_until <= decoded.stale_until);
         }
@@ -133,11 +140,17 @@ mod redis_tier {
         let fresh_for = Duration::from_millis(u64::from_le_bytes(take(&mut rest)));
         let ttl = Duration::from_millis(u64::from_le_bytes(take(&mut rest)));
         let now = Instant::now();
-        let entry = Entry::new((), now.checked_sub(age).unwrap_or(now), fresh_for, ttl);
-        let bytes = record::encode(&entry, 0, codec, rest);
+        let mut entry = Entry::new((), now.checked_sub(age).unwrap_or(now), fresh_for, ttl);
+        // Tags from the input's first bytes, as text.
+        let text = String::from_utf8_lossy(&rest[..rest.len().min(24)]);
+        let tags: Vec<Box<str>> = text.split('/').map(Box::from).collect();
+        let tags: Vec<Box<str>> = tags.into_iter().filter(|t| !t.is_empty()).collect();
+        entry.tagged = crate::tags::Tagged::new(&tags, 7);
+        let bytes = record::encode(&entry, 7, codec, rest);
         let decoded = record::decode(&bytes, codec)
             .unwrap_or_else(|error| panic!("an encoded record does not decode: {error}"));
         assert_eq!(decoded.payload, rest);
+        assert_eq!(decoded.tags, tags);
         for (sent, received) in [
             (entry.stored_at, decoded.stored_at),
             (entry.fresh_until, decoded.fresh_until),
