@@ -245,11 +245,6 @@ async fn spool(
     let mut response = shareable(parts, Content::Memory(bytes::Bytes::new()), lifetime, vary);
     // Its head as it will be: describing the body of `len` bytes to come.
     response.headers = stored_headers(parts.status, &parts.headers, len);
-    if !crate::tags::response_tags(&response.headers).is_empty() {
-        // A body streamed to disk is written without tags (`stream_to_disk` takes
-        // none): read back after a restart, a tagged one would escape its purges.
-        return Err((body, NotStored::TooLarge));
-    }
     let destination = Destination::of(&response, target);
     let key = &destination.key;
     response.body = crate::spool::start(state, (key, mark), &response, body, len)

@@ -45,9 +45,11 @@ pub struct HttpStats {
 
 impl CacheHandle {
     /// Removes what is stored under `key` (as the cache's key function computes keys;
-    /// for the default key, the absolute URL), every variant of the URL with it, here,
-    /// in the tiers below memory and on every server sharing a Redis tier. Returns how
-    /// many entries this server's memory held (the URL's, and its variants').
+    /// for the default key, the absolute URL), here, in the tiers below memory and on
+    /// every server sharing a Redis tier; O(1). Its variants go with it: they are
+    /// reached only through the URL's variant index, which is removed, and the next
+    /// index gets a new generation, under which no old variant is found. Returns how
+    /// many entries this server's memory held under `key` (0 or 1).
     ///
     /// ```
     /// # async fn demo(handle: corral_http::CacheHandle) {
@@ -56,15 +58,17 @@ impl CacheHandle {
     /// # }
     /// ```
     pub async fn invalidate(&self, key: &str) -> usize {
-        let cache = &self.state.cache;
-        let variants = cache.invalidate_prefix(&variants_prefix(key)).await;
-        variants + usize::from(cache.invalidate(key).await)
+        usize::from(self.state.cache.invalidate(key).await)
     }
 
     /// As [`invalidate`](Self::invalidate), but softly: the URL's responses become
     /// stale instead of gone, so the next request revalidates them (a `304` is cheap)
     /// and they are served stale meanwhile under `stale-while-revalidate`, or while the
-    /// origin fails under `stale-if-error`.
+    /// origin fails under `stale-if-error`. Its variants must stay reachable, so each
+    /// is softened where it is kept: a scan for the URL's variant keys (as
+    /// [`soft_invalidate_prefix`](Self::soft_invalidate_prefix) makes), unlike a hard
+    /// purge. Returns how many entries this server's memory held (the URL's and its
+    /// variants').
     pub async fn soft_invalidate(&self, key: &str) -> usize {
         let cache = &self.state.cache;
         let variants = cache.soft_invalidate_prefix(&variants_prefix(key)).await;

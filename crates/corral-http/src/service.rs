@@ -164,7 +164,7 @@ where
                     state.clone(),
                     upstream(),
                     parts,
-                    None,
+                    (None, None),
                     report,
                 ));
             }
@@ -305,7 +305,7 @@ async fn forward(
                         let report = Report::new(CacheStatus::Bypass)
                             .forward(Forward::Request)
                             .detail(Detail::NotStored(reason));
-                        return solo(state, upstream, lookup.parts, None, report).await;
+                        return solo(state, upstream, lookup.parts, (None, None), report).await;
                     }
                     // This request's own fetch, which only it may have.
                     let status = match reason {
@@ -346,7 +346,8 @@ async fn forward(
     let report = Report::new(CacheStatus::Bypass)
         .forward(Forward::Bypass)
         .detail(Detail::NotShared);
-    solo(state, upstream, lookup.parts, lookup.stale, report).await
+    let stale = (lookup.stale, lookup.softened);
+    solo(state, upstream, lookup.parts, stale, report).await
 }
 
 /// The cache's own window for serving a stale response when a fetch failed with
@@ -416,7 +417,8 @@ async fn alone(
         let report = Report::new(CacheStatus::Bypass)
             .forward(Forward::Request)
             .detail(why);
-        return solo(state, upstream, lookup.parts, lookup.stale, report).await;
+        let stale = (lookup.stale, lookup.softened);
+        return solo(state, upstream, lookup.parts, stale, report).await;
     }
     let request = fetch::upstream_request(&lookup.parts, lookup.stale.as_deref());
     let (target, began) = (lookup.target(), fetch::Began::now(&state));
@@ -497,7 +499,7 @@ async fn solo(
     state: Arc<State>,
     upstream: Box<dyn Upstream>,
     parts: request::Parts,
-    stale: Option<Arc<StoredResponse>>,
+    (stale, softened): (Option<Arc<StoredResponse>>, Option<Instant>),
     report: Report,
 ) -> Response<Body> {
     let head = parts.method == Method::HEAD;
@@ -511,7 +513,7 @@ async fn solo(
     let now = Instant::now();
     if let Some(stale) = stale.filter(|s| {
         failed
-            && s.lifetime
+            && s.lifetime_softened(softened)
                 .serves_on_error(&directives, s.stored_at, now, window)
     }) {
         let report = Report::new(CacheStatus::Stale).detail(stale_detail(window));

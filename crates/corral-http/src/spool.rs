@@ -35,9 +35,10 @@ pub(crate) async fn start(
     let Ok(head) = tier_form::stream_head(response) else {
         return Err(body);
     };
+    let tags = crate::tags::response_tags(&response.headers);
     let writing = state
         .cache
-        .stream_to_disk(key, (keep, keep), mark, head, len);
+        .stream_to_disk(key, &tags, (keep, keep), mark, head, len);
     let Some(writer) = writing.await else {
         return Err(body);
     };

@@ -378,3 +378,32 @@ async fn a_large_body_of_unstated_length_streams_through_unstored() {
     // The hit-for-miss marker may be on disk; the body is not.
     assert!(bytes_under(&dir.0.join("objects")) < 4096);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tagged_large_body_is_written_with_its_tags_and_a_purge_reaches_it_after_a_restart() {
+    let origin = support::Origin::start().await;
+    let text = "0123456789abcdef".repeat(16 * 1024);
+    let body = Bytes::from(text.clone());
+    origin.route("/big", move |_, _| {
+        support::Reply::ok(&text)
+            .header("cache-control", "max-age=600")
+            .header("surrogate-key", "big-file")
+    });
+    let dir = Scratch::new("tagged");
+    let url = origin.url("/big");
+    {
+        let cache = disk_cache(&dir.0);
+        let first = get(&cache, &url).await;
+        assert_eq!((first.x_cache(), first.body.len()), ("MISS", body.len()));
+        landed(&dir.0).await;
+        assert_eq!(get(&cache, &url).await.x_cache(), "HIT");
+    }
+    // After a restart the file is read back with its tag: a purge of it reaches it.
+    let cache = disk_cache(&dir.0);
+    assert_eq!(get(&cache, &url).await.x_cache(), "HIT", "from disk");
+    cache.handle().invalidate_tag("big-file").await;
+    let again = get(&cache, &url).await;
+    assert_eq!(again.x_cache(), "MISS");
+    assert!(again.body == body);
+    assert_eq!(origin.count("/big"), 2);
+}

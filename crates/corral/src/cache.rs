@@ -6,7 +6,6 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
@@ -16,16 +15,8 @@ use crate::error::Error;
 use crate::flight::{Join, Settled};
 use crate::load;
 use crate::loaded::Loaded;
-use crate::state::State;
+use crate::state::{InsertMark, State};
 use crate::stats::{Lookup, Stats};
-
-/// The invalidations made up to a moment, from [`Cache::insert_mark`]: an insert
-/// made with it ([`Cache::insert_since`]) is dropped if one came after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InsertMark {
-    tick: u64,
-    invalidations: u64,
-}
 
 /// How [`Cache::load`] came by its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,8 +357,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             // One of its tags was purged after the mark.
             return false;
         }
-        let moved =
-            || mark.is_some_and(|m| state.invalidations.load(Ordering::Acquire) != m.invalidations);
+        let moved = || mark.is_some_and(|m| state.invalidated_since(m, key));
         let copy = (!state.tiers.is_empty() && !loaded.memory_only).then(|| entry.clone());
         // In memory, unless refused there (larger than the whole bound); the tiers
         // below take it either way.
@@ -380,7 +370,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if moved() {
             // An invalidation raced the insert: it may have covered this value.
             if in_memory {
-                state.invalidate_locally(key);
+                state.drop_locally(key);
             }
             return false;
         }
@@ -388,6 +378,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if let Some(entry) = copy {
             for tier in &state.tiers {
                 tier.store(key, &entry).await;
+            }
+            if moved() {
+                // An invalidation came while the tiers were written: it may have
+                // been made before the value reached them.
+                self.invalidate(key).await;
+                return false;
             }
         }
         true
@@ -397,11 +393,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Take it before fetching a value that bypasses [`get_or_load`](Self::get_or_load)
     /// and its flight.
     pub fn insert_mark(&self) -> InsertMark {
-        let state = &*self.state;
-        InsertMark {
-            tick: state.tags.now(),
-            invalidations: state.invalidations.load(Ordering::Acquire),
-        }
+        self.state.mark()
     }
 
     /// [`insert`](Self::insert), unless an invalidation (of any key, prefix or tag of
@@ -445,8 +437,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// bytes arrive (feature `disk`): `head` is the start of its payload as the disk
     /// tier's codec encodes it, and `rest_len` more bytes will follow through
     /// [`DiskWriter::append`](crate::disk::DiskWriter::append). The entry is fresh for
-    /// `lifetime.0` and kept for `lifetime.1` from now, and not put in place if an
-    /// invalidation of `key` came after `mark` (see [`write_mark`](Self::write_mark)).
+    /// `lifetime.0` and kept for `lifetime.1` from now, tagged `tags` (as
+    /// [`Loaded::tag`] tags a value), and not put in place if an invalidation of `key`
+    /// or of one of its tags came after `mark` (see [`write_mark`](Self::write_mark)).
     /// Readers may read the rest through
     /// [`DiskWriter::blob`](crate::disk::DiskWriter::blob) while it is written; keep
     /// the value that holds that blob in memory with [`Loaded::memory_only`].
@@ -454,13 +447,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// `None` if there is no disk tier, it is off, the entry is larger than its
     /// `max_entry_bytes`, or [`writes_at_once`](crate::disk::DiskTier::writes_at_once)
     /// streams are running already. For codecs that decode such payloads from their
-    /// files ([`Codec::decode_file`](crate::codec::Codec::decode_file)). The file
-    /// records no tags: do not stream a value that carries some ([`Loaded::tag`]), or
-    /// read back after a restart it would escape their purges.
+    /// files ([`Codec::decode_file`](crate::codec::Codec::decode_file)). Give the
+    /// value kept in memory the same tags.
     #[cfg(feature = "disk")]
     pub async fn stream_to_disk(
         &self,
         key: &str,
+        tags: &[String],
         (fresh_for, ttl): (std::time::Duration, std::time::Duration),
         mark: crate::disk::WriteMark,
         head: Vec<u8>,
@@ -472,7 +465,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             .iter()
             .find(|tier| tier.write_mark().is_some())?;
         let lifetime = (fresh_for.min(ttl), ttl);
-        tier.stream(key, lifetime, mark, head, rest_len).await
+        let tags = tags.iter().map(|t| Box::from(t.as_str())).collect();
+        tier.stream((key, tags), lifetime, mark, head, rest_len)
+            .await
     }
 
     /// Removes `key`'s entry: from memory here, from the tiers below memory, and (with

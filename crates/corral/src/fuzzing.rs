@@ -146,7 +146,7 @@ mod redis_tier {
         let tags: Vec<Box<str>> = text.split('/').map(Box::from).collect();
         let tags: Vec<Box<str>> = tags.into_iter().filter(|t| !t.is_empty()).collect();
         entry.tagged = crate::tags::Tagged::new(&tags, 7);
-        let bytes = record::encode(&entry, 7, codec, rest);
+        let bytes = record::encode(&entry, 7, codec, rest).expect("short tags");
         let decoded = record::decode(&bytes, codec)
             .unwrap_or_else(|error| panic!("an encoded record does not decode: {error}"));
         assert_eq!(decoded.payload, rest);

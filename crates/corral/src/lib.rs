@@ -80,6 +80,7 @@ mod flight;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod ledger;
 mod load;
 mod loaded;
 mod state;
@@ -89,11 +90,12 @@ mod tier;
 pub mod weigh;
 
 pub use builder::{CacheBuilder, DEFAULT_FRESH_FOR, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES};
-pub use cache::{Cache, InsertMark, Source};
+pub use cache::{Cache, Source};
 pub use entry::{Entry, Freshness};
 pub use error::{ConfigError, Error, SharedError, Unshared};
 pub use load::panic_message;
 pub use loaded::Loaded;
+pub use state::InsertMark;
 pub use stats::{DiskStats, Stats};
 #[cfg(feature = "disk")]
 pub use tier::disk;

@@ -16,7 +16,7 @@ use crate::entry::Entry;
 use crate::error::{Error, SharedError};
 use crate::flight::{Leader, Settled};
 use crate::loaded::Loaded;
-use crate::state::State;
+use crate::state::{InsertMark, State};
 use crate::stats::LoadResult;
 use crate::tags::Tagged;
 use crate::tier::{Lock, Lookup, Permit, Release, Tier, Usable};
@@ -55,13 +55,14 @@ pub(crate) fn spawn<V, U, F, Fut, T, E>(
     let load = async move {
         let timeout = state.config.load_timeout;
         let started = Instant::now();
-        // The tag clock as the load begins: a tag purge after this covers its value.
-        let tick = state.tags.now();
+        // The invalidations as the load begins: a tag purge after this covers its
+        // value, and any other invalidation keeps its related entries out.
+        let mark = state.mark();
         let obtained =
-            tokio::time::timeout(timeout, obtain(&state, leader.key(), loader, &usable, tick))
+            tokio::time::timeout(timeout, obtain(&state, leader.key(), loader, &usable, mark))
                 .await;
         let outcome = obtained.unwrap_or(Err(Error::Timeout(timeout)));
-        finish(&state, leader, outcome, (started, tick), background);
+        finish(&state, leader, outcome, (started, mark), background);
     };
     tokio::spawn(load.instrument(span));
 }
@@ -74,7 +75,7 @@ async fn obtain<V, F, Fut, T, E>(
     key: &str,
     loader: F,
     usable: &Usable<V>,
-    tick: u64,
+    mark: InsertMark,
 ) -> Result<Obtained<V>, Error>
 where
     V: Clone + Send + Sync + 'static,
@@ -113,7 +114,7 @@ where
             // from a shared tier can refresh it early.
             let below = |loaded: &Loaded<V>| {
                 (!loaded.memory_only)
-                    .then(|| state.entry_for(loaded, tick))
+                    .then(|| state.entry_for(loaded, mark.tick))
                     .flatten()
                     .map(|entry| entry.loaded_in(took))
             };
@@ -124,7 +125,12 @@ where
                 .filter_map(|(key, related)| Some((key, below(related)?)))
                 .collect();
             for Held { permit } in held {
-                for (key, entry) in &related {
+                // Related entries have no lock of their own: one whose key was
+                // invalidated since the load began is kept out.
+                let fresh = related
+                    .iter()
+                    .filter(|(key, _)| !state.invalidated_since(mark, key));
+                for (key, entry) in fresh {
                     permit.store_also(key, entry).await;
                 }
                 let outcome = entry.as_ref().map_or(Release::Nothing, Release::Value);
@@ -257,9 +263,10 @@ fn finish<V: Clone + Send + Sync + 'static>(
     state: &State<V>,
     leader: Leader<Settled<V>>,
     outcome: Result<Obtained<V>, Error>,
-    (started, tick): (Instant, u64),
+    (started, mark): (Instant, InsertMark),
     background: bool,
 ) {
+    let tick = mark.tick;
     let took = started.elapsed();
     match outcome {
         Ok(Obtained::Stored(mut entry)) => {
@@ -294,15 +301,28 @@ fn finish<V: Clone + Send + Sync + 'static>(
                 value: loaded.value,
                 from_tier: false,
             };
+            // Related entries have no flight of their own: one whose key was
+            // invalidated since the load began is kept out, checked before it is
+            // stored (with the value, before its waiters wake) and once more after,
+            // for an invalidation that raced the store.
+            let mut landed = Vec::new();
             leader.finish(Ok(settled), |key, _| {
                 if let Some(entry) = entry {
                     state.memory.insert(key, entry);
                 }
                 for (key, entry) in related {
-                    state.memory.insert(&key, entry);
+                    if !state.invalidated_since(mark, &key) {
+                        state.memory.insert(&key, entry);
+                        landed.push(key);
+                    }
                 }
                 state.publish_size();
             });
+            for key in landed {
+                if state.invalidated_since(mark, &key) {
+                    state.drop_locally(&key);
+                }
+            }
         }
         Err(error) => {
             let result = match error {

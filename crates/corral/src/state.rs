@@ -3,7 +3,7 @@
 //! makes to itself alone (turning a loaded value into an entry, dropping keys here).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -11,12 +11,26 @@ use tokio::time::Instant;
 
 use crate::entry::Entry;
 use crate::flight::{Flights, Settled};
+use crate::ledger::{Ledger, Scope};
 use crate::loaded::Loaded;
 use crate::stats::Metrics;
 use crate::tags::{TagPurges, Tagged, Verdict};
 use crate::tier::memory::MemoryTier;
 use crate::tier::{Invalidation, Sink, Tier};
 use crate::weigh::Weigher;
+
+/// The invalidations made up to a moment, from [`Cache::insert_mark`]: an insert
+/// made with it ([`Cache::insert_since`]) is dropped if one came after.
+///
+/// [`Cache::insert_mark`]: crate::Cache::insert_mark
+/// [`Cache::insert_since`]: crate::Cache::insert_since
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertMark {
+    /// The tag clock.
+    pub(crate) tick: u64,
+    /// The latest other invalidation, in the [`Ledger`].
+    invalidations: u64,
+}
 
 /// A cache's options after defaults are applied and checked.
 #[derive(Debug, Clone)]
@@ -40,10 +54,10 @@ pub(crate) struct State<V> {
     pub(crate) metrics: Arc<Metrics>,
     /// The tag purges made here (and, through the tiers, on other servers).
     pub(crate) tags: TagPurges,
-    /// How many invalidations (of keys, prefixes, everything; soft or not) this
-    /// cache's memory has taken: an insert whose value was fetched before one of them
-    /// is dropped ([`InsertMark`](crate::InsertMark)).
-    pub(crate) invalidations: AtomicU64,
+    /// The recent invalidations (of keys, prefixes, everything; soft or not) this
+    /// cache's memory has taken: a value fetched before one that covers its key is
+    /// not stored ([`InsertMark`]).
+    ledger: Ledger,
     /// Whether the tiers' listeners were started (on the first load).
     listening: AtomicBool,
 }
@@ -68,7 +82,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             tiers,
             metrics,
             tags: TagPurges::default(),
-            invalidations: AtomicU64::new(0),
+            ledger: Ledger::default(),
             listening: AtomicBool::new(false),
         }
     }
@@ -92,6 +106,20 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             Verdict::Softened(at) => Some(entry.soften(at)),
             Verdict::Purged => None,
         }
+    }
+
+    /// The invalidations made so far.
+    pub(crate) fn mark(&self) -> InsertMark {
+        InsertMark {
+            tick: self.tags.now(),
+            invalidations: self.ledger.last(),
+        }
+    }
+
+    /// Whether an invalidation (soft or not) that covers `key` came after `mark` (a
+    /// tag purge is judged by the tick instead).
+    pub(crate) fn invalidated_since(&self, mark: InsertMark, key: &str) -> bool {
+        self.ledger.covers_since(mark.invalidations, key)
     }
 
     /// Whether a tag purge made since its load began covers `entry`.
@@ -119,7 +147,13 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// Drops `key` from memory, and detaches its running load so it stores nothing;
     /// returns whether memory held an entry for it.
     pub(crate) fn invalidate_locally(&self, key: &str) -> bool {
-        self.invalidated();
+        self.ledger.record(Scope::Key(key.into()));
+        self.drop_locally(key)
+    }
+
+    /// Drops `key` from memory and detaches its running load, for an invalidation
+    /// already noted in the ledger.
+    pub(crate) fn drop_locally(&self, key: &str) -> bool {
         let held = self
             .flights
             .detach_with(key, || self.memory.invalidate(key));
@@ -130,11 +164,11 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// [`invalidate_locally`](Self::invalidate_locally) for every key starting with
     /// `prefix`; returns how many entries memory held.
     pub(crate) fn invalidate_prefix_locally(&self, prefix: &str) -> usize {
-        self.invalidated();
+        self.ledger.record(Scope::Prefix(prefix.into()));
         self.flights.detach_prefix(prefix);
         let keys = self.memory.keys_with_prefix(prefix);
         for key in &keys {
-            self.invalidate_locally(key);
+            self.drop_locally(key);
         }
         keys.len()
     }
@@ -142,7 +176,12 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// Makes `key`'s entry in memory stale now (a soft purge), and detaches its running
     /// load so it stores nothing; returns whether memory held an entry for it.
     pub(crate) fn soften_locally(&self, key: &str) -> bool {
-        self.invalidated();
+        self.ledger.record(Scope::Key(key.into()));
+        self.soften_noted(key)
+    }
+
+    /// Makes `key`'s entry stale now, as a soft purge already noted in the ledger.
+    fn soften_noted(&self, key: &str) -> bool {
         let now = Instant::now();
         self.flights
             .detach_with(key, || self.memory.soften(key, now))
@@ -151,11 +190,11 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
     /// [`soften_locally`](Self::soften_locally) for every key starting with `prefix`;
     /// returns how many entries memory held.
     pub(crate) fn soften_prefix_locally(&self, prefix: &str) -> usize {
-        self.invalidated();
+        self.ledger.record(Scope::Prefix(prefix.into()));
         self.flights.detach_prefix(prefix);
         let keys = self.memory.keys_with_prefix(prefix);
         for key in &keys {
-            self.soften_locally(key);
+            self.soften_noted(key);
         }
         keys.len()
     }
@@ -165,14 +204,9 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
         self.tags.purge(tag, soft);
     }
 
-    /// Counts an invalidation, before it is made.
-    fn invalidated(&self) {
-        self.invalidations.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Empties memory and detaches every running load.
     pub(crate) fn clear_locally(&self) {
-        self.invalidated();
+        self.ledger.record(Scope::All);
         self.flights.detach_all_with(|| self.memory.clear());
         self.memory.run_pending_tasks();
         self.publish_size();

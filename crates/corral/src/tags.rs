@@ -130,9 +130,64 @@ impl TagPurges {
     }
 }
 
+/// The most tags an entry read back from a tier may carry (a tier's bytes are not
+/// trusted: a record of many tiny tags is refused, not read into a huge list).
+const MOST_TAGS_READ: usize = 4096;
+
+/// Tags as the tiers below memory write them: each its length (u16, big-endian) and
+/// its UTF-8 bytes. `None` if a tag is longer than 65 535 bytes.
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
+pub(crate) fn write_section<'a>(tags: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
+    let mut section = Vec::new();
+    for tag in tags {
+        let len = u16::try_from(tag.len()).ok()?;
+        section.extend_from_slice(&len.to_be_bytes());
+        section.extend_from_slice(tag.as_bytes());
+    }
+    Some(section)
+}
+
+/// The tags of a section [`write_section`] wrote; `None` for anything else (a length
+/// past the end, an empty tag, bytes that are not UTF-8, too many tags).
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
+pub(crate) fn read_section(mut section: &[u8]) -> Option<Vec<Box<str>>> {
+    let mut tags = Vec::new();
+    while let [hi, lo, rest @ ..] = section {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let tag = rest.get(..len).filter(|tag| !tag.is_empty())?;
+        if tags.len() == MOST_TAGS_READ {
+            return None;
+        }
+        tags.push(Box::from(std::str::from_utf8(tag).ok()?));
+        section = &rest[len..];
+    }
+    section.is_empty().then_some(tags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tags_section_round_trips_and_anything_else_is_refused() {
+        let tags = ["a", "é b", &"x".repeat(300)];
+        let section = write_section(tags.into_iter()).unwrap();
+        let read = read_section(&section).unwrap();
+        assert_eq!(read.iter().map(|t| &**t).collect::<Vec<_>>(), tags);
+        assert_eq!(
+            write_section(["y".repeat(70_000).as_str()].into_iter()),
+            None
+        );
+        assert_eq!(read_section(&[0, 0]), None, "an empty tag");
+        assert_eq!(read_section(&[0, 5, b'a']), None, "past the end");
+        assert_eq!(read_section(&[0, 1, 0xff]), None, "not UTF-8");
+        assert_eq!(read_section(&[0]), None, "half a length");
+        let many: Vec<u8> = std::iter::repeat_n([0, 1, b'a'], MOST_TAGS_READ + 1)
+            .flatten()
+            .collect();
+        assert_eq!(read_section(&many), None, "too many");
+        assert_eq!(read_section(&[]), Some(Vec::new()));
+    }
 
     fn tagged(tags: &[&str], tick: u64) -> Tagged {
         Tagged {

@@ -102,20 +102,21 @@ pub(crate) trait Tier<V>: Send + Sync {
         None
     }
 
-    /// Starts writing `key`'s entry as it arrives, fresh for and kept for `lifetime`,
-    /// unless an invalidation after `mark` covers it: `head` now, `rest_len` bytes
+    /// Starts writing the entry of `entry`'s key, carrying its tags, as it arrives,
+    /// fresh for and kept for `lifetime`, unless an invalidation after `mark` covers
+    /// it: `head` now, `rest_len` bytes
     /// later (see [`Cache::stream_to_disk`](crate::Cache::stream_to_disk)). The
     /// default writes nothing.
     #[cfg(feature = "disk")]
     fn stream<'a>(
         &'a self,
-        key: &'a str,
+        entry: (&'a str, Vec<Box<str>>),
         lifetime: (std::time::Duration, std::time::Duration),
         mark: crate::disk::WriteMark,
         head: Vec<u8>,
         rest_len: u64,
     ) -> BoxFuture<'a, Option<crate::disk::DiskWriter>> {
-        let _ = (key, lifetime, mark, head, rest_len);
+        let _ = (entry, lifetime, mark, head, rest_len);
         Box::pin(futures_util::future::ready(None))
     }
 

@@ -85,7 +85,7 @@ async fn stream(cache: &Cache<Big>, key: &str, head: Vec<u8>, len: u64) -> Optio
     let minute = Duration::from_secs(60);
     let mark = cache.write_mark().expect("a disk tier");
     cache
-        .stream_to_disk(key, (minute, minute), mark, head, len)
+        .stream_to_disk(key, &[], (minute, minute), mark, head, len)
         .await
 }
 
@@ -131,6 +131,7 @@ async fn readers_follow_the_writer_and_a_restart_reads_the_file_in_chunks() {
         let mut writer = cache
             .stream_to_disk(
                 "big",
+                &["big-tag".to_owned()],
                 (Duration::from_secs(60), Duration::from_secs(600)),
                 cache.write_mark().unwrap(),
                 b"head:".to_vec(),
@@ -177,12 +178,26 @@ async fn readers_follow_the_writer_and_a_restart_reads_the_file_in_chunks() {
     assert_eq!(&read[..5], b"head:");
     assert!(read[5..] == body[..]);
     assert_eq!(cache.stats().disk.unwrap().corrupt, 0);
+    // Its file kept its tag: a purge of the tag reaches it.
+    let entry = cache.peek("big").unwrap();
+    assert_eq!(entry.tags().collect::<Vec<_>>(), ["big-tag"]);
+    drop(entry);
+    cache.invalidate_tag("big-tag").await;
+    assert!(cache.peek("big").is_none());
+    drop(cache);
+    let cache = self::cache(&dir.0, 64 << 20);
+    let refused = cache
+        .get_or_load("big", || async {
+            Err::<Big, _>(std::io::Error::other("miss"))
+        })
+        .await;
+    assert!(refused.is_err(), "purged by tag, on disk too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_byte_in_a_long_file_is_found_before_it_is_served() {
     let body = pattern(2 << 20);
-    // A reserved header byte, the key, and the middle of the payload.
+    // The tags' length in the header, the key, and the middle of the payload.
     for at in [6, 53, 1 << 20] {
         let dir = Scratch::new(&format!("changed-{at}"));
         {
@@ -274,7 +289,7 @@ async fn an_invalidation_after_the_mark_keeps_a_stream_off_disk() {
     cache.invalidate("big").await;
     let ten = Duration::from_secs(10);
     let mut writer = cache
-        .stream_to_disk("big", (ten, ten), mark, Vec::new(), 1 << 20)
+        .stream_to_disk("big", &[], (ten, ten), mark, Vec::new(), 1 << 20)
         .await
         .unwrap();
     writer.append(Bytes::from(pattern(1 << 20))).await.unwrap();

@@ -201,3 +201,121 @@ async fn soft_purges_make_shared_entries_stale_for_every_server_and_one_refresh_
     .await;
     assert_eq!(refreshes.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_purges_cover_earlier_records_even_after_the_clock_key_is_lost() {
+    use redis::AsyncCommands;
+    let server = RedisServer::start();
+    let (writer, purger) = (cache(&server.url()), cache(&server.url()));
+    purger.invalidate_tag("warm-up").await;
+    writer
+        .get_or_load("/t", || async {
+            Ok::<_, std::io::Error>(Loaded::new("old".to_string()).tag("t"))
+        })
+        .await
+        .unwrap();
+    // Evicted or flushed: the clock starts again, above every tick noted before.
+    let client = redis::Client::open(server.url().as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = c.del("tags:tick:{#tags}").await.unwrap();
+    purger.invalidate_tag("t").await;
+    let late = cache(&server.url());
+    assert!(late.get_or_load("/t", refuse).await.is_err(), "purged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn related_entries_of_a_load_across_a_purge_of_its_key_are_not_left_in_redis() {
+    let server = RedisServer::start();
+    let (loader, purger) = (cache(&server.url()), cache(&server.url()));
+    let (release, gate) = oneshot::channel::<()>();
+    let load = tokio::spawn({
+        let cache = loader.clone();
+        async move {
+            cache
+                .get_or_load("/d/main", || async move {
+                    gate.await.ok();
+                    Ok::<_, std::io::Error>(
+                        Loaded::new("main".to_string())
+                            .also_store("/d/related", Loaded::new("old".to_string())),
+                    )
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    purger.invalidate_prefix("/d/").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    release.send(()).unwrap();
+    load.await.unwrap().unwrap();
+    let late = cache(&server.url());
+    assert!(late.get_or_load("/d/related", refuse).await.is_err());
+    assert!(
+        loader.get("/d/related").is_none(),
+        "nor in the loader's memory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soft_prefix_purge_stops_a_running_load_of_a_key_with_no_value_yet() {
+    let server = RedisServer::start();
+    let (loader, purger) = (cache(&server.url()), cache(&server.url()));
+    let (release, gate) = oneshot::channel::<()>();
+    let load = tokio::spawn({
+        let cache = loader.clone();
+        async move {
+            cache
+                .get_or_load("/s/new", || async move {
+                    gate.await.ok();
+                    Ok::<_, std::io::Error>("old".to_string())
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    purger.soft_invalidate_prefix("/s/").await;
+    release.send(()).unwrap();
+    load.await.unwrap().unwrap();
+    let late = cache(&server.url());
+    assert!(
+        late.get_or_load("/s/new", refuse).await.is_err(),
+        "the value loaded across the purge is not in redis"
+    );
+}
+
+#[cfg(feature = "disk")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_softened_in_redis_is_written_to_disk_as_stale() {
+    let server = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("corral-soft-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let writer = cache(&server.url());
+    writer.insert("/s", "v".to_string()).await;
+    writer.soft_invalidate("/s").await;
+    let with_disk = || {
+        let tier = RedisTier::builder(server.url())
+            .prefix("tags:")
+            .build()
+            .expect("valid tier");
+        Cache::<String>::builder()
+            .fresh_for(Duration::from_secs(60))
+            .ttl(Duration::from_secs(600))
+            .disk(&dir, 1 << 20)
+            .redis(tier)
+            .build()
+            .expect("valid cache")
+    };
+    {
+        let reader = with_disk();
+        assert_eq!(reader.get_or_load("/s", refuse).await.unwrap(), "v");
+    }
+    let restarted = with_disk();
+    assert_eq!(restarted.get_or_load("/s", refuse).await.unwrap(), "v");
+    let entry = restarted.peek("/s").unwrap();
+    assert_eq!(
+        entry.freshness(tokio::time::Instant::now()),
+        Freshness::Stale,
+        "read back from disk, still stale"
+    );
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -118,6 +118,38 @@ async fn related_entries_of_a_load_across_a_purge_are_covered_too() {
 type Loading =
     std::pin::Pin<Box<dyn Future<Output = Result<Loaded<String>, std::io::Error>> + Send>>;
 
+#[tokio::test]
+async fn a_related_entry_whose_key_is_invalidated_while_the_load_runs_is_not_stored() {
+    let cache = cache();
+    let (release, gate) = oneshot::channel::<()>();
+    let load = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("/main", || async move {
+                    gate.await.ok();
+                    Ok::<_, std::io::Error>(
+                        Loaded::new("main".to_string())
+                            .also_store("/related", Loaded::new("old".to_string()))
+                            .also_store("/other", Loaded::new("other".to_string())),
+                    )
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache.invalidate("/related").await;
+    release.send(()).unwrap();
+    load.await.unwrap().unwrap();
+    assert_eq!(cache.get("/main").as_deref(), Some("main"));
+    assert_eq!(
+        cache.get("/related"),
+        None,
+        "invalidated while it was loaded"
+    );
+    assert_eq!(cache.get("/other").as_deref(), Some("other"));
+}
+
 /// A loader that counts its runs and answers `value` after `delay` (or fails).
 fn counted(
     runs: &Arc<AtomicUsize>,
@@ -297,10 +329,17 @@ async fn an_insert_of_a_value_fetched_before_a_purge_is_dropped() {
     );
     assert_eq!(cache.get("/a"), None);
     let mark = cache.insert_mark();
-    cache.soft_invalidate_prefix("/elsewhere/").await;
+    cache.invalidate("/elsewhere").await;
+    cache.soft_invalidate_prefix("/b").await;
     assert!(
         !cache.insert_since("/b", "old".to_string(), mark).await,
-        "any key or prefix invalidation since the mark drops it"
+        "a soft purge of a prefix of its key came since the mark"
+    );
+    let mark = cache.insert_mark();
+    cache.invalidate("/elsewhere").await;
+    assert!(
+        cache.insert_since("/b", "new".to_string(), mark).await,
+        "another key's invalidation does not drop it"
     );
     let mark = cache.insert_mark();
     assert!(cache.insert_since("/c", "new".to_string(), mark).await);

@@ -19,6 +19,9 @@ use crate::handle::CacheHandle;
 
 /// The most values one peer purge carries.
 const MAX_VALUES: usize = 1000;
+/// The values a member sends in one request (the rest in more): a query short
+/// enough for any server.
+const VALUES_A_REQUEST: usize = 100;
 /// The longest answer a member's purge gets read (a small JSON object).
 const MAX_ANSWER: usize = 4096;
 
@@ -158,27 +161,17 @@ pub struct MemberPurged {
 }
 
 impl Pool {
-    /// The members a purge must reach: a key's owner (and this member, which may hold
-    /// a copy it served while the owner was down), or every member for prefixes and
-    /// tags, and for keys too when members keep hot copies of what others own (this
-    /// one included, and the ones marked down: they may be back).
-    pub fn purge_targets(&self, purge: &PeerPurge) -> Vec<String> {
-        let this = self.inner.this.as_deref();
-        let owners_only = purge.scope == PurgeScope::Key && self.inner.hot.is_none();
-        let mut targets: Vec<String> = if owners_only {
-            purge
-                .values
-                .iter()
-                .filter_map(|key| self.owner(key))
-                .chain(this.map(str::to_owned))
-                .collect()
-        } else {
-            let ring = self.inner.ring.load();
-            ring.peers()
-                .map(str::to_owned)
-                .chain(this.map(str::to_owned))
-                .collect()
-        };
+    /// The members a purge must reach: every one, this one included, and those
+    /// marked down (they may be back). A key's too, not only its owner: while the
+    /// owner is down its successor serves and keeps the key, and members may hold hot
+    /// copies or copies they served themselves.
+    pub fn purge_targets(&self) -> Vec<String> {
+        let ring = self.inner.ring.load();
+        let mut targets: Vec<String> = ring
+            .peers()
+            .chain(self.inner.this.as_deref())
+            .map(str::to_owned)
+            .collect();
         targets.sort();
         targets.dedup();
         targets
@@ -186,22 +179,27 @@ impl Pool {
 
     /// Makes `purge` where it must reach ([`purge_targets`](Self::purge_targets)):
     /// in `local` for this member, over the peer protocol for the others (at once,
-    /// each within the peer timeout). How each member took it, in member order.
+    /// each within the peer timeout, in requests of at most 100 values). How each
+    /// member took it, in member order; this process's own first when it is not a
+    /// member (no `self_url`).
     pub async fn purge(&self, purge: &PeerPurge, local: &CacheHandle) -> Vec<MemberPurged> {
-        let sends = self
-            .purge_targets(purge)
-            .into_iter()
-            .map(|member| async move {
-                let outcome = if self.is_self(&member) {
-                    Ok(self.purge_here(purge, local).await)
-                } else {
-                    self.send_purge(&Arc::from(member.as_str()), purge)
-                        .await
-                        .map_err(|e| e.reason)
-                };
-                MemberPurged { member, outcome }
+        let sends = self.purge_targets().into_iter().map(|member| async move {
+            let outcome = if self.is_self(&member) {
+                Ok(self.purge_here(purge, local).await)
+            } else {
+                self.send_purge(&Arc::from(member.as_str()), purge).await
+            };
+            MemberPurged { member, outcome }
+        });
+        let mut outcomes = Vec::new();
+        if self.inner.this.is_none() {
+            outcomes.push(MemberPurged {
+                member: "(this process)".to_owned(),
+                outcome: Ok(self.purge_here(purge, local).await),
             });
-        futures_util::future::join_all(sends).await
+        }
+        outcomes.extend(futures_util::future::join_all(sends).await);
+        outcomes
     }
 
     /// Makes `purge` in `cache` and in this member's hot caches; the responses
@@ -219,8 +217,22 @@ impl Pool {
         purge.apply(cache).await
     }
 
-    /// Sends `purge` to `member`; the responses it held.
-    async fn send_purge(
+    /// Sends `purge` to `member`, in requests of at most [`VALUES_A_REQUEST`]
+    /// values; the responses it held, or why it could not take them all.
+    async fn send_purge(&self, member: &Arc<str>, purge: &PeerPurge) -> Result<usize, String> {
+        let mut purged = 0;
+        for values in purge.values.chunks(VALUES_A_REQUEST) {
+            let part = PeerPurge {
+                values: values.to_vec(),
+                ..purge.clone()
+            };
+            purged += self.send_part(member, &part).await.map_err(|e| e.reason)?;
+        }
+        Ok(purged)
+    }
+
+    /// Sends one request of a purge to `member`.
+    async fn send_part(
         &self,
         member: &Arc<str>,
         purge: &PeerPurge,
@@ -280,11 +292,14 @@ impl PeerPurge {
     /// `501` without a cache).
     pub(super) async fn answer(self, pool: &Pool, cache: Option<CacheHandle>) -> Response<Body> {
         let Some(cache) = cache else {
-            return PeerRefusal::new(
+            let mut refusal = PeerRefusal::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "this member takes no purges from its peers\n",
             )
             .response();
+            // A member's answer: its sender must not take it for a peer that is down.
+            mark_peer_answer(&mut refusal);
+            return refusal;
         };
         let purged = pool.purge_here(&self, &cache).await;
         tracing::info!(
@@ -349,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_goes_to_its_owner_and_here_prefixes_and_tags_everywhere() {
+    fn every_purge_goes_to_every_member_even_one_marked_down() {
         let members = ["http://a:1", "http://b:1", "http://c:1"];
         let pool = Pool::builder()
             .self_url(members[0])
@@ -357,17 +372,20 @@ mod tests {
             .secret("s")
             .build()
             .unwrap();
-        let key = "http://origin/some/page";
-        let owner = pool.owner(key).unwrap();
-        let mut expected = vec![owner, members[0].to_owned()];
-        expected.sort();
-        expected.dedup();
-        let targets = pool.purge_targets(&PeerPurge::new(PurgeScope::Key, [key]));
-        assert_eq!(targets, expected);
-        for scope in [PurgeScope::Prefix, PurgeScope::Tag] {
-            let targets = pool.purge_targets(&PeerPurge::new(scope, ["x"]));
-            assert_eq!(targets, members);
-        }
+        // While a key's owner is down, its successor keeps the key: a purge must
+        // reach it as well as the owner.
+        let key = (0..)
+            .map(|n| format!("http://origin/p/{n}"))
+            .find(|k| pool.owner(k).as_deref() != Some(members[0]))
+            .unwrap();
+        let owner = pool.owner(&key).unwrap();
+        pool.mark_down(&owner, "test");
+        let serving = pool
+            .owner_elsewhere(&key)
+            .map_or(members[0].to_owned(), |s| s.to_string());
+        let targets = pool.purge_targets();
+        assert!(targets.contains(&serving) && targets.contains(&owner));
+        assert_eq!(targets, members);
     }
 
     #[test]

@@ -206,7 +206,13 @@ where
                     let (pool, purges) = (self.pool.clone(), self.purges.clone());
                     return Box::pin(async move { Ok(purge.answer(&pool, purges).await) });
                 }
-                Some(Err(refusal)) => return Box::pin(std::future::ready(Ok(refusal.response()))),
+                Some(Err(refusal)) => {
+                    // A member's answer all the same: its sender must not take it
+                    // for a peer that is down.
+                    let mut answer = refusal.response();
+                    mark_peer_answer(&mut answer);
+                    return Box::pin(std::future::ready(Ok(answer)));
+                }
                 None => {}
             }
             return match self.pool.accept(request) {

@@ -307,11 +307,11 @@ impl Disk {
     }
 
     /// Puts a streamed entry's finished file (`len` bytes, under `temp`) in place, unless
-    /// an invalidation after `since` covers its key. Returns whether it landed; the
+    /// an invalidation after `since` covers its key or one of its `tags`. Returns whether it landed; the
     /// room kept for it is given back, and the temporary file gone, either way.
     pub(crate) fn commit_stream(
         &self,
-        key: &str,
+        (key, tags): (&str, &[Box<str>]),
         (temp, file): (&Path, &Arc<HeldFile>),
         len: u64,
         since: u64,
@@ -319,7 +319,7 @@ impl Disk {
         let hash = self.layout.hash(key);
         let mut inner = self.lock();
         inner.index.unreserve(len);
-        if inner.ledger.covers_since(since, (hash, key), &[]) {
+        if inner.ledger.covers_since(since, (hash, key), tags) {
             drop(inner);
             layout::remove(temp)?;
             return Ok(false);

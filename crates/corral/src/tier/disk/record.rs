@@ -78,31 +78,12 @@ pub(crate) enum RecordError {
 /// The tags section of a record of `tags`; `None` if it would be longer than
 /// [`MAX_TAGS_LEN`].
 pub(crate) fn tags_section<'a>(tags: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
-    let mut section = Vec::new();
-    for tag in tags {
-        let len = u16::try_from(tag.len()).ok()?;
-        section.extend_from_slice(&len.to_be_bytes());
-        section.extend_from_slice(tag.as_bytes());
-    }
-    (section.len() <= MAX_TAGS_LEN).then_some(section)
+    crate::tags::write_section(tags).filter(|section| section.len() <= MAX_TAGS_LEN)
 }
 
 /// The tags a record's tags section holds.
-pub(crate) fn read_tags(mut section: &[u8]) -> Result<Vec<Box<str>>, RecordError> {
-    let mut tags = Vec::new();
-    while let [hi, lo, rest @ ..] = section {
-        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-        let tag = rest.get(..len).ok_or(RecordError::Tags)?;
-        tags.push(Box::from(
-            std::str::from_utf8(tag).map_err(|_| RecordError::Tags)?,
-        ));
-        section = &rest[len..];
-    }
-    if section.is_empty() {
-        Ok(tags)
-    } else {
-        Err(RecordError::Tags)
-    }
+pub(crate) fn read_tags(section: &[u8]) -> Result<Vec<Box<str>>, RecordError> {
+    crate::tags::read_section(section).ok_or(RecordError::Tags)
 }
 
 /// The header of a record of `key`, its tags section and `payload`.

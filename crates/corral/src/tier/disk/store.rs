@@ -181,9 +181,14 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
             }
         };
         let clocks = Clocks::now();
+        // Stale from a soft purge on, if one made it so (one of another server's,
+        // found in Redis, say): records keep no other mark of it.
+        let fresh_until = entry.softened.map_or(entry.fresh_until, |at| {
+            at.max(entry.stored_at).min(entry.fresh_until)
+        });
         let times = Times {
             stored_ms: clocks.unix_ms(entry.stored_at),
-            fresh_ms: clocks.unix_ms(entry.fresh_until),
+            fresh_ms: clocks.unix_ms(fresh_until),
             stale_ms: clocks.unix_ms(entry.stale_until),
         };
         let (codec, key) = (self.codec.id(), key.to_owned());
@@ -201,7 +206,7 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
     /// is off, or as many streams as writes at once are running.
     async fn start_stream(
         &self,
-        key: &str,
+        (key, tags): (&str, Vec<Box<str>>),
         (fresh_for, ttl): (Duration, Duration),
         mark: WriteMark,
         head: Vec<u8>,
@@ -226,6 +231,7 @@ impl<V: Send + Sync + 'static> DiskStore<V> {
         self.blocking("writing", move |disk| {
             let start = Start {
                 key: &key,
+                tags,
                 codec,
                 times,
                 head,
@@ -299,13 +305,13 @@ impl<V: Send + Sync + 'static> Tier<V> for DiskStore<V> {
 
     fn stream<'a>(
         &'a self,
-        key: &'a str,
+        entry: (&'a str, Vec<Box<str>>),
         lifetime: (Duration, Duration),
         mark: WriteMark,
         head: Vec<u8>,
         rest_len: u64,
     ) -> BoxFuture<'a, Option<DiskWriter>> {
-        Box::pin(self.start_stream(key, lifetime, mark, head, rest_len))
+        Box::pin(self.start_stream(entry, lifetime, mark, head, rest_len))
     }
 
     fn report(&self, stats: &mut Stats) {

@@ -38,6 +38,8 @@ pub struct DiskWriter {
     rest_at: u64,
     /// The latest invalidation when the load began.
     since: u64,
+    /// The entry's tags (a tag purge since the load began keeps it out too).
+    tags: Vec<Box<str>>,
     progress: watch::Sender<Progress>,
     finished: bool,
     _running: OwnedSemaphorePermit,
@@ -62,6 +64,7 @@ pub struct WriteMark(pub(crate) u64);
 /// What a stream's file starts with, and how long it will be.
 pub(crate) struct Start<'a> {
     pub(crate) key: &'a str,
+    pub(crate) tags: Vec<Box<str>>,
     pub(crate) codec: u8,
     pub(crate) times: super::record::Times,
     /// The payload's first bytes, given at once.
@@ -80,20 +83,24 @@ impl DiskWriter {
         running: OwnedSemaphorePermit,
     ) -> io::Result<Option<DiskWriter>> {
         let payload_len = start.head.len() as u64 + start.rest_len;
-        let len = (HEADER + start.key.len()) as u64 + payload_len;
+        let Some(section) = super::record::tags_section(start.tags.iter().map(|t| &**t)) else {
+            disk.metrics.writes_skipped.add(1);
+            return Ok(None);
+        };
+        let len = (HEADER + start.key.len() + section.len()) as u64 + payload_len;
         let Some((temp, file)) = disk.begin_stream(start.key, len)? else {
             return Ok(None);
         };
-        // Untagged: a tagged value is not streamed (see `Cache::stream_to_disk`).
         let mut sealing = Sealing::begin(
             start.codec,
             start.times,
-            (start.key.as_bytes(), &[]),
+            (start.key.as_bytes(), &section),
             payload_len,
         );
         sealing.update(&start.head);
         let mut first = vec![0u8; HEADER];
         first.extend_from_slice(start.key.as_bytes());
+        first.extend_from_slice(&section);
         first.extend_from_slice(&start.head);
         if let Err(e) = file.write_all_at(&first, 0) {
             let _ = disk.abandon_stream(&temp, len);
@@ -114,6 +121,7 @@ impl DiskWriter {
             len,
             rest_at,
             since: start.since,
+            tags: start.tags,
             progress,
             finished: false,
             _running: running,
@@ -192,12 +200,13 @@ impl DiskWriter {
             self.temp.clone(),
         );
         let (key, len, since) = (self.key.clone(), self.len, self.since);
+        let tags = std::mem::take(&mut self.tags);
         let landed = tokio::task::spawn_blocking(move || {
             if let Err(error) = file.file().write_all_at(&sealing.seal(), 0) {
                 let _ = disk.abandon_stream(&temp, len);
                 return Err(error);
             }
-            disk.commit_stream(&key, (&temp, &file), len, since)
+            disk.commit_stream((&key, &tags), (&temp, &file), len, since)
         })
         .await
         .map_err(io::Error::other)

@@ -94,6 +94,7 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
                     store: self,
                     token,
                     tick: 0,
+                    also: Default::default(),
                     finished: false,
                 };
                 match held.store.tick().await {
@@ -154,8 +155,9 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
     }
 
     /// Ends a load that held the lock: stores its outcome if the lock is still `token`'s,
-    /// releases the lock and wakes every server's waiters, in one step.
-    async fn finish(&self, key: &str, (token, tick): (&str, u64), outcome: Release<'_, V>) {
+    /// releases the lock and wakes every server's waiters, in one step. Returns
+    /// whether the lock was still this load's (`false` too if Redis did not answer).
+    async fn finish(&self, key: &str, (token, tick): (&str, u64), outcome: Release<'_, V>) -> bool {
         let (mode, payload, px) = match outcome {
             Release::Value(entry) => match self.encode(entry, tick) {
                 Some(bytes) => ("value", bytes, record::millis_until(entry.stale_until)),
@@ -174,7 +176,7 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
             self.key("err", key),
         );
         let message = format!("done {:x} {key}", self.id);
-        let _ = self
+        let ours = self
             .link
             .run(RemoteOp::Write, |mut c| {
                 Box::pin(async move {
@@ -194,6 +196,7 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
                 })
             })
             .await;
+        ours.is_ok_and(|ours| ours == 1)
     }
 }
 
@@ -206,6 +209,8 @@ struct Held<V: Send + Sync + 'static> {
     token: String,
     /// The cluster's tag clock when the lock was won.
     tick: u64,
+    /// The related entries stored under it ([`Permit::store_also`]).
+    also: std::sync::Mutex<Vec<String>>,
     finished: bool,
 }
 
@@ -228,11 +233,24 @@ impl<V: Send + Sync + 'static> Permit<V> for Held<V> {
         self.finished = true;
         Box::pin(async move {
             let lock = (self.token.as_str(), self.tick);
-            self.store.finish(&self.key, lock, outcome).await;
+            if !self.store.finish(&self.key, lock, outcome).await {
+                // The lock was taken away (an invalidation of the key, or of a prefix
+                // of it, deletes it): the related entries stored under it are stale
+                // too.
+                let also =
+                    std::mem::take(&mut *self.also.lock().unwrap_or_else(|p| p.into_inner()));
+                self.store.unlink_values(&also).await;
+            }
         })
     }
 
+    /// Stores a related entry as of the lock's tick; should the lock be taken away
+    /// before the load ends, [`release`](Permit::release) removes it again.
     fn store_also<'a>(&'a self, key: &'a str, entry: &'a Entry<V>) -> BoxFuture<'a, ()> {
+        self.also
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.to_owned());
         Box::pin(self.store.set_at(key, entry, self.tick))
     }
 }

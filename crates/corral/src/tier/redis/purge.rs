@@ -26,19 +26,27 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
         self.publish(format!("purge {:x} {prefix}", self.id)).await;
     }
 
-    /// Makes the values of the keys starting with `prefix` stale now (and deletes
-    /// their locks, so running loads store nothing), and tells every server to do the
-    /// same in its memory.
+    /// Makes the values of the keys starting with `prefix` stale now, deletes their
+    /// locks (so running loads store nothing, also for keys with no value yet), and
+    /// tells every server to do the same in its memory.
     pub(crate) async fn soften_prefix(&self, prefix: &str) {
-        let pattern = format!("{}v:{{{}*", escape_glob(&self.prefix), escape_glob(prefix));
-        let values = format!("{}v:{{", self.prefix);
-        let ours = format!("{values}{prefix}");
-        self.for_each_matching(
-            &pattern,
-            |key| key.starts_with(&ours),
-            Action::Soften(&values),
-        )
-        .await;
+        let matching = |kind: &str| {
+            let start = format!("{}{kind}:{{", self.prefix);
+            let pattern = format!(
+                "{}{kind}:{{{}*",
+                escape_glob(&self.prefix),
+                escape_glob(prefix)
+            );
+            (format!("{start}{prefix}"), pattern, start)
+        };
+        let (ours, pattern, values) = matching("v");
+        let admit = |key: &str| key.starts_with(&ours);
+        self.for_each_matching(&pattern, admit, Action::Soften(&values))
+            .await;
+        let (ours, pattern, _) = matching("lock");
+        let admit = |key: &str| key.starts_with(&ours);
+        self.for_each_matching(&pattern, admit, Action::Unlink)
+            .await;
         self.publish(format!("softpurge {:x} {prefix}", self.id))
             .await;
     }

@@ -19,6 +19,7 @@
 use tokio::time::Instant;
 
 use crate::entry::Entry;
+use crate::tags;
 use crate::tier::wall::Clocks;
 
 /// The record format this build writes (it reads versions 1 and 2 too).
@@ -49,13 +50,12 @@ pub(crate) enum RecordError {
 }
 
 /// Encodes an entry whose value the codec turned into `payload`, its load having
-/// begun at the cluster's tag clock `tick`. A tag longer than 65 535 bytes is cut
-/// at a character boundary below that.
-pub(crate) fn encode<V>(entry: &Entry<V>, tick: u64, codec: u8, payload: &[u8]) -> Vec<u8> {
+/// begun at the cluster's tag clock `tick`; `None` if one of its tags is longer than
+/// 65 535 bytes.
+pub(crate) fn encode<V>(entry: &Entry<V>, tick: u64, codec: u8, payload: &[u8]) -> Option<Vec<u8>> {
     let clocks = Clocks::now();
-    let tags: Vec<&str> = entry.tags().map(cut).collect();
-    let tags_len: usize = tags.iter().map(|t| 2 + t.len()).sum();
-    let mut out = Vec::with_capacity(HEADER + tags_len + payload.len());
+    let tags = tags::write_section(entry.tags())?;
+    let mut out = Vec::with_capacity(HEADER + tags.len() + payload.len());
     out.push(VERSION);
     for instant in [entry.stored_at, entry.fresh_until, entry.stale_until] {
         out.extend_from_slice(&clocks.unix_ms(instant).to_be_bytes());
@@ -65,22 +65,11 @@ pub(crate) fn encode<V>(entry: &Entry<V>, tick: u64, codec: u8, payload: &[u8]) 
     out.extend_from_slice(&tick.to_be_bytes());
     let softened = entry.softened.map_or(0, |at| clocks.unix_ms(at).max(1));
     out.extend_from_slice(&softened.to_be_bytes());
-    out.extend_from_slice(&(tags_len as u32).to_be_bytes());
-    for tag in tags {
-        out.extend_from_slice(&(tag.len() as u16).to_be_bytes());
-        out.extend_from_slice(tag.as_bytes());
-    }
+    let tags_len = u32::try_from(tags.len()).ok()?;
+    out.extend_from_slice(&tags_len.to_be_bytes());
+    out.extend_from_slice(&tags);
     out.extend_from_slice(payload);
-    out
-}
-
-/// A tag cut to what its u16 length can say.
-fn cut(tag: &str) -> &str {
-    let mut end = tag.len().min(usize::from(u16::MAX));
-    while !tag.is_char_boundary(end) {
-        end -= 1;
-    }
-    &tag[..end]
+    Some(out)
 }
 
 /// The header of a record, its tags and its payload.
@@ -139,7 +128,7 @@ pub(crate) fn decode(bytes: &[u8], codec: u8) -> Result<Record<'_>, RecordError>
         (
             u64_at(30),
             (softened != 0).then(|| clocks.instant(softened)),
-            read_tags(section)?,
+            tags::read_section(section).ok_or(RecordError::Tags)?,
             HEADER + tags_len,
         )
     } else {
@@ -155,24 +144,6 @@ pub(crate) fn decode(bytes: &[u8], codec: u8) -> Result<Record<'_>, RecordError>
         tags,
         payload: &bytes[payload_at..],
     })
-}
-
-/// The tags of a version 3 record.
-fn read_tags(mut section: &[u8]) -> Result<Vec<Box<str>>, RecordError> {
-    let mut tags = Vec::new();
-    while let [hi, lo, rest @ ..] = section {
-        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-        let tag = rest.get(..len).ok_or(RecordError::Tags)?;
-        tags.push(Box::from(
-            std::str::from_utf8(tag).map_err(|_| RecordError::Tags)?,
-        ));
-        section = &rest[len..];
-    }
-    if section.is_empty() {
-        Ok(tags)
-    } else {
-        Err(RecordError::Tags)
-    }
 }
 
 /// Milliseconds from now until `instant` (for Redis's `PX`), at least 1.
@@ -193,7 +164,7 @@ mod tests {
     fn a_record_round_trips_its_lifetime_to_the_millisecond() {
         let now = Instant::now();
         let entry = Entry::new((), now, Duration::from_secs(10), Duration::from_secs(60));
-        let bytes = encode(&entry, 0, 7, b"payload");
+        let bytes = encode(&entry, 0, 7, b"payload").unwrap();
         let record = decode(&bytes, 7).unwrap();
         assert_eq!(record.payload, b"payload");
         let close = |a: Instant, b: Instant| {
@@ -212,7 +183,7 @@ mod tests {
             .loaded_in(Duration::from_millis(50))
             .soften(now + Duration::from_secs(1));
         entry.tagged = crate::tags::Tagged::new(&["a".into(), "é b".into()], 0);
-        let bytes = encode(&entry, 41, 7, b"payload");
+        let bytes = encode(&entry, 41, 7, b"payload").unwrap();
         let record = decode(&bytes, 7).unwrap();
         assert_eq!((record.load_micros, record.tick), (50_000, 41));
         assert_eq!(record.tags, vec![Box::from("a"), Box::from("é b")]);
@@ -237,7 +208,7 @@ mod tests {
     fn malformed_tags_are_an_error_not_a_panic() {
         let mut entry = Entry::new((), Instant::now(), Duration::ZERO, Duration::from_secs(2));
         entry.tagged = crate::tags::Tagged::new(&["tag".into()], 0);
-        let good = encode(&entry, 0, 1, b"x");
+        let good = encode(&entry, 0, 1, b"x").unwrap();
         let mut long = good.clone();
         long[46..50].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(decode(&long, 1), Err(RecordError::Tags)));
@@ -257,7 +228,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(2),
         );
-        let good = encode(&entry, 0, 1, b"x");
+        let good = encode(&entry, 0, 1, b"x").unwrap();
         assert!(matches!(
             decode(&good[..10], 1),
             Err(RecordError::Short(10))

@@ -6,9 +6,11 @@
 /// If the lock is still ours, stores a value or shares an error and releases the
 /// lock; then wakes the waiters of every server, in one step. A lock that is no
 /// longer ours was deleted by an invalidation (or its lease ran out and another server
-/// took over): this load's outcome is stale and is not stored.
+/// took over): this load's outcome is stale and is not stored. Returns whether the
+/// lock was still ours.
 const FINISH: &str = r#"
-if redis.call("GET", KEYS[2]) == ARGV[1] then
+local ours = redis.call("GET", KEYS[2]) == ARGV[1]
+if ours then
   if ARGV[2] == "value" then
     redis.call("SET", KEYS[1], ARGV[3], "PX", ARGV[4])
     redis.call("DEL", KEYS[3])
@@ -18,7 +20,8 @@ if redis.call("GET", KEYS[2]) == ARGV[1] then
   redis.call("DEL", KEYS[2])
 end
 redis.call("PUBLISH", ARGV[5], ARGV[6])
-return 1
+if ours then return 1 end
+return 0
 "#;
 
 /// Extends the lock's lease if it is still ours.
@@ -38,16 +41,31 @@ return 1
 "#;
 
 /// Purges a tag: ticks the cache's tag clock and notes the tick as the tag's latest
-/// purge (hard, or soft with its instant), and tells every server.
+/// purge (hard, or soft with its instant), and tells every server. The clock runs on
+/// Redis's own time in milliseconds (one more than the last tick at least), so that
+/// should its key be lost (evicted, flushed) it starts again above every tick noted
+/// before.
 const PURGE_TAG: &str = r#"
-local tick = redis.call("INCR", KEYS[1])
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tick = math.max(tonumber(redis.call("GET", KEYS[1]) or "0") + 1, now)
+local text = string.format("%d", tick)
+redis.call("SET", KEYS[1], text)
 if ARGV[1] == "soft" then
-  redis.call("HSET", KEYS[2], "s:" .. ARGV[2], tick .. " " .. ARGV[3])
+  redis.call("HSET", KEYS[2], "s:" .. ARGV[2], text .. " " .. ARGV[3])
 else
-  redis.call("HSET", KEYS[2], "h:" .. ARGV[2], tick)
+  redis.call("HSET", KEYS[2], "h:" .. ARGV[2], text)
 end
 redis.call("PUBLISH", ARGV[4], ARGV[5])
 return tick
+"#;
+
+/// The tag clock now, for a load that begins: the last tick, or Redis's time less a
+/// millisecond if that is later (a purge within this millisecond ticks past it).
+const TICK: &str = r#"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return math.max(tonumber(redis.call("GET", KEYS[1]) or "0"), now - 1)
 "#;
 
 /// Makes a key's value stale from an instant on (a soft purge): writes the instant
@@ -93,6 +111,8 @@ pub(crate) struct Scripts {
     /// [`SOFTEN`]: `KEYS` value, lock; `ARGV` Unix ms (8 bytes, big-endian), channel
     /// (empty: tell nobody), message.
     pub(crate) soften: redis::Script,
+    /// [`TICK`]: `KEYS` tick.
+    pub(crate) tick: redis::Script,
 }
 
 impl Scripts {
@@ -103,6 +123,7 @@ impl Scripts {
             invalidate: redis::Script::new(INVALIDATE),
             purge_tag: redis::Script::new(PURGE_TAG),
             soften: redis::Script::new(SOFTEN),
+            tick: redis::Script::new(TICK),
         }
     }
 }

@@ -165,7 +165,13 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
     /// The record of an entry whose load began at the cluster's tag clock `tick`.
     pub(crate) fn encode(&self, entry: &Entry<V>, tick: u64) -> Option<Vec<u8>> {
         match self.codec.encode(&entry.value) {
-            Ok(payload) => Some(record::encode(entry, tick, self.codec.id(), &payload)),
+            Ok(payload) => {
+                let record = record::encode(entry, tick, self.codec.id(), &payload);
+                if record.is_none() {
+                    tracing::warn!("a tag longer than 64 KiB; kept in memory only");
+                }
+                record
+            }
             Err(error) => {
                 tracing::warn!(%error, "value not encodable for redis; kept in memory only");
                 None
@@ -203,6 +209,29 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
                 })
             })
             .await;
+    }
+
+    /// Deletes the values of `keys` (no event: they were never announced).
+    pub(crate) async fn unlink_values(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let value_keys: Vec<String> = keys.iter().map(|key| self.key("v", key)).collect();
+        for value_key in value_keys {
+            // One key a command: a cluster's keys of different slots cannot share one.
+            let _ = self
+                .link
+                .run(RemoteOp::Write, |mut c| {
+                    let value_key = value_key.clone();
+                    Box::pin(async move {
+                        redis::cmd("UNLINK")
+                            .arg(&value_key)
+                            .query_async::<i64>(&mut c)
+                            .await
+                    })
+                })
+                .await;
+        }
     }
 
     /// Deletes a key in Redis (with its lock, so a load running for it stores nothing)

@@ -13,16 +13,20 @@ use crate::stats::RemoteOp;
 use crate::tier::wall::Clocks;
 
 impl<V: Send + Sync + 'static> RedisStore<V> {
-    /// The cluster's tag clock now.
+    /// The cluster's tag clock now (see the `TICK` script).
     pub(crate) async fn tick(&self) -> Result<u64, Unavailable> {
         let tick_key = self.tag_key("tick");
-        let tick: Option<u64> = self
-            .link
+        self.link
             .run(RemoteOp::Read, |mut c| {
-                Box::pin(async move { redis::cmd("GET").arg(&tick_key).query_async(&mut c).await })
+                Box::pin(async move {
+                    self.scripts
+                        .tick
+                        .key(&tick_key)
+                        .invoke_async::<u64>(&mut c)
+                        .await
+                })
             })
-            .await?;
-        Ok(tick.unwrap_or(0))
+            .await
     }
 
     /// `entry` as the cluster's tag purges since its load began left it: `None` if one
