@@ -2,8 +2,8 @@
 //! once), hard or soft. The URL is the one clients use: a reverse proxy maps it to the
 //! key its requests are stored under, as it maps their requests. A query that cannot be
 //! read one way only (a URL with an unencoded `&`) is refused, never half-read. In a
-//! pool the purge goes where the responses are: a URL's to its owner, a prefix's and
-//! tags' to every member, over the peer protocol.
+//! pool the purge goes to every member, over the peer protocol (a URL's too: while its
+//! owner is down, the next member on the ring keeps it).
 
 use corral_http::CacheHandle;
 use corral_http::pool::{PeerPurge, Pool, PurgeScope};
@@ -105,9 +105,9 @@ impl Purge {
     }
 
     /// Makes the purge in this server's cache (and, through a Redis tier, every
-    /// server's), and in a pool where it must reach: a URL at its owner, a prefix or
-    /// tags at every member. The JSON answer (`purged`: the responses held; per member
-    /// in a pool, a `502` if one could not be reached), or a refusal.
+    /// server's), and in a pool at every member. The JSON answer (`purged`: the
+    /// responses held; per member in a pool, a `502` if one could not be reached), or
+    /// a refusal.
     pub(crate) async fn run(
         &self,
         cache: &CacheHandle,

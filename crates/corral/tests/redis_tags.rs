@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 #[path = "support/redis.rs"]
 mod redis_server;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ use corral::redis::RedisTier;
 use corral::{Cache, Freshness, Loaded};
 use futures_util::future::join_all;
 use redis_server::RedisServer;
-use tokio::sync::oneshot;
+use support::HeldLoad;
 
 fn cache(url: &str) -> Cache<String> {
     let tier = RedisTier::builder(url)
@@ -120,22 +121,14 @@ async fn a_load_running_across_a_tag_purge_leaves_nothing_in_redis() {
         cache(&server.url()),
         cache(&server.url()),
     );
-    let (release, gate) = oneshot::channel::<()>();
-    let load = tokio::spawn({
-        let cache = loader_cache.clone();
-        async move {
-            cache
-                .get_or_load("/slow", || async move {
-                    gate.await.ok();
-                    Ok::<_, std::io::Error>(Loaded::new("old".to_string()).tag("p1"))
-                })
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = HeldLoad::start(
+        &loader_cache,
+        "/slow",
+        Loaded::new("old".to_string()).tag("p1"),
+    )
+    .await;
     purger.invalidate_tag("p1").await;
-    release.send(()).unwrap();
-    assert_eq!(load.await.unwrap().unwrap(), "old");
+    assert_eq!(held.finish().await, "old");
     assert!(
         late.get_or_load("/slow", refuse).await.is_err(),
         "the value loaded across the purge is not served from redis"
@@ -227,26 +220,15 @@ async fn tag_purges_cover_earlier_records_even_after_the_clock_key_is_lost() {
 async fn related_entries_of_a_load_across_a_purge_of_its_key_are_not_left_in_redis() {
     let server = RedisServer::start();
     let (loader, purger) = (cache(&server.url()), cache(&server.url()));
-    let (release, gate) = oneshot::channel::<()>();
-    let load = tokio::spawn({
-        let cache = loader.clone();
-        async move {
-            cache
-                .get_or_load("/d/main", || async move {
-                    gate.await.ok();
-                    Ok::<_, std::io::Error>(
-                        Loaded::new("main".to_string())
-                            .also_store("/d/related", Loaded::new("old".to_string())),
-                    )
-                })
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = HeldLoad::start(
+        &loader,
+        "/d/main",
+        Loaded::new("main".to_string()).also_store("/d/related", Loaded::new("old".to_string())),
+    )
+    .await;
     purger.invalidate_prefix("/d/").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    release.send(()).unwrap();
-    load.await.unwrap().unwrap();
+    held.finish().await;
     let late = cache(&server.url());
     assert!(late.get_or_load("/d/related", refuse).await.is_err());
     assert!(
@@ -259,22 +241,9 @@ async fn related_entries_of_a_load_across_a_purge_of_its_key_are_not_left_in_red
 async fn a_soft_prefix_purge_stops_a_running_load_of_a_key_with_no_value_yet() {
     let server = RedisServer::start();
     let (loader, purger) = (cache(&server.url()), cache(&server.url()));
-    let (release, gate) = oneshot::channel::<()>();
-    let load = tokio::spawn({
-        let cache = loader.clone();
-        async move {
-            cache
-                .get_or_load("/s/new", || async move {
-                    gate.await.ok();
-                    Ok::<_, std::io::Error>("old".to_string())
-                })
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = HeldLoad::start(&loader, "/s/new", Loaded::new("old".to_string())).await;
     purger.soft_invalidate_prefix("/s/").await;
-    release.send(()).unwrap();
-    load.await.unwrap().unwrap();
+    held.finish().await;
     let late = cache(&server.url());
     assert!(
         late.get_or_load("/s/new", refuse).await.is_err(),

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use corral::{Cache, Freshness, Loaded};
-use tokio::sync::oneshot;
+use support::HeldLoad;
+
+mod support;
 
 fn cache() -> Cache<String> {
     Cache::builder()
@@ -59,22 +61,14 @@ async fn a_tag_purge_removes_exactly_the_entries_carrying_the_tag() {
 #[tokio::test]
 async fn a_load_running_across_a_tag_purge_answers_its_waiters_and_stores_nothing() {
     let cache = cache();
-    let (release, gate) = oneshot::channel::<()>();
-    let load = tokio::spawn({
-        let cache = cache.clone();
-        async move {
-            cache
-                .get_or_load("/slow", || async move {
-                    gate.await.ok();
-                    Ok::<_, std::io::Error>(Loaded::new("old".to_string()).tag("product-1"))
-                })
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = HeldLoad::start(
+        &cache,
+        "/slow",
+        Loaded::new("old".to_string()).tag("product-1"),
+    )
+    .await;
     cache.invalidate_tag("product-1").await;
-    release.send(()).unwrap();
-    assert_eq!(load.await.unwrap().unwrap(), "old", "its waiter gets it");
+    assert_eq!(held.finish().await, "old", "its waiter gets it");
     assert_eq!(cache.get("/slow"), None, "but it is not kept");
     let fresh = cache
         .get_or_load("/slow", || async {
@@ -88,25 +82,15 @@ async fn a_load_running_across_a_tag_purge_answers_its_waiters_and_stores_nothin
 #[tokio::test]
 async fn related_entries_of_a_load_across_a_purge_are_covered_too() {
     let cache = cache();
-    let (release, gate) = oneshot::channel::<()>();
-    let load = tokio::spawn({
-        let cache = cache.clone();
-        async move {
-            cache
-                .get_or_load("/index", || async move {
-                    gate.await.ok();
-                    Ok::<_, std::io::Error>(
-                        Loaded::new("index".to_string())
-                            .also_store("/variant", Loaded::new("variant".to_string()).tag("p")),
-                    )
-                })
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = HeldLoad::start(
+        &cache,
+        "/index",
+        Loaded::new("index".to_string())
+            .also_store("/variant", Loaded::new("variant".to_string()).tag("p")),
+    )
+    .await;
     cache.invalidate_tag("p").await;
-    release.send(()).unwrap();
-    load.await.unwrap().unwrap();
+    held.finish().await;
     assert_eq!(cache.get("/index").as_deref(), Some("index"), "untagged");
     assert_eq!(
         cache.get("/variant"),
@@ -121,26 +105,16 @@ type Loading =
 #[tokio::test]
 async fn a_related_entry_whose_key_is_invalidated_while_the_load_runs_is_not_stored() {
     let cache = cache();
-    let (release, gate) = oneshot::channel::<()>();
-    let load = tokio::spawn({
-        let cache = cache.clone();
-        async move {
-            cache
-                .get_or_load("/main", || async move {
-                    gate.await.ok();
-                    Ok::<_, std::io::Error>(
-                        Loaded::new("main".to_string())
-                            .also_store("/related", Loaded::new("old".to_string()))
-                            .also_store("/other", Loaded::new("other".to_string())),
-                    )
-                })
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = HeldLoad::start(
+        &cache,
+        "/main",
+        Loaded::new("main".to_string())
+            .also_store("/related", Loaded::new("old".to_string()))
+            .also_store("/other", Loaded::new("other".to_string())),
+    )
+    .await;
     cache.invalidate("/related").await;
-    release.send(()).unwrap();
-    load.await.unwrap().unwrap();
+    held.finish().await;
     assert_eq!(cache.get("/main").as_deref(), Some("main"));
     assert_eq!(
         cache.get("/related"),
@@ -384,24 +358,12 @@ async fn on_disk_a_load_running_across_a_tag_purge_writes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let cache = disk_cache(&dir);
-        let (release, gate) = oneshot::channel::<()>();
-        let load = tokio::spawn({
-            let cache = cache.clone();
-            async move {
-                cache
-                    .get_or_load("/slow", || async move {
-                        gate.await.ok();
-                        Ok::<_, std::io::Error>(Loaded::new("old".to_string()).tag("p"))
-                    })
-                    .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let value = Loaded::new("old".to_string()).tag("p");
+        let held = HeldLoad::start(&cache, "/slow", value).await;
         cache.invalidate_tag("p").await;
         // The load ends after the purge, at a later wall-clock millisecond.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        release.send(()).unwrap();
-        assert_eq!(load.await.unwrap().unwrap(), "old");
+        assert_eq!(held.finish().await, "old");
     }
     let cache = disk_cache(&dir);
     let got = cache

@@ -21,7 +21,11 @@
 //! survives it, on any server. The next caller takes a new lock and loads afresh.
 //!
 //! Purging a tag ticks the tag clock and notes the tick under the tag, in one script:
-//! O(1) however many entries carry it. A record notes the tick of when its load took
+//! O(1) however many entries carry it. The clock runs on Redis's own time (`TIME`, in
+//! milliseconds), so that if its key is lost it starts again above every tick noted
+//! before; the purges themselves must not be lost: give Redis a `maxmemory-policy` that
+//! never evicts keys without a TTL (`volatile-*`, or `noeviction`). The tier needs
+//! Redis 6.0 or later (`KEEPTTL`). A record notes the tick of when its load took
 //! its lock, and a look at a tagged record checks its tags: one purged since is a
 //! miss (a soft purge: stale from then). Nothing lists a tag's keys, so nothing can go
 //! out of step with them. A soft purge of a key rewrites when its record turns stale,

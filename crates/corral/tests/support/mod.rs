@@ -102,3 +102,38 @@ pub(crate) fn cache(fresh_for: u64, ttl: u64) -> Cache<String> {
         .build()
         .expect("valid options")
 }
+
+/// A load of `key` started in a task of its own, whose loader returns `value` once the
+/// test releases it (a load that runs across whatever the test does meanwhile).
+pub(crate) struct HeldLoad {
+    release: tokio::sync::oneshot::Sender<()>,
+    load: tokio::task::JoinHandle<Result<String, corral::Error>>,
+}
+
+impl HeldLoad {
+    pub(crate) async fn start(
+        cache: &Cache<String>,
+        key: &str,
+        value: corral::Loaded<String>,
+    ) -> HeldLoad {
+        let (release, gate) = tokio::sync::oneshot::channel::<()>();
+        let (cache, key) = (cache.clone(), key.to_owned());
+        let load = tokio::spawn(async move {
+            cache
+                .get_or_load(&key, || async move {
+                    gate.await.ok();
+                    Ok::<_, std::io::Error>(value)
+                })
+                .await
+        });
+        // Long enough for the load to take its locks (Redis's too) and reach the gate.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        HeldLoad { release, load }
+    }
+
+    /// Lets the loader return; what the load's waiter got.
+    pub(crate) async fn finish(self) -> String {
+        self.release.send(()).unwrap();
+        self.load.await.unwrap().unwrap()
+    }
+}
