@@ -56,7 +56,7 @@ pub(crate) fn spawn<V, U, F, Fut, T, E>(
         let timeout = state.config.load_timeout;
         let started = Instant::now();
         // The invalidations as the load begins: a tag purge after this covers its
-        // value, and any other invalidation keeps its related entries out.
+        // value, and an invalidation of a related entry's key keeps that entry out.
         let mark = state.mark();
         let obtained =
             tokio::time::timeout(timeout, obtain(&state, leader.key(), loader, &usable, mark))
