@@ -270,6 +270,7 @@ fn finish<V: Clone + Send + Sync + 'static>(
     let took = started.elapsed();
     match outcome {
         Ok(Obtained::Stored(mut entry)) => {
+            state.lives_until(entry.stale_until);
             // Its tags judged by this server's purges from when this load began.
             entry.tagged = entry.tagged.map(|tagged| {
                 Arc::new(Tagged {

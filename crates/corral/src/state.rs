@@ -3,7 +3,7 @@
 //! makes to itself alone (turning a loaded value into an entry, dropping keys here).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -54,6 +54,9 @@ pub(crate) struct State<V> {
     pub(crate) metrics: Arc<Metrics>,
     /// The tag purges made here (and, through the tiers, on other servers).
     pub(crate) tags: TagPurges,
+    /// The longest life (in ms) of an entry kept in memory so far: a tag purge made
+    /// longer ago than that (and a load's timeout) concerns no entry any more.
+    longest_life: AtomicU64,
     /// The recent invalidations (of keys, prefixes, everything; soft or not) this
     /// cache's memory has taken: a value fetched before one that covers its key is
     /// not stored ([`InsertMark`]).
@@ -82,6 +85,7 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
             tiers,
             metrics,
             tags: TagPurges::default(),
+            longest_life: AtomicU64::new(0),
             ledger: Ledger::default(),
             listening: AtomicBool::new(false),
         }
@@ -141,7 +145,15 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
         let fresh_for = loaded.fresh_for.unwrap_or(self.config.fresh_for);
         let mut entry = Entry::new(loaded.value.clone(), Instant::now(), fresh_for, ttl);
         entry.tagged = Tagged::new(&loaded.tags, tick);
+        self.lives_until(entry.stale_until);
         Some(entry)
+    }
+
+    /// Notes that an entry kept in memory lives until `until`.
+    pub(crate) fn lives_until(&self, until: Instant) {
+        let life = until.saturating_duration_since(Instant::now()).as_millis();
+        let life = u64::try_from(life).unwrap_or(u64::MAX);
+        self.longest_life.fetch_max(life, Ordering::Relaxed);
     }
 
     /// Drops `key` from memory, and detaches its running load so it stores nothing;
@@ -201,7 +213,9 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
 
     /// Purges `tag` here (softly, or not): one mark, read by every entry's check.
     pub(crate) fn purge_tag_locally(&self, tag: &str, soft: bool) {
-        self.tags.purge(tag, soft);
+        let longest = Duration::from_millis(self.longest_life.load(Ordering::Relaxed));
+        let outlived = longest.saturating_add(self.config.load_timeout);
+        self.tags.purge(tag, soft, outlived);
     }
 
     /// Empties memory and detaches every running load.

@@ -61,7 +61,12 @@ struct Marks {
     hard: u64,
     soft: u64,
     soft_at: Instant,
+    /// When the latest of them was made.
+    at: Instant,
 }
+
+/// Marks are pruned after every this many purges.
+const PRUNE_EVERY: u64 = 1024;
 
 /// The clock and the latest purge of every tag purged so far.
 #[derive(Debug)]
@@ -85,8 +90,10 @@ impl TagPurges {
         self.clock.load(Ordering::Acquire)
     }
 
-    /// Purges `tag` (softly: its entries become stale at `now`), at a new tick.
-    pub(crate) fn purge(&self, tag: &str, soft: bool) {
+    /// Purges `tag` (softly: its entries become stale at `now`), at a new tick. Now
+    /// and then, forgets the marks made more than `outlived` ago: every entry whose
+    /// load began before them is gone by then.
+    pub(crate) fn purge(&self, tag: &str, soft: bool, outlived: std::time::Duration) {
         let mut marks = self.marks.write().unwrap_or_else(PoisonError::into_inner);
         // Ticked under the lock, so that whoever sees the new tick sees its mark too.
         let tick = self.clock.fetch_add(1, Ordering::AcqRel) + 1;
@@ -95,13 +102,29 @@ impl TagPurges {
             hard: 0,
             soft: 0,
             soft_at: now,
+            at: now,
         });
+        mark.at = now;
         if soft {
             mark.soft = tick;
             mark.soft_at = now;
         } else {
             mark.hard = tick;
         }
+        if tick.is_multiple_of(PRUNE_EVERY)
+            && let Some(before) = now.checked_sub(outlived)
+        {
+            marks.retain(|_, mark| mark.at >= before);
+        }
+    }
+
+    /// How many tags have marks.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.marks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// What the purges made since its load began say of an entry tagged `tagged`.
@@ -168,6 +191,8 @@ pub(crate) fn read_section(mut section: &[u8]) -> Option<Vec<Box<str>>> {
 mod tests {
     use super::*;
 
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
     #[test]
     fn a_tags_section_round_trips_and_anything_else_is_refused() {
         let tags = ["a", "é b", &"x".repeat(300)];
@@ -201,7 +226,7 @@ mod tests {
         let purges = TagPurges::default();
         let before = tagged(&["a", "b"], purges.now());
         let other = tagged(&["c"], purges.now());
-        purges.purge("b", false);
+        purges.purge("b", false, DAY);
         let after = tagged(&["b"], purges.now());
         assert_eq!(purges.judge(&before), Verdict::Purged);
         assert_eq!(purges.judge(&other), Verdict::Intact);
@@ -213,11 +238,25 @@ mod tests {
         let purges = TagPurges::default();
         let entry = tagged(&["a", "b"], purges.now());
         let at = Instant::now();
-        purges.purge("a", true);
+        purges.purge("a", true, DAY);
         tokio::time::advance(std::time::Duration::from_secs(5)).await;
-        purges.purge("b", true);
+        purges.purge("b", true, DAY);
         assert_eq!(purges.judge(&entry), Verdict::Softened(at), "the earlier");
-        purges.purge("a", false);
+        purges.purge("a", false, DAY);
         assert_eq!(purges.judge(&entry), Verdict::Purged);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn marks_older_than_any_entry_that_could_need_them_are_forgotten() {
+        let purges = TagPurges::default();
+        let old = tagged(&["t0"], purges.now());
+        purges.purge("t0", false, DAY);
+        tokio::time::advance(DAY * 2).await;
+        for n in 1..PRUNE_EVERY {
+            purges.purge(&format!("t{n}"), false, DAY);
+        }
+        assert_eq!(purges.len(), PRUNE_EVERY as usize - 1, "t0 forgotten");
+        // An entry loaded before it would need it, but none lives that long.
+        assert_eq!(purges.judge(&old), Verdict::Intact);
     }
 }

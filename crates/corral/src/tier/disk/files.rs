@@ -26,7 +26,7 @@ use super::metrics::DiskMetrics;
 use super::open::{self, Opened, Payload, READ_WHOLE};
 use super::purge::{Ledger, Purges, Scope};
 use super::record::{self, HEADER, Head, RecordError, Times};
-use super::tags::{TagMarks, TagVerdict};
+use super::tags::{TagMarks, TagVerdict, write_down};
 use crate::stats::DiskStats;
 
 /// The longest key a file holds.
@@ -375,10 +375,17 @@ impl Disk {
 
     /// Purges the entries carrying `tag` (softly: stale from now) for reads at once,
     /// and for writes that began before; written down first, so it outlasts a restart.
+    ///
+    /// In three steps, so that the sync is not made holding the lock every read needs:
+    /// writes that began before are stopped first; then the purge is written down;
+    /// then reads count it (a write that lands meanwhile is stored after the purge's
+    /// time, or covered by it: a miss at worst).
     pub(crate) fn purge_tag(&self, tag: &str, soft: bool) -> io::Result<()> {
-        let mut inner = self.lock();
-        inner.ledger.record(Scope::Tag(tag.into()));
-        inner.tag_marks.add(&self.layout, now_ms(), tag, soft)
+        self.lock().ledger.record(Scope::Tag(tag.into()));
+        let ms = now_ms();
+        write_down(&self.layout, ms, tag, soft)?;
+        self.lock().tag_marks.note(tag, ms, soft);
+        Ok(())
     }
 
     /// Checks that the directory works again (after a fault).

@@ -70,26 +70,17 @@ impl TagMarks {
         Ok(marks)
     }
 
-    fn note(&mut self, tag: &str, ms: u64, soft: bool) {
+    /// Counts a purge of `tag` (softly, or not) at `ms`, from now on.
+    pub(crate) fn note(&mut self, tag: &str, ms: u64, soft: bool) {
         let mark = self.marks.entry(tag.into()).or_default();
         let at = if soft { &mut mark.1 } else { &mut mark.0 };
         *at = (*at).max(ms);
     }
 
     /// Purges `tag` (softly, or not) at `ms`, written down before it counts.
-    pub(crate) fn add(
-        &mut self,
-        layout: &Layout,
-        ms: u64,
-        tag: &str,
-        soft: bool,
-    ) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(layout.root().join(FILE))?;
-        file.write_all(line(ms, if soft { "s" } else { "h" }, tag).as_bytes())?;
-        file.sync_data()?;
+    #[cfg(test)]
+    fn add(&mut self, layout: &Layout, ms: u64, tag: &str, soft: bool) -> io::Result<()> {
+        write_down(layout, ms, tag, soft)?;
         self.note(tag, ms, soft);
         Ok(())
     }
@@ -113,6 +104,17 @@ impl TagMarks {
         }
         verdict
     }
+}
+
+/// Appends a purge of `tag` at `ms` to `tags`, and syncs it: what is written down
+/// outlasts a crash. Appends are whole lines, so purges made at once do not mix.
+pub(crate) fn write_down(layout: &Layout, ms: u64, tag: &str, soft: bool) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.root().join(FILE))?;
+    file.write_all(line(ms, if soft { "s" } else { "h" }, tag).as_bytes())?;
+    file.sync_data()
 }
 
 fn line(ms: u64, kind: &str, tag: &str) -> String {
