@@ -353,12 +353,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let Some(entry) = state.entry_for(&loaded, tick) else {
             return false;
         };
-        if state.tag_purged(&entry) {
+        if state.tag_purged(entry.tagged.as_deref()) {
             // One of its tags was purged after the mark.
             return false;
         }
         let moved = || mark.is_some_and(|m| state.invalidated_since(m, key));
         let copy = (!state.tiers.is_empty() && !loaded.memory_only).then(|| entry.clone());
+        let tagged = entry.tagged.clone();
         // In memory, unless refused there (larger than the whole bound); the tiers
         // below take it either way.
         let in_memory = state
@@ -379,9 +380,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             for tier in &state.tiers {
                 tier.store(key, &entry).await;
             }
-            if moved() {
-                // An invalidation came while the tiers were written: it may have
-                // been made before the value reached them.
+            if moved() || state.tag_purged(tagged.as_deref()) {
+                // An invalidation (of its key, or a purge of one of its tags) came
+                // while the tiers were written: it may have reached them first.
                 self.invalidate(key).await;
                 return false;
             }
@@ -465,7 +466,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             .iter()
             .find(|tier| tier.write_mark().is_some())?;
         let lifetime = (fresh_for.min(ttl), ttl);
-        let tags = tags.iter().map(|t| Box::from(t.as_str())).collect();
+        // As `Loaded::tag` takes them: each once, none empty.
+        let tags = tags
+            .iter()
+            .fold(Loaded::new(()), |loaded, tag| loaded.tag(tag))
+            .tags;
         tier.stream((key, tags), lifetime, mark, head, rest_len)
             .await
     }
@@ -476,11 +481,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// loaded before this call survives it. Returns whether this server's memory held
     /// an entry for `key`.
     pub async fn invalidate(&self, key: &str) -> bool {
-        let held = self.state.invalidate_locally(key);
-        for tier in &self.state.tiers {
+        for tier in self.below_first() {
             tier.invalidate(key).await;
         }
-        held
+        self.state.invalidate_locally(key)
     }
 
     /// Removes every entry whose key starts with `prefix` (a URL prefix, for an HTTP
@@ -499,11 +503,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// # }
     /// ```
     pub async fn invalidate_prefix(&self, prefix: &str) -> usize {
-        let removed = self.state.invalidate_prefix_locally(prefix);
-        for tier in &self.state.tiers {
+        for tier in self.below_first() {
             tier.invalidate_prefix(prefix).await;
         }
-        removed
+        self.state.invalidate_prefix_locally(prefix)
     }
 
     /// Purges every entry tagged `tag` ([`Loaded::tag`]): here, in the tiers below
@@ -548,10 +551,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     async fn purge_tag(&self, tag: &str, soft: bool) {
-        self.state.purge_tag_locally(tag, soft);
-        for tier in &self.state.tiers {
+        for tier in self.below_first() {
             tier.purge_tag(tag, soft).await;
         }
+        self.state.purge_tag_locally(tag, soft);
     }
 
     /// Makes `key`'s entry stale instead of removing it (a soft purge), wherever
@@ -561,21 +564,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// in place (the disk tier) remove their copy instead. Returns whether this
     /// server's memory held an entry for `key`.
     pub async fn soft_invalidate(&self, key: &str) -> bool {
-        let held = self.state.soften_locally(key);
-        for tier in &self.state.tiers {
+        for tier in self.below_first() {
             tier.soften(key).await;
         }
-        held
+        self.state.soften_locally(key)
     }
 
     /// [`soft_invalidate`](Self::soft_invalidate) for every key that starts with
     /// `prefix`; returns how many entries this server's memory held.
     pub async fn soft_invalidate_prefix(&self, prefix: &str) -> usize {
-        let softened = self.state.soften_prefix_locally(prefix);
-        for tier in &self.state.tiers {
+        for tier in self.below_first() {
             tier.soften_prefix(prefix).await;
         }
-        softened
+        self.state.soften_prefix_locally(prefix)
     }
 
     /// Removes every entry (and detaches every running load, as
@@ -583,10 +584,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Redis (those under its prefix, and no others) are deleted too, and every server
     /// clears its memory.
     pub async fn clear(&self) {
-        self.state.clear_locally();
-        for tier in &self.state.tiers {
+        for tier in self.below_first() {
             tier.clear().await;
         }
+        self.state.clear_locally();
+    }
+
+    /// The tiers below memory, the lowest first: the order an invalidation takes, then
+    /// memory last, so that no load can copy what it removes from a tier not yet
+    /// reached into one already past (the lowest tier is where other servers' copies
+    /// come from).
+    fn below_first(&self) -> impl Iterator<Item = &Arc<dyn crate::tier::Tier<V>>> {
+        self.state.tiers.iter().rev()
     }
 
     /// The cache's counters since it was built.

@@ -101,7 +101,10 @@ where
                 }
                 return Err(Error::Load(error));
             }
-            Step::Won(permit) => held.push(Held { permit }),
+            Step::Won(permit) => held.push(Held {
+                tier: Arc::clone(tier),
+                permit,
+            }),
             Step::Skip => {}
         }
     }
@@ -124,17 +127,25 @@ where
                 .iter()
                 .filter_map(|(key, related)| Some((key, below(related)?)))
                 .collect();
-            for Held { permit } in held {
+            for Held { tier, permit } in held {
                 // Related entries have no lock of their own: one whose key was
-                // invalidated since the load began is kept out.
-                let fresh = related
-                    .iter()
-                    .filter(|(key, _)| !state.invalidated_since(mark, key));
-                for (key, entry) in fresh {
-                    permit.store_also(key, entry).await;
+                // invalidated since the load began is kept out, checked before it
+                // is stored and once more after, for an invalidation (another
+                // server's, say) that reached the tier first.
+                let mut stored = Vec::new();
+                for (key, entry) in &related {
+                    if !state.invalidated_since(mark, key) {
+                        permit.store_also(key, entry).await;
+                        stored.push(*key);
+                    }
                 }
                 let outcome = entry.as_ref().map_or(Release::Nothing, Release::Value);
                 permit.release(outcome).await;
+                for key in stored {
+                    if state.invalidated_since(mark, key) {
+                        tier.invalidate(key).await;
+                    }
+                }
             }
         }
         Ok(_) => {}
@@ -149,6 +160,7 @@ where
 
 /// A lock this load holds in one tier.
 struct Held<V> {
+    tier: Arc<dyn Tier<V>>,
     permit: Box<dyn Permit<V>>,
 }
 

@@ -126,12 +126,9 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
         self.ledger.covers_since(mark.invalidations, key)
     }
 
-    /// Whether a tag purge made since its load began covers `entry`.
-    pub(crate) fn tag_purged(&self, entry: &Entry<V>) -> bool {
-        entry
-            .tagged
-            .as_ref()
-            .is_some_and(|tagged| self.tags.judge(tagged) == Verdict::Purged)
+    /// Whether a tag purge made since its load began covers an entry tagged `tagged`.
+    pub(crate) fn tag_purged(&self, tagged: Option<&Tagged>) -> bool {
+        tagged.is_some_and(|tagged| self.tags.judge(tagged) == Verdict::Purged)
     }
 
     /// The entry a loaded value becomes, with its lifetime (the cache's defaults where
@@ -241,24 +238,27 @@ impl<V: Clone + Send + Sync + 'static> State<V> {
         }
     }
 
-    /// Where tier `index` hands on an invalidation: memory and the flights at once, then
-    /// the tiers above it (each server has its own copies there).
+    /// Where tier `index` hands on an invalidation: the tiers above it (each server has
+    /// its own copies there), then memory and the flights.
     fn sink(self: &Arc<Self>, index: usize) -> Sink {
         let state = Arc::downgrade(self);
         Box::new(move |invalidation| {
             let Some(state) = state.upgrade() else {
                 return std::future::ready(false).boxed();
             };
-            state.apply_locally(invalidation);
             let above = state.tiers[..index].to_vec();
             if above.is_empty() {
+                state.apply_locally(invalidation);
                 return std::future::ready(true).boxed();
             }
+            // As the cache's own invalidations go: the tiers nearest the reporter
+            // first, memory last.
             let invalidation = Owned::from(invalidation);
             async move {
-                for tier in above {
-                    invalidation.apply(&*tier).await;
+                for tier in above.iter().rev() {
+                    invalidation.apply(&**tier).await;
                 }
+                state.apply_locally(invalidation.borrowed());
                 true
             }
             .boxed()
@@ -306,6 +306,19 @@ impl Owned {
             Owned::Tag(tag, soft) => tier.purge_tag(tag, *soft).await,
             Owned::Soften(key) => tier.soften(key).await,
             Owned::SoftenPrefix(prefix) => tier.soften_prefix(prefix).await,
+        }
+    }
+}
+
+impl Owned {
+    fn borrowed(&self) -> Invalidation<'_> {
+        match self {
+            Owned::Key(key) => Invalidation::Key(key),
+            Owned::Prefix(prefix) => Invalidation::Prefix(prefix),
+            Owned::All => Invalidation::All,
+            Owned::Tag(tag, soft) => Invalidation::Tag { tag, soft: *soft },
+            Owned::Soften(key) => Invalidation::Soften(key),
+            Owned::SoftenPrefix(prefix) => Invalidation::SoftenPrefix(prefix),
         }
     }
 }

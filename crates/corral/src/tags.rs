@@ -73,6 +73,9 @@ const PRUNE_EVERY: u64 = 1024;
 pub(crate) struct TagPurges {
     clock: AtomicU64,
     marks: RwLock<HashMap<Box<str>, Marks, ahash::RandomState>>,
+    /// The latest tick of a mark forgotten: a tagged entry whose load began before it
+    /// (one inserted with an old mark, say) is taken as purged.
+    forgotten: AtomicU64,
 }
 
 impl Default for TagPurges {
@@ -80,6 +83,7 @@ impl Default for TagPurges {
         TagPurges {
             clock: AtomicU64::new(0),
             marks: RwLock::new(HashMap::default()),
+            forgotten: AtomicU64::new(0),
         }
     }
 }
@@ -114,7 +118,15 @@ impl TagPurges {
         if tick.is_multiple_of(PRUNE_EVERY)
             && let Some(before) = now.checked_sub(outlived)
         {
-            marks.retain(|_, mark| mark.at >= before);
+            let mut forgotten = 0;
+            marks.retain(|_, mark| {
+                let keep = mark.at >= before;
+                if !keep {
+                    forgotten = forgotten.max(mark.hard).max(mark.soft);
+                }
+                keep
+            });
+            self.forgotten.fetch_max(forgotten, Ordering::AcqRel);
         }
     }
 
@@ -132,6 +144,9 @@ impl TagPurges {
     pub(crate) fn judge(&self, tagged: &Tagged) -> Verdict {
         if self.now() <= tagged.tick {
             return Verdict::Intact;
+        }
+        if tagged.tick < self.forgotten.load(Ordering::Acquire) {
+            return Verdict::Purged;
         }
         let marks = self.marks.read().unwrap_or_else(PoisonError::into_inner);
         let mut verdict = Verdict::Intact;
@@ -158,11 +173,15 @@ impl TagPurges {
 const MOST_TAGS_READ: usize = 4096;
 
 /// Tags as the tiers below memory write them: each its length (u16, big-endian) and
-/// its UTF-8 bytes. `None` if a tag is longer than 65 535 bytes.
+/// its UTF-8 bytes. `None` for what [`read_section`] would refuse: an empty tag, one
+/// longer than 65 535 bytes, more than 4 096 tags.
 #[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
 pub(crate) fn write_section<'a>(tags: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
     let mut section = Vec::new();
-    for tag in tags {
+    for (n, tag) in tags.enumerate() {
+        if tag.is_empty() || n == MOST_TAGS_READ {
+            return None;
+        }
         let len = u16::try_from(tag.len()).ok()?;
         section.extend_from_slice(&len.to_be_bytes());
         section.extend_from_slice(tag.as_bytes());
@@ -256,7 +275,9 @@ mod tests {
             purges.purge(&format!("t{n}"), false, DAY);
         }
         assert_eq!(purges.len(), PRUNE_EVERY as usize - 1, "t0 forgotten");
-        // An entry loaded before it would need it, but none lives that long.
-        assert_eq!(purges.judge(&old), Verdict::Intact);
+        // An entry loaded before it (none lives that long, but one inserted with an
+        // old mark might) is taken as purged; one loaded after it is judged as ever.
+        assert_eq!(purges.judge(&old), Verdict::Purged);
+        assert_eq!(purges.judge(&tagged(&["x"], purges.now())), Verdict::Intact);
     }
 }

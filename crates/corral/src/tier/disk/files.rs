@@ -374,18 +374,17 @@ impl Disk {
     }
 
     /// Purges the entries carrying `tag` (softly: stale from now) for reads at once,
-    /// and for writes that began before; written down first, so it outlasts a restart.
+    /// and for writes that began before; written down, so it outlasts a restart.
     ///
-    /// In three steps, so that the sync is not made holding the lock every read needs:
-    /// writes that began before are stopped first; then the purge is written down;
-    /// then reads count it (a write that lands meanwhile is stored after the purge's
-    /// time, or covered by it: a miss at worst).
+    /// Counted at once, then written down without holding the lock every read needs.
     pub(crate) fn purge_tag(&self, tag: &str, soft: bool) -> io::Result<()> {
-        self.lock().ledger.record(Scope::Tag(tag.into()));
         let ms = now_ms();
-        write_down(&self.layout, ms, tag, soft)?;
-        self.lock().tag_marks.note(tag, ms, soft);
-        Ok(())
+        {
+            let mut inner = self.lock();
+            inner.ledger.record(Scope::Tag(tag.into()));
+            inner.tag_marks.note(tag, ms, soft);
+        }
+        write_down(&self.layout, ms, tag, soft)
     }
 
     /// Checks that the directory works again (after a fault).

@@ -236,10 +236,13 @@ impl<V: Send + Sync + 'static> Permit<V> for Held<V> {
             if !self.store.finish(&self.key, lock, outcome).await {
                 // The lock was taken away (an invalidation of the key, or of a prefix
                 // of it, deletes it): the related entries stored under it are stale
-                // too.
+                // too. Deleted as invalidations, so that a server that read one
+                // meanwhile drops its copy.
                 let also =
                     std::mem::take(&mut *self.also.lock().unwrap_or_else(|p| p.into_inner()));
-                self.store.unlink_values(&also).await;
+                for key in also {
+                    self.store.delete(&key).await;
+                }
             }
         })
     }

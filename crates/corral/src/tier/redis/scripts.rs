@@ -49,7 +49,7 @@ const PURGE_TAG: &str = r#"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tick = math.max(tonumber(redis.call("GET", KEYS[1]) or "0") + 1, now)
-local text = string.format("%d", tick)
+local text = string.format("%.0f", tick)
 redis.call("SET", KEYS[1], text)
 if ARGV[1] == "soft" then
   redis.call("HSET", KEYS[2], "s:" .. ARGV[2], text .. " " .. ARGV[3])
@@ -60,12 +60,16 @@ redis.call("PUBLISH", ARGV[4], ARGV[5])
 return tick
 "#;
 
-/// The tag clock now, for a load that begins: the last tick, or Redis's time less a
-/// millisecond if that is later (a purge within this millisecond ticks past it).
+/// The tag clock now, for a load that begins: the last tick (the next purge ticks
+/// past it). Without one (no tag purged yet, or the key lost), Redis's time less a
+/// millisecond: the next purge ticks to Redis's time at least, past it.
 const TICK: &str = r#"
+local tick = redis.call("GET", KEYS[1])
+if tick then
+  return tonumber(tick)
+end
 local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return math.max(tonumber(redis.call("GET", KEYS[1]) or "0"), now - 1)
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - 1
 "#;
 
 /// Makes a key's value stale from an instant on (a soft purge): writes the instant

@@ -211,29 +211,6 @@ impl<V: Send + Sync + 'static> RedisStore<V> {
             .await;
     }
 
-    /// Deletes the values of `keys` (no event: they were never announced).
-    pub(crate) async fn unlink_values(&self, keys: &[String]) {
-        if keys.is_empty() {
-            return;
-        }
-        let value_keys: Vec<String> = keys.iter().map(|key| self.key("v", key)).collect();
-        for value_key in value_keys {
-            // One key a command: a cluster's keys of different slots cannot share one.
-            let _ = self
-                .link
-                .run(RemoteOp::Write, |mut c| {
-                    let value_key = value_key.clone();
-                    Box::pin(async move {
-                        redis::cmd("UNLINK")
-                            .arg(&value_key)
-                            .query_async::<i64>(&mut c)
-                            .await
-                    })
-                })
-                .await;
-        }
-    }
-
     /// Deletes a key in Redis (with its lock, so a load running for it stores nothing)
     /// and tells every server to drop its copy.
     pub(crate) async fn delete(&self, key: &str) {
