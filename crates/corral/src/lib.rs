@@ -33,7 +33,11 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `cache.rs` | [`Cache`]: the read path, inserts and invalidations |
+//! | `cache.rs` | [`Cache`]: the read path and inserts |
+//! | `invalidate.rs` | invalidations: by key, prefix, everything or tag; hard or soft; lowest tier first |
+//! | `tags.rs` | tags without an index: the tag clock and each tag's latest purge |
+//! | `ledger.rs` | the recent invalidations, for values fetched outside a flight |
+//! | `early.rs` | probabilistic early refresh (XFetch) |
 //! | `builder.rs` | [`CacheBuilder`] and the defaults |
 //! | `state.rs` | what every clone of a cache shares, and what it does to itself alone |
 //! | `flight.rs` | one load per key; every waiter gets its outcome (a loom model checks it) |
@@ -80,6 +84,7 @@ mod flight;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod invalidate;
 mod ledger;
 mod load;
 mod loaded;
