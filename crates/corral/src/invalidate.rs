@@ -44,7 +44,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.state.invalidate_prefix_locally(prefix)
     }
 
-    /// Purges every entry tagged `tag` ([`Loaded::tag`]): here, in the tiers below
+    /// Purges every entry tagged `tag` ([`Loaded::tag`](crate::Loaded::tag)): here, in the tiers below
     /// memory, and (with a Redis tier) on every server sharing it, whichever keys they
     /// are under. O(1) however many entries carry the tag: nothing is looked up or
     /// deleted, the tag's purge is noted and every read of a tagged entry checks it.
