@@ -90,7 +90,8 @@ impl fmt::Display for ByteSize {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
         }
-        write!(f, "{}", self.0)
+        // In bytes, with the unit: `0B`, `100B` (a bare number reads as a count).
+        write!(f, "{}B", self.0)
     }
 }
 
@@ -123,5 +124,8 @@ mod tests {
     fn a_size_with_an_unknown_unit_is_refused_and_prints_in_its_largest_exact_unit() {
         assert!(ByteSize::parse("12 parsecs").is_err());
         assert_eq!(ByteSize(64 << 10).to_string(), "64KiB");
+        assert_eq!(ByteSize(0).to_string(), "0B");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+        assert_eq!(ByteSize::parse("0B").unwrap(), ByteSize(0));
     }
 }
