@@ -399,6 +399,40 @@ async fn a_client_cannot_purge_through_the_peer_endpoint_without_the_secret() {
     assert_eq!(fetch(proxy, "/kept").await.1, "v2", "purged by a peer");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_peer_purge_with_a_body_leaves_the_connection_framed() {
+    let origin = Origin::start().await;
+    origin.route("/next", |_, _| {
+        Reply::ok("next").header("cache-control", "max-age=600")
+    });
+    let peers = cluster(&origin, 1, "").await;
+    let proxy = peers[0].addr;
+    // A purge without the secret whose body is shaped like a request: it must be
+    // refused, and its body read as its body, never as the connection's next request.
+    let smuggled = "GET /next HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut client = support::raw_client::RawClient::connect(proxy).await;
+    client
+        .write(
+            format!(
+                "POST /_corral/peer?purge=tag&value=t HTTP/1.1\r\nhost: {proxy}\r\n\
+                 content-length: {}\r\n\r\n{smuggled}\
+                 GET /next HTTP/1.1\r\nhost: {proxy}\r\n\r\n",
+                smuggled.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    let refused = client.response(false).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let next = client.response(false).await;
+    assert_eq!((next.status, next.text()), (200, "next".to_owned()));
+    assert_eq!(
+        origin.count("/next"),
+        1,
+        "the body was not taken for a request"
+    );
+}
+
 /// The first `n` of `paths` whose owner, as `admin` sees it, is `owner`.
 async fn owned_by(
     admin: SocketAddr,
