@@ -11,7 +11,7 @@
 //! One file per concept, under `config/`:
 //!
 //! - `options.rs`: [`Config`], its defaults and its checks, with [`HostMode`],
-//!   [`LogFormat`] and [`Origin`];
+//!   [`LogFormat`], [`TlsCertificate`] and [`Origin`];
 //! - `byte_size.rs`: [`ByteSize`], a number of bytes with a unit, and [`ByteSizeError`];
 //! - `error.rs`: [`ConfigError`], the limits it names ([`MIN_ADMIN_TOKEN`],
 //!   [`MIN_HEADER_BYTES`], [`MIN_PEER_SECRET`]), and [`Warning`];
@@ -27,4 +27,4 @@ pub use byte_size::{ByteSize, ByteSizeError};
 pub use error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET, Warning};
 pub(crate) use loader::options;
 pub use loader::{Loaded, Loader, RENAMED};
-pub use options::{Config, HostMode, LogFormat, Origin};
+pub use options::{Config, HostMode, LogFormat, Origin, TlsCertificate};

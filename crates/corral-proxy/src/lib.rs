@@ -13,7 +13,8 @@
 //!   `CONNECT` tunnels.
 //! - `upstream`: the origin client (HTTP/1.1 and HTTP/2, rustls, timeouts, a bound on
 //!   requests in flight).
-//! - `server`: HTTP/1.1 and h2c for clients, limits, graceful shutdown.
+//! - `server`: HTTP/1.1 and HTTP/2 for clients, plain or TLS (`tls`, `sniff`), limits,
+//!   graceful shutdown.
 //! - `admin`: metrics, health, purge, stats, the pool's members.
 //! - A pool of peers (`peers`, `peer-secret`): [`corral_http::pool`]'s `Route` in
 //!   front of the cache, peer requests accepted in [`proxy`].
@@ -38,8 +39,10 @@ pub mod proxy;
 mod purge;
 mod refusal;
 mod server;
+mod sniff;
 mod target;
 pub mod telemetry;
+mod tls;
 mod tunnel;
 mod upstream;
 
@@ -54,16 +57,22 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError};
 pub use forwarded::InvalidPseudonym;
 pub use proxy::ProxyError;
+pub use tls::TlsError;
 
 use crate::access_log::AccessLog;
 use crate::allow::AllowList;
 use crate::dial::Listeners;
 use crate::proxy::Proxy;
+use crate::server::Listener;
+use crate::tls::{Certificates, Tls};
 
 /// A proxy whose listeners are bound: ready to [`serve`](Bound::serve).
 pub struct Bound {
     config: Config,
     listener: TcpListener,
+    /// `tls-listen`'s listener.
+    tls_listener: Option<TcpListener>,
+    tls: Option<Tls>,
     admin: Option<(TcpListener, axum::Router)>,
     proxy: Arc<Proxy>,
     ready: Arc<AtomicBool>,
@@ -86,12 +95,17 @@ impl Bound {
         // Before the cache is built, so its metrics record into the exporter.
         telemetry::prometheus();
         let allow = Arc::new(AllowList::parse(&config.allow).map_err(ConfigError::from)?);
+        let tls = Certificates::load(&config)?.map(Tls::new);
         let listen = |addr, what| async move {
             TcpListener::bind(addr)
                 .await
                 .map_err(|source| ProxyError::Listen { addr, what, source })
         };
         let listener = listen(config.listen, "").await?;
+        let tls_listener = match config.tls_listen {
+            Some(addr) => Some(listen(addr, " (TLS)").await?),
+            None => None,
+        };
         let admin_listener = if config.admin {
             Some(listen(config.admin_listen, " (admin)").await?)
         } else {
@@ -103,6 +117,7 @@ impl Bound {
         };
         let listeners = Listeners::new(
             std::iter::once(&listener)
+                .chain(&tls_listener)
                 .chain(&admin_listener)
                 .map(server::bound),
         );
@@ -130,6 +145,8 @@ impl Bound {
         Ok(Bound {
             config,
             listener,
+            tls_listener,
+            tls,
             admin,
             proxy,
             ready,
@@ -149,6 +166,17 @@ impl Bound {
     /// Where the proxy listens.
     pub fn addr(&self) -> SocketAddr {
         server::bound(&self.listener)
+    }
+
+    /// Where the proxy speaks TLS, if it does: `tls-listen`, or `listen` when only
+    /// `tls-cert` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref()?;
+        Some(
+            self.tls_listener
+                .as_ref()
+                .map_or_else(|| self.addr(), server::bound),
+        )
     }
 
     /// Where the admin API listens, if it is on.
@@ -184,8 +212,24 @@ impl Bound {
             let _ = drain_until.send(tokio::time::Instant::now() + grace);
         };
         let access_log = self.access_log.clone();
+        let listeners = match self.tls_listener {
+            Some(tls_listener) => vec![
+                Listener {
+                    tcp: self.listener,
+                    tls: None,
+                },
+                Listener {
+                    tcp: tls_listener,
+                    tls: self.tls,
+                },
+            ],
+            None => vec![Listener {
+                tcp: self.listener,
+                tls: self.tls,
+            }],
+        };
         server::serve(
-            self.listener,
+            listeners,
             self.proxy,
             &self.config,
             self.access_log,
@@ -212,6 +256,13 @@ impl Bound {
         }
         Ok(())
     }
+}
+
+/// Reads and checks the files `config` names (TLS certificates and keys) as `serve`
+/// would: what `corral check-config` checks beyond the options themselves.
+pub fn check_files(config: &Config) -> Result<(), ProxyError> {
+    Certificates::load(config)?;
+    Ok(())
 }
 
 fn describe(config: &Config) -> String {

@@ -1,6 +1,6 @@
 //! `corral`: the caching proxy. `corral serve` runs it (a forward proxy on
-//! 127.0.0.1:8080 by default); `corral check-config` validates a configuration and
-//! prints the effective one.
+//! 127.0.0.1:8080 by default); `corral check-config` validates a configuration (and
+//! the files it names) and prints the effective one.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +13,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse_args();
     match cli.command {
         Command::CheckConfig(options) => match options.load() {
+            Ok(loaded) if let Err(error) = corral_proxy::check_files(&loaded.config) => {
+                eprintln!("corral: {error}");
+                ExitCode::from(2)
+            }
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     eprintln!("corral: warning: {warning}");
@@ -63,10 +67,14 @@ async fn serve(config: corral_proxy::Config) -> Result<(), ProxyError> {
     let admin = bound
         .admin_addr()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}"));
+    let listening = match bound.tls_addr() {
+        Some(tls) if tls == bound.addr() => format!("https://{tls}"),
+        Some(tls) => format!("http://{} and https://{tls}", bound.addr()),
+        None => format!("http://{}", bound.addr()),
+    };
     println!(
-        "corral {} listening on http://{} (admin: {admin})",
+        "corral {} listening on {listening} (admin: {admin})",
         bound.describe(),
-        bound.addr()
     );
     bound.serve(shutdown_signal()).await
 }

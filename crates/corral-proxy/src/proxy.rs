@@ -47,7 +47,8 @@ pub enum ProxyError {
     Listen {
         /// The address.
         addr: SocketAddr,
-        /// `""` for the proxy, `" (admin)"` for the admin API.
+        /// `""` for the proxy, `" (TLS)"` for `tls-listen`, `" (admin)"` for the admin
+        /// API.
         what: &'static str,
         /// Why.
         source: std::io::Error,
@@ -58,6 +59,9 @@ pub enum ProxyError {
     /// The admin API's task panicked.
     #[error("the admin task failed: {0}")]
     AdminTask(#[from] tokio::task::JoinError),
+    /// The TLS certificates cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The access log's writer thread cannot be started.
     #[error("cannot start the access log: {0}")]
     AccessLog(#[source] std::io::Error),

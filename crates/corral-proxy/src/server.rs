@@ -1,9 +1,9 @@
-//! The client-facing server: HTTP/1.1 and HTTP/2 without TLS (h2c) on one port, a
-//! bound on connections and on request heads, and a graceful shutdown that stops
-//! accepting and lets in-flight requests finish within a grace period.
+//! The client-facing server: HTTP/1.1 and HTTP/2 on each listener, plain (h2c) or TLS
+//! (ALPN), a bound on connections and on request heads, and a graceful shutdown that
+//! stops accepting and lets in-flight requests finish within a grace period.
 //!
-//! A connection that does not say which protocol it speaks within the header read
-//! timeout is closed (hyper's own timeout only starts once it knows), and so is an
+//! A connection that does not finish its TLS handshake and say which protocol it
+//! speaks within the header read timeout is closed (see `sniff`), and so is an
 //! HTTP/1.1 connection that sends no complete request head within it, idle
 //! keep-alive ones included, so silent sockets cannot hold the connection slots.
 
@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics::{Counter, Gauge};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -27,6 +28,8 @@ use corral_http::{Body, CacheStatus};
 use crate::access_log::{AccessLog, Entry, Logged};
 use crate::config::Config;
 use crate::proxy::{Client, Proxy};
+use crate::sniff::sniff;
+use crate::tls::Tls;
 
 /// Counters of the server, by response status class.
 struct ServerMetrics {
@@ -86,9 +89,15 @@ impl Connection {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then drains for the grace period.
+/// A listener, plain or TLS.
+pub(crate) struct Listener {
+    pub(crate) tcp: TcpListener,
+    pub(crate) tls: Option<Tls>,
+}
+
+/// Serves `listeners` until `shutdown` completes, then drains for the grace period.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     proxy: Arc<Proxy>,
     config: &Config,
     access_log: Option<AccessLog>,
@@ -123,8 +132,8 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let (stream, addr, tls) = tokio::select! {
+            accepted = accept(&listeners) => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, or a connection reset before it was accepted.
@@ -150,8 +159,16 @@ pub(crate) async fn serve(
         let gauge = metrics.connections.clone();
         tokio::spawn(async move {
             gauge.increment(1.0);
-            match tokio::time::timeout(first_bytes_within, protocol_known(&stream)).await {
-                Ok(Ok(())) => {
+            // The TLS handshake and the first bytes, within the header read timeout.
+            let opened = tokio::time::timeout(first_bytes_within, async {
+                let stream: Box<dyn Io> = match tls {
+                    Some(tls) => Box::new(tls.accept(stream).await?),
+                    None => Box::new(stream),
+                };
+                sniff(stream).await
+            });
+            match opened.await {
+                Ok(Ok(stream)) => {
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
@@ -166,7 +183,7 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(listeners);
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections; finishing requests in flight");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections finished"),
@@ -174,27 +191,23 @@ pub(crate) async fn serve(
     }
 }
 
+/// A client connection's stream, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// How often an idle HTTP/2 client is pinged, and how long it has to answer.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// The HTTP/2 connection preface: a client that starts with it speaks h2c.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Returns once the first bytes tell HTTP/1 from HTTP/2 (or the client closed),
-/// without consuming them.
-async fn protocol_known(stream: &TcpStream) -> std::io::Result<()> {
-    let mut start = [0u8; H2_PREFACE.len()];
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let n = stream.peek(&mut start).await?;
-        if n == 0 || n == start.len() || start[..n] != H2_PREFACE[..n] {
-            return Ok(());
-        }
-        // A part of the preface: wait for more (peek returns at once while the
-        // bytes it saw are unread), less and less often for a client that stalls.
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
+/// The next connection on any of `listeners`, with the TLS it is to speak.
+async fn accept(listeners: &[Listener]) -> std::io::Result<(TcpStream, SocketAddr, Option<Tls>)> {
+    let accepts = listeners.iter().map(|listener| {
+        Box::pin(async move {
+            let (stream, addr) = listener.tcp.accept().await?;
+            Ok((stream, addr, listener.tls.clone()))
+        })
+    });
+    futures_util::future::select_all(accepts).await.0
 }
 
 /// The address a listener bound to (for logs and tests).

@@ -137,6 +137,21 @@ pub enum ConfigError {
     /// `max-header-bytes` is below [`MIN_HEADER_BYTES`].
     #[error("`max-header-bytes` must be at least 8KiB")]
     SmallMaxHeaderBytes,
+    /// A TLS option that needs another that is not set (`tls-cert` needs `tls-key`,
+    /// `tls-listen` and `tls-certificates` need both).
+    #[error("`{option}` needs `{needs}`")]
+    TlsIncomplete {
+        /// The option set.
+        option: &'static str,
+        /// The option it needs.
+        needs: &'static str,
+    },
+    /// `tls-listen` is `listen`.
+    #[error("`tls-listen` ({addr}) must differ from `listen`: one address is plain or TLS")]
+    TlsListenIsListen {
+        /// The address.
+        addr: SocketAddr,
+    },
 }
 
 /// Something in a configuration that loads but deserves a word.

@@ -314,6 +314,9 @@ mod tests {
             admin_token: Some("0123456789abcdef".into()),
             peer_self: Some("http://127.0.0.1:8080".into()),
             peer_secret: Some("s3cret".into()),
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            tls_listen: Some("127.0.0.1:8443".parse().unwrap()),
             ..Config::default()
         };
         let mut in_file: Vec<String> = table(&all_set.to_toml()).keys().cloned().collect();

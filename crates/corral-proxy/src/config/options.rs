@@ -47,10 +47,32 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault, Args)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
-    /// Where the proxy listens.
+    /// Where the proxy listens: plain HTTP, or TLS when `tls-cert` is set and
+    /// `tls-listen` is not.
     #[arg(long)]
     #[default(SocketAddr::from(([127, 0, 0, 1], 8080)))]
     pub listen: SocketAddr,
+    /// A PEM file holding the certificate (then its chain) that clients are served
+    /// TLS with (HTTP/2 or HTTP/1.1 by ALPN; TLS 1.2 and 1.3), with `tls-key`. Unset:
+    /// no TLS.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// A PEM file holding `tls-cert`'s private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// With `tls-cert`, a second listener that speaks TLS, `listen` staying plain.
+    /// Unset: `listen` speaks TLS.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    /// More certificates, each chosen for the host names its certificate covers when a
+    /// client names one (SNI); `tls-cert` serves the rest. In the file only, as a list
+    /// of tables: `[[tls-certificates]]` with `cert` and `key`.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_certificates: Vec<TlsCertificate>,
     /// The origin of a reverse proxy (`http://host:port` or `https://host`). Unset: a
     /// forward proxy.
     #[arg(long)]
@@ -247,6 +269,16 @@ pub struct Config {
     pub peer_hot_ttl: Duration,
 }
 
+/// A certificate chosen by SNI: its PEM files (see `tls-certificates`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    /// The certificate, then its chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 /// An upstream origin, split for rewriting requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -335,7 +367,29 @@ impl Config {
         if self.max_header_bytes.0 < MIN_HEADER_BYTES {
             return Err(ConfigError::SmallMaxHeaderBytes);
         }
-        Ok(())
+        self.check_tls()
+    }
+
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let incomplete = |option, needs| Err(ConfigError::TlsIncomplete { option, needs });
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return incomplete("tls-cert", "tls-key"),
+            (None, Some(_)) => return incomplete("tls-key", "tls-cert"),
+            (None, None) if self.tls_listen.is_some() => {
+                return incomplete("tls-listen", "tls-cert");
+            }
+            (None, None) if !self.tls_certificates.is_empty() => {
+                return incomplete("tls-certificates", "tls-cert");
+            }
+            _ => {}
+        }
+        match self.tls_listen {
+            // Port 0 is a new port for each.
+            Some(addr) if addr == self.listen && addr.port() != 0 => {
+                Err(ConfigError::TlsListenIsListen { addr })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `trusted-proxies` as networks.
@@ -529,6 +583,37 @@ mod tests {
             ),
             "{zero}"
         );
+    }
+
+    #[test]
+    fn tls_options_come_in_pairs_and_sni_certificates_read_back() {
+        let c = load(
+            "tls-cert = \"a.crt\"\ntls-key = \"a.key\"\ntls-listen = \"127.0.0.1:8443\"\n\
+             [[tls-certificates]]\ncert = \"b.crt\"\nkey = \"b.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls_certificates[0].cert, PathBuf::from("b.crt"));
+        let again = Config::from_toml(c.to_toml().parse().unwrap()).unwrap();
+        assert_eq!(again, c, "check-config prints what loads back");
+        for (toml, error) in [
+            ("tls-cert = \"a.crt\"", "`tls-cert` needs `tls-key`"),
+            ("tls-key = \"a.key\"", "`tls-key` needs `tls-cert`"),
+            (
+                "tls-listen = \"127.0.0.1:8443\"",
+                "`tls-listen` needs `tls-cert`",
+            ),
+            (
+                "[[tls-certificates]]\ncert = \"b.crt\"\nkey = \"b.key\"",
+                "`tls-certificates` needs `tls-cert`",
+            ),
+            (
+                "tls-cert = \"a.crt\"\ntls-key = \"a.key\"\ntls-listen = \"127.0.0.1:8080\"",
+                "must differ from `listen`",
+            ),
+        ] {
+            let refused = load(toml).unwrap_err().to_string();
+            assert!(refused.contains(error), "{toml}: {refused}");
+        }
     }
 
     #[test]

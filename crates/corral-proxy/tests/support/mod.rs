@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 /// A proxy running in this process.
 pub(crate) struct Running {
     pub addr: SocketAddr,
+    /// Where it speaks TLS, if it does.
+    pub tls: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), corral_proxy::ProxyError>>>,
@@ -38,24 +40,40 @@ pub(crate) async fn start_logging_to(
     run(bind(toml).await.log_access_to(log))
 }
 
-async fn bind(toml: &str) -> Bound {
+/// The configuration `start` runs: this TOML on top of the test defaults.
+pub(crate) fn config(toml: &str) -> Config {
+    Config::from_toml(table(toml)).expect("a valid test configuration")
+}
+
+/// Why the configuration `start` would run with this TOML is refused.
+pub(crate) fn config_error(toml: &str) -> String {
+    Config::from_toml(table(toml))
+        .expect_err("a refused configuration")
+        .to_string()
+}
+
+fn table(toml: &str) -> toml::Table {
     let mut table: toml::Table =
         "listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\naccess-log = false\n"
             .parse()
             .unwrap();
     table.extend(toml.parse::<toml::Table>().expect("test TOML"));
-    let config = Config::from_toml(table).expect("a valid test configuration");
-    Bound::bind(config).await.expect("the proxy binds")
+    table
+}
+
+async fn bind(toml: &str) -> Bound {
+    Bound::bind(config(toml)).await.expect("the proxy binds")
 }
 
 fn run(bound: Bound) -> Running {
-    let (addr, admin) = (bound.addr(), bound.admin_addr());
+    let (addr, tls, admin) = (bound.addr(), bound.tls_addr(), bound.admin_addr());
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(bound.serve(async {
         let _ = stopped.await;
     }));
     Running {
         addr,
+        tls,
         admin,
         stop: Some(stop),
         task: Some(task),
