@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,7 +45,8 @@ pub struct AccessLog {
 }
 
 struct Shared {
-    format: LogFormat,
+    /// `log-format`: text unless set (a reload may change it).
+    json: AtomicBool,
     pending: Mutex<Vec<u8>>,
     /// Lines dropped since the last flush, the buffer being full.
     dropped: AtomicU64,
@@ -56,7 +57,7 @@ struct Shared {
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessLog")
-            .field("format", &self.shared.format)
+            .field("json", &self.shared.json)
             .finish_non_exhaustive()
     }
 }
@@ -87,7 +88,7 @@ impl AccessLog {
                 }
             })?;
         let shared = Arc::new(Shared {
-            format,
+            json: AtomicBool::new(format == LogFormat::Json),
             pending: Mutex::new(Vec::with_capacity(WAKE_AT)),
             dropped: AtomicU64::new(0),
             out: Mutex::new(Box::new(out)),
@@ -95,6 +96,13 @@ impl AccessLog {
         });
         let _ = handle.send(Arc::downgrade(&shared));
         Ok(AccessLog { shared })
+    }
+
+    /// Writes lines in `format` from now on.
+    pub fn set_format(&self, format: LogFormat) {
+        self.shared
+            .json
+            .store(format == LogFormat::Json, Ordering::Relaxed);
     }
 
     /// Writes the buffered lines now.
@@ -106,7 +114,11 @@ impl AccessLog {
         let woke = LINE.with(|line| {
             let mut line = line.borrow_mut();
             line.clear();
-            format_line(&mut line, self.shared.format, entry, bytes, complete);
+            let format = match self.shared.json.load(Ordering::Relaxed) {
+                true => LogFormat::Json,
+                false => LogFormat::Text,
+            };
+            format_line(&mut line, format, entry, bytes, complete);
             let mut pending = lock(&self.shared.pending);
             if pending.len() + line.len() > MAX_BUFFERED {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);

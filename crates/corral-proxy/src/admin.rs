@@ -12,6 +12,7 @@
 //! | `…&soft=true` | with any purge: the responses turn stale instead (revalidated, served stale meanwhile) |
 //! | `GET /peers[?url=U]` | the pool's members and their health (and `U`'s owner) |
 //! | `PUT /peers` | replaces the pool's members: a JSON array of base URLs |
+//! | `POST /reload` | reads the configuration again and runs it if it is valid (see `live.rs`): `{"reloaded": true, "needs_restart": [...]}`, or a `400` with the error and nothing changed |
 //!
 //! `U` and `P` are the URLs clients use (a reverse proxy's own, which it maps to its
 //! origin's as it does requests), percent-encoded; the answer says how many responses
@@ -32,24 +33,19 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use corral_http::CacheHandle;
 use corral_http::pool::Pool;
 
+use crate::live::{Live, ReloadError};
 use crate::purge::{BadPurge, Purge};
-use crate::target::Mode;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 /// What the admin API reads and acts on.
 pub(crate) struct Admin {
-    pub cache: CacheHandle,
-    /// How a client's URL maps to a cache key.
-    pub keys: Arc<Mode>,
-    pub pool: Option<Pool>,
-    pub token: Option<String>,
+    /// The running configuration, the cache and the pool.
+    pub live: Arc<Live>,
     pub ready: Arc<AtomicBool>,
     pub started: Instant,
-    pub mode: String,
 }
 
 pub(crate) fn router(admin: Arc<Admin>) -> Router {
@@ -58,6 +54,7 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
         .route("/stats", get(stats))
         .route("/purge", post(purge))
         .route("/peers", get(peers).put(set_peers))
+        .route("/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -67,7 +64,8 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
 }
 
 async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    let Some(token) = admin.token.as_deref() else {
+    let running = admin.live.current();
+    let Some(token) = running.config.admin_token.as_deref() else {
         if !addressed_directly(request.headers()) {
             return (
                 StatusCode::FORBIDDEN,
@@ -129,9 +127,9 @@ async fn metrics() -> Response {
 }
 
 async fn stats(State(admin): State<Arc<Admin>>) -> Response {
-    let s = admin.cache.stats();
+    let s = admin.live.cache().stats();
     let body = serde_json::json!({
-        "mode": admin.mode,
+        "mode": admin.live.current().config.describe(),
         "uptime_seconds": admin.started.elapsed().as_secs(),
         "responses": {
             "hit": s.hits,
@@ -175,8 +173,9 @@ async fn purge(State(admin): State<Arc<Admin>>, query: Query<Vec<(String, String
         Ok(purge) => purge,
         Err(BadPurge(message)) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
+    let keys = admin.live.current().proxy.mode();
     let (status, answer) = purge
-        .run(&admin.cache, &admin.keys, admin.pool.as_ref())
+        .run(&admin.live.cache(), &keys, admin.live.pool())
         .await;
     (status, axum::Json(answer)).into_response()
 }
@@ -202,7 +201,7 @@ fn members(pool: &Pool) -> serde_json::Value {
 }
 
 async fn peers(State(admin): State<Arc<Admin>>, Query(owner): Query<Owner>) -> Response {
-    let Some(pool) = &admin.pool else {
+    let Some(pool) = admin.live.pool() else {
         return no_pool();
     };
     let mut body = serde_json::json!({ "peers": members(pool) });
@@ -213,7 +212,7 @@ async fn peers(State(admin): State<Arc<Admin>>, Query(owner): Query<Owner>) -> R
 }
 
 async fn set_peers(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Response {
-    let Some(pool) = &admin.pool else {
+    let Some(pool) = admin.live.pool() else {
         return no_pool();
     };
     let list: Vec<String> = match serde_json::from_slice(&body) {
@@ -229,5 +228,24 @@ async fn set_peers(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> 
     match pool.set_peers(&list) {
         Ok(()) => axum::Json(serde_json::json!({ "peers": members(pool) })).into_response(),
         Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    }
+}
+
+async fn reload(State(admin): State<Arc<Admin>>) -> Response {
+    match admin.live.reload().await {
+        Ok(reloaded) => axum::Json(serde_json::json!({
+            "reloaded": true,
+            "needs_restart": reloaded.needs_restart,
+        }))
+        .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "reload refused; the running configuration is unchanged");
+            let status = match error {
+                ReloadError::NoSource => StatusCode::NOT_FOUND,
+                ReloadError::Refused(_) => StatusCode::BAD_REQUEST,
+            };
+            let body = serde_json::json!({ "reloaded": false, "error": error.to_string() });
+            (status, axum::Json(body)).into_response()
+        }
     }
 }

@@ -11,7 +11,8 @@
 //! One file per concept, under `config/`:
 //!
 //! - `options.rs`: [`Config`], its defaults and its checks, with [`HostMode`],
-//!   [`LogFormat`], [`TlsCertificate`] and [`Origin`];
+//!   [`LogFormat`], [`TlsCertificate`] and [`Origin`]; the options a reload cannot
+//!   change ([`RESTART_ONLY`]);
 //! - `byte_size.rs`: [`ByteSize`], a number of bytes with a unit, and [`ByteSizeError`];
 //! - `error.rs`: [`ConfigError`], the limits it names ([`MIN_ADMIN_TOKEN`],
 //!   [`MIN_HEADER_BYTES`], [`MIN_PEER_SECRET`]), and [`Warning`];
@@ -27,4 +28,4 @@ pub use byte_size::{ByteSize, ByteSizeError};
 pub use error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET, Warning};
 pub(crate) use loader::options;
 pub use loader::{Loaded, Loader, RENAMED};
-pub use options::{Config, HostMode, LogFormat, Origin, TlsCertificate};
+pub use options::{Config, HostMode, LogFormat, Origin, RESTART_ONLY, TlsCertificate};

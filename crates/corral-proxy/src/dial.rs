@@ -25,12 +25,12 @@ use crate::allow::Forbidden;
 
 /// The addresses this proxy listens on: never a target.
 #[derive(Debug, Clone, Default)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     addrs: Vec<SocketAddr>,
 }
 
 impl Listeners {
-    pub fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+    pub(crate) fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         Listeners {
             addrs: addrs.into_iter().collect(),
         }
@@ -40,7 +40,7 @@ impl Listeners {
     /// address and port; the port of a listener on an unspecified address (`0.0.0.0`,
     /// `::`) at any address of this host; or the port of any listener at an
     /// unspecified target address (connecting to `0.0.0.0` reaches this host).
-    pub fn is_self(&self, target: SocketAddr) -> bool {
+    pub(crate) fn is_self(&self, target: SocketAddr) -> bool {
         let ip = target.ip().to_canonical();
         self.addrs.iter().any(|own| {
             own.port() == target.port()
@@ -51,7 +51,7 @@ impl Listeners {
     }
 
     /// Refuses `target` if it is one of these listeners.
-    pub fn check(&self, target: SocketAddr) -> io::Result<()> {
+    pub(crate) fn check(&self, target: SocketAddr) -> io::Result<()> {
         if self.is_self(target) {
             return Err(Forbidden(format!("{target} is this proxy's own listener")).into_io());
         }

@@ -35,6 +35,7 @@ mod forwarded;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod live;
 pub mod proxy;
 mod purge;
 mod refusal;
@@ -56,33 +57,34 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError};
 pub use forwarded::InvalidPseudonym;
+pub use live::{ReloadError, Reloaded};
 pub use proxy::ProxyError;
 pub use tls::TlsError;
 
 use crate::access_log::AccessLog;
-use crate::allow::AllowList;
+use crate::config::Loaded;
 use crate::dial::Listeners;
-use crate::proxy::Proxy;
+use crate::live::Live;
+use crate::proxy::Peers;
 use crate::server::Listener;
 use crate::tls::{Certificates, Tls};
 
 /// A proxy whose listeners are bound: ready to [`serve`](Bound::serve).
 pub struct Bound {
-    config: Config,
     listener: TcpListener,
     /// `tls-listen`'s listener.
     tls_listener: Option<TcpListener>,
+    /// Whether `listener` or `tls_listener` speaks TLS.
     tls: Option<Tls>,
     admin: Option<(TcpListener, axum::Router)>,
-    proxy: Arc<Proxy>,
+    live: Arc<Live>,
     ready: Arc<AtomicBool>,
-    access_log: Option<AccessLog>,
 }
 
 impl std::fmt::Debug for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bound")
-            .field("config", &self.config)
+            .field("live", &self.live)
             .field("listener", &self.listener)
             .finish_non_exhaustive()
     }
@@ -94,7 +96,6 @@ impl Bound {
         config.check()?;
         // Before the cache is built, so its metrics record into the exporter.
         telemetry::prometheus();
-        let allow = Arc::new(AllowList::parse(&config.allow).map_err(ConfigError::from)?);
         let tls = Certificates::load(&config)?.map(Tls::new);
         let listen = |addr, what| async move {
             TcpListener::bind(addr)
@@ -121,46 +122,59 @@ impl Bound {
                 .chain(&admin_listener)
                 .map(server::bound),
         );
-        let proxy = Arc::new(Proxy::new(&config, allow, listeners, &self_url)?);
+        let cache = proxy::cache_layer(&config)?;
+        let peers = Peers::new(&config, &self_url, &cache)?;
+        let access_log = AccessLog::stderr(config.log_format).map_err(ProxyError::AccessLog)?;
+        let live = Arc::new(Live::new(
+            config,
+            cache,
+            peers,
+            tls.clone(),
+            listeners,
+            access_log,
+        )?);
         let ready = Arc::new(AtomicBool::new(true));
-        let admin = if let Some(listener) = admin_listener {
+        let admin = admin_listener.map(|listener| {
             let router = admin::router(Arc::new(admin::Admin {
-                cache: proxy.cache(),
-                keys: proxy.mode(),
-                pool: proxy.pool().cloned(),
-                token: config.admin_token.clone(),
+                live: live.clone(),
                 ready: ready.clone(),
                 started: Instant::now(),
-                mode: describe(&config),
             }));
-            Some((listener, router))
-        } else {
-            None
-        };
-        let access_log = if config.access_log {
-            Some(AccessLog::stderr(config.log_format).map_err(ProxyError::AccessLog)?)
-        } else {
-            None
-        };
+            (listener, router)
+        });
         Ok(Bound {
-            config,
             listener,
             tls_listener,
             tls,
             admin,
-            proxy,
+            live,
             ready,
-            access_log,
         })
     }
 
     /// Writes the access log (when `access-log` is on) to `log` instead of stderr:
     /// for a program that embeds the proxy and keeps its own logs.
-    pub fn log_access_to(mut self, log: AccessLog) -> Bound {
-        if self.access_log.is_some() {
-            self.access_log = Some(log);
-        }
+    pub fn log_access_to(self, log: AccessLog) -> Bound {
+        self.live.log_access_to(log);
         self
+    }
+
+    /// Lets the proxy reload its configuration (on [`Reloader::reload`], and the admin
+    /// API's `POST /reload`) by calling `source` again: usually what loaded it first,
+    /// such as [`cli::Options::load`].
+    pub fn reload_from(
+        self,
+        source: impl Fn() -> Result<Loaded, ConfigError> + Send + Sync + 'static,
+    ) -> Bound {
+        self.live.reload_from(Box::new(source));
+        self
+    }
+
+    /// A handle that reloads the configuration (see [`reload_from`](Self::reload_from)).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            live: self.live.clone(),
+        }
     }
 
     /// Where the proxy listens.
@@ -186,7 +200,7 @@ impl Bound {
 
     /// What this proxy is, for the startup line.
     pub fn describe(&self) -> String {
-        describe(&self.config)
+        self.live.current().config.describe()
     }
 
     /// Serves until `shutdown` completes; then stops accepting, reports not ready, and
@@ -203,15 +217,14 @@ impl Bound {
                     .await
             })
         });
-        let ready = self.ready.clone();
-        let grace = self.config.shutdown_grace;
+        let (ready, live) = (self.ready.clone(), self.live.clone());
         let (drain_until, deadline) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
             ready.store(false, Ordering::Release);
+            let grace = live.current().config.shutdown_grace;
             let _ = drain_until.send(tokio::time::Instant::now() + grace);
         };
-        let access_log = self.access_log.clone();
         let listeners = match self.tls_listener {
             Some(tls_listener) => vec![
                 Listener {
@@ -228,15 +241,8 @@ impl Bound {
                 tls: self.tls,
             }],
         };
-        server::serve(
-            listeners,
-            self.proxy,
-            &self.config,
-            self.access_log,
-            shutdown,
-        )
-        .await;
-        if let Some(log) = access_log {
+        server::serve(listeners, self.live.clone(), shutdown).await;
+        if let Some(log) = &self.live.current().access_log {
             log.flush();
         }
         // The admin API answered throughout the drain (`/readyz`: 503); it stops now,
@@ -258,16 +264,24 @@ impl Bound {
     }
 }
 
+/// Reloads a running proxy's configuration; from [`Bound::reloader`].
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    live: Arc<Live>,
+}
+
+impl Reloader {
+    /// Reads the configuration again and, if it is valid, runs it for new requests
+    /// (requests in flight finish as they started; the cache keeps its contents);
+    /// if it is not, nothing changes. See [`Reloaded`] for what needs a restart.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.live.reload().await
+    }
+}
+
 /// Reads and checks the files `config` names (TLS certificates and keys) as `serve`
 /// would: what `corral check-config` checks beyond the options themselves.
 pub fn check_files(config: &Config) -> Result<(), ProxyError> {
     Certificates::load(config)?;
     Ok(())
-}
-
-fn describe(config: &Config) -> String {
-    match &config.upstream {
-        Some(upstream) => format!("reverse proxy for {upstream}"),
-        None => "forward proxy".to_owned(),
-    }
 }

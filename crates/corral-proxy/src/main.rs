@@ -1,13 +1,15 @@
 //! `corral`: the caching proxy. `corral serve` runs it (a forward proxy on
-//! 127.0.0.1:8080 by default); `corral check-config` validates a configuration (and
+//! 127.0.0.1:8080 by default; SIGHUP reloads its configuration, SIGTERM or SIGINT
+//! stops it); `corral check-config` validates a configuration (and
 //! the files it names) and prints the effective one.
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use corral_proxy::cli::{Cli, Command};
-use corral_proxy::{Bound, ProxyError, telemetry};
+use corral_proxy::cli::{Cli, Command, Options};
+use corral_proxy::{Bound, ProxyError, Reloader, telemetry};
+use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("corral: {error}");
@@ -62,8 +64,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: corral_proxy::Config) -> Result<(), ProxyError> {
-    let bound = Bound::bind(config).await?;
+async fn serve(config: corral_proxy::Config, options: Options) -> Result<(), ProxyError> {
+    let bound = Bound::bind(config)
+        .await?
+        .reload_from(move || options.load());
+    tokio::spawn(reload_on_hangup(bound.reloader()));
     let admin = bound
         .admin_addr()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}"));
@@ -79,10 +84,25 @@ async fn serve(config: corral_proxy::Config) -> Result<(), ProxyError> {
     bound.serve(shutdown_signal()).await
 }
 
+/// Reloads the configuration on each SIGHUP; a refused one is logged and changes
+/// nothing.
+async fn reload_on_hangup(reloader: Reloader) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload through the admin API only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Err(error) = reloader.reload().await {
+            tracing::error!(%error, "reload refused; the running configuration is unchanged");
+        }
+    }
+}
+
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match signal(SignalKind::terminate()) {
             Ok(mut signal) => {
                 signal.recv().await;
             }

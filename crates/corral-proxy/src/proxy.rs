@@ -8,8 +8,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use corral_http::pool::{Pool, Route};
-use corral_http::{Body, BoxError, CacheHandle, HttpCache, Policy};
+use corral_http::pool::{Pool, Route, RouteLayer};
+use corral_http::{Body, BoxError, HttpCache, HttpCacheLayer, Policy};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
@@ -76,7 +76,6 @@ enum Stack {
 /// The proxy's request handling, shared by all connections.
 pub struct Proxy {
     stack: Stack,
-    cache: CacheHandle,
     pool: Option<Pool>,
     /// Where requests go (a reverse proxy tunnels nothing).
     mode: Arc<Mode>,
@@ -104,16 +103,85 @@ pub struct Client {
     trusted: bool,
 }
 
-impl Proxy {
-    /// The proxy for `config`; `self_url` is its base URL in a pool of peers, and
-    /// `listeners` the addresses it listens on (never fetched from by a forward
-    /// proxy).
-    pub fn new(
+/// The cache the proxy keeps across reloads: its memory, disk and Redis tiers, built
+/// once from `config`.
+pub(crate) fn cache_layer(config: &Config) -> Result<HttpCacheLayer, ProxyError> {
+    let builder = HttpCache::builder()
+        .policy(Policy::Rfc9111 { shared: true })
+        .max_bytes(config.max_bytes.0)
+        .max_body_bytes(usize::try_from(config.max_body_bytes.0).unwrap_or(usize::MAX))
+        .fetch_timeout(config.fetch_timeout)
+        .stale_on_disconnect(config.stale_on_disconnect)
+        .normalize_vary(config.normalize_vary)
+        .cache_status_headers(config.cache_status_headers)
+        .targeted_cache_control(config.targeted_fields()?);
+    let builder = match config.early_refresh {
+        Some(beta) => builder.early_refresh(beta),
+        None => builder,
+    };
+    let builder = match &config.disk {
+        Some(path) => builder.disk_tier(
+            corral::disk::DiskTier::new(path, config.disk_size.0)
+                .max_entry_bytes(config.max_disk_body.0),
+        ),
+        None => builder,
+    };
+    let builder = match &config.redis_url {
+        Some(url) => builder.redis(
+            corral::redis::RedisTier::builder(url.clone())
+                .prefix(config.redis_prefix.clone())
+                .build()?,
+        ),
+        None => builder,
+    };
+    Ok(builder.layer()?)
+}
+
+/// The pool of peers, kept across reloads (a reload sets its members), with the layer
+/// that routes requests to their owners (and keeps the hot cache).
+#[derive(Debug)]
+pub(crate) struct Peers {
+    pub(crate) pool: Pool,
+    route: RouteLayer,
+}
+
+impl Peers {
+    /// The pool `peer-secret` turns on, if it does; `self_url` is this proxy's base
+    /// URL in it, and `cache` the cache its purges reach.
+    pub(crate) fn new(
         config: &Config,
-        allow: Arc<AllowList>,
-        listeners: Listeners,
         self_url: &str,
+        cache: &HttpCacheLayer,
+    ) -> Result<Option<Peers>, ProxyError> {
+        let Some(secret) = &config.peer_secret else {
+            return Ok(None);
+        };
+        let mut pool = Pool::builder()
+            .self_url(self_url)
+            .peers(config.peers.iter().cloned())
+            .secret(secret.clone())
+            .connect_timeout(config.connect_timeout)
+            .peer_timeout(config.peer_timeout);
+        if config.peer_hot_cache.0 > 0 {
+            pool = pool.hot_cache(config.peer_hot_cache.0, config.peer_hot_ttl);
+        }
+        let pool = pool.build()?;
+        let route = pool.route_layer()?.purges(cache.handle());
+        Ok(Some(Peers { pool, route }))
+    }
+}
+
+impl Proxy {
+    /// The proxy for `config` in front of `cache` (and behind `pool`'s routing);
+    /// `listeners` are the addresses it listens on (never fetched from by a forward
+    /// proxy). A reload builds a new one around the same cache and pool.
+    pub(crate) fn new(
+        config: &Config,
+        listeners: Listeners,
+        cache: &HttpCacheLayer,
+        peers: Option<&Peers>,
     ) -> Result<Proxy, ProxyError> {
+        let allow = Arc::new(AllowList::parse(&config.allow).map_err(ConfigError::from)?);
         let mode =
             Mode::new(config.origin()?, config.host).map_err(|_| ProxyError::UpstreamHost)?;
         // A reverse proxy's origin is the operator's choice, and an origin that leads
@@ -125,65 +193,26 @@ impl Proxy {
         let forwarding = Forwarding::new(config.via.as_deref()).map_err(ConfigError::from)?;
         let upstream = Upstream::new(config, allow.clone(), listeners.clone(), forwarding.clone())
             .map_err(ProxyError::OriginClient)?;
-        let builder = HttpCache::builder()
-            .policy(Policy::Rfc9111 { shared: true })
-            .max_bytes(config.max_bytes.0)
-            .max_body_bytes(usize::try_from(config.max_body_bytes.0).unwrap_or(usize::MAX))
-            .fetch_timeout(config.fetch_timeout)
-            .stale_on_disconnect(config.stale_on_disconnect)
-            .normalize_vary(config.normalize_vary)
-            .cache_status_headers(config.cache_status_headers)
-            .targeted_cache_control(config.targeted_fields()?);
-        let builder = match config.early_refresh {
-            Some(beta) => builder.early_refresh(beta),
-            None => builder,
-        };
-        let builder = match &config.disk {
-            Some(path) => builder.disk_tier(
-                corral::disk::DiskTier::new(path, config.disk_size.0)
-                    .max_entry_bytes(config.max_disk_body.0),
-            ),
-            None => builder,
-        };
-        let builder = match &config.redis_url {
-            Some(url) => builder.redis(
-                corral::redis::RedisTier::builder(url.clone())
-                    .prefix(config.redis_prefix.clone())
-                    .build()?,
-            ),
-            None => builder,
-        };
-        let cache = builder.service(upstream)?;
+        let cached = cache.layer(upstream);
         let mode = Arc::new(mode);
-        let target = Target::new(cache.clone(), mode.clone(), allow.clone());
-        let (pool, stack) = match &config.peer_secret {
-            Some(secret) => {
-                let mut pool = Pool::builder()
-                    .self_url(self_url)
-                    .peers(config.peers.iter().cloned())
-                    .secret(secret.clone())
-                    .connect_timeout(config.connect_timeout)
-                    .peer_timeout(config.peer_timeout);
-                if config.peer_hot_cache.0 > 0 {
-                    pool = pool.hot_cache(config.peer_hot_cache.0, config.peer_hot_ttl);
-                }
-                let pool = pool.build()?;
+        let target = Target::new(cached, mode.clone(), allow.clone());
+        let stack = match peers {
+            Some(peers) => {
                 // Routed by the URL each request will have once pointed at its
                 // target, so that every member sends a resource to one owner.
                 let route_mode = mode.clone();
-                let route = pool
-                    .route_layer()?
+                let route = peers
+                    .route
+                    .clone()
                     .key(move |parts| route_mode.target_url(parts))
-                    .purges(cache.handle())
                     .layer(target);
-                (Some(pool), Stack::Pooled(route))
+                Stack::Pooled(route)
             }
-            None => (None, Stack::Alone(target)),
+            None => Stack::Alone(target),
         };
         Ok(Proxy {
-            cache: cache.handle(),
             stack,
-            pool,
+            pool: peers.map(|peers| peers.pool.clone()),
             mode,
             tunnels: Tunnels {
                 allow,
@@ -207,11 +236,6 @@ impl Proxy {
     /// The pool of peers, if there is one.
     pub fn pool(&self) -> Option<&Pool> {
         self.pool.as_ref()
-    }
-
-    /// A handle on the cache (purges, statistics).
-    pub fn cache(&self) -> CacheHandle {
-        self.cache.clone()
     }
 
     /// Where requests go: how a client's URL maps to a cache key.

@@ -21,13 +21,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics::{Counter, Gauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use corral_http::{Body, CacheStatus};
 
-use crate::access_log::{AccessLog, Entry, Logged};
+use crate::access_log::{Entry, Logged};
 use crate::config::Config;
-use crate::proxy::{Client, Proxy};
+use crate::live::Live;
 use crate::sniff::sniff;
 use crate::tls::Tls;
 
@@ -49,15 +48,17 @@ impl ServerMetrics {
 
 /// What every request of one connection shares.
 struct Connection {
-    proxy: Arc<Proxy>,
-    client: Client,
-    access_log: Option<AccessLog>,
+    live: Arc<Live>,
+    addr: SocketAddr,
     metrics: Arc<ServerMetrics>,
 }
 
 impl Connection {
+    /// Answers `request` with the configuration running when it arrived.
     async fn respond(&self, request: Request<Incoming>) -> Response<Logged> {
-        let entry = self.access_log.is_some().then(|| {
+        let generation = self.live.current();
+        let client = generation.proxy.client(self.addr);
+        let entry = generation.access_log.is_some().then(|| {
             (
                 request.method().clone(),
                 request.uri().clone(),
@@ -65,7 +66,7 @@ impl Connection {
             )
         });
         let head = request.method() == Method::HEAD;
-        let mut response = self.proxy.handle(request, &self.client).await;
+        let mut response = generation.proxy.handle(request, &client).await;
         if head {
             // No response to a HEAD has a body, the proxy's own refusals included (an
             // HTTP/2 connection would send it).
@@ -73,18 +74,19 @@ impl Connection {
         }
         let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
         self.metrics.responses[class].increment(1);
-        let entry = entry
-            .zip(self.access_log.clone())
-            .map(|((method, uri, started), log)| {
-                let entry = Entry {
-                    method,
-                    uri,
-                    status: response.status().as_u16(),
-                    cache: CacheStatus::of(&response),
-                    started,
-                };
-                (entry, log)
-            });
+        let entry =
+            entry
+                .zip(generation.access_log.clone())
+                .map(|((method, uri, started), log)| {
+                    let entry = Entry {
+                        method,
+                        uri,
+                        status: response.status().as_u16(),
+                        cache: CacheStatus::of(&response),
+                        started,
+                    };
+                    (entry, log)
+                });
         response.map(|body| Logged::new(body, entry))
     }
 }
@@ -95,14 +97,9 @@ pub(crate) struct Listener {
     pub(crate) tls: Option<Tls>,
 }
 
-/// Serves `listeners` until `shutdown` completes, then drains for the grace period.
-pub(crate) async fn serve(
-    listeners: Vec<Listener>,
-    proxy: Arc<Proxy>,
-    config: &Config,
-    access_log: Option<AccessLog>,
-    shutdown: impl Future<Output = ()>,
-) {
+/// How connections configured by `config` are served: HTTP/1.1 and HTTP/2 with its
+/// limits and timeouts.
+fn http(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -118,15 +115,22 @@ pub(crate) async fn serve(
         // A client that vanished without closing its connection is noticed.
         .keep_alive_interval(Some(H2_KEEP_ALIVE))
         .keep_alive_timeout(H2_KEEP_ALIVE);
-    let builder = Arc::new(builder);
+    builder
+}
+
+/// Serves `listeners` until `shutdown` completes, then drains for the grace period
+/// (each connection configured as `live` is when it is accepted).
+pub(crate) async fn serve(
+    listeners: Vec<Listener>,
+    live: Arc<Live>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(config.max_connections));
     let metrics = Arc::new(ServerMetrics::new());
-    let first_bytes_within = config.header_read_timeout;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => match permit {
+            permit = live.connections.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
@@ -145,17 +149,18 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let config = &live.current().config;
+        let (builder, first_bytes_within) = (http(config), config.header_read_timeout);
         let connection = Arc::new(Connection {
-            proxy: proxy.clone(),
-            client: proxy.client(addr),
-            access_log: access_log.clone(),
+            live: live.clone(),
+            addr,
             metrics: metrics.clone(),
         });
         let service = hyper::service::service_fn(move |request| {
             let connection = connection.clone();
             async move { Ok::<_, Infallible>(connection.respond(request).await) }
         });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let watcher = graceful.watcher();
         let gauge = metrics.connections.clone();
         tokio::spawn(async move {
             gauge.increment(1.0);
@@ -184,10 +189,14 @@ pub(crate) async fn serve(
         });
     }
     drop(listeners);
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections; finishing requests in flight");
+    let grace = live.current().config.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutting down: no new connections; finishing requests in flight"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(config.shutdown_grace) => tracing::warn!("grace period over; closing the remaining connections"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
     }
 }
 

@@ -5,23 +5,52 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry, reload};
 
 use crate::config::LogFormat;
+
+/// The log lines' layer, in the format a reload may change.
+type Lines = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Where [`set_log_format`] changes the format, once [`init_logging`] installed it.
+static LINES: OnceLock<reload::Handle<Lines, Registry>> = OnceLock::new();
+
+fn lines(format: LogFormat) -> Lines {
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => Box::new(lines),
+        LogFormat::Json => Box::new(lines.json().flatten_event(true)),
+    }
+}
 
 /// Starts writing logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    if installed.is_err() {
-        tracing::debug!("a log subscriber was already installed");
+    let (lines, handle) = reload::Layer::new(lines(format));
+    let installed = tracing_subscriber::registry()
+        .with(lines)
+        .with(filter)
+        .try_init();
+    match installed {
+        Ok(()) => {
+            let _ = LINES.set(handle);
+        }
+        Err(_) => tracing::debug!("a log subscriber was already installed"),
+    }
+}
+
+/// Writes log lines in `format` from now on (a reload's `log-format`), if
+/// [`init_logging`] installed the logger.
+pub fn set_log_format(format: LogFormat) {
+    if let Some(handle) = LINES.get()
+        && let Err(error) = handle.reload(lines(format))
+    {
+        tracing::warn!(%error, "cannot change the log format");
     }
 }
 

@@ -180,6 +180,44 @@ async fn serve_runs_until_sigterm_and_finishes_the_request_in_flight() {
     assert_eq!(code, Some(0), "a graceful shutdown exits 0");
 }
 
+#[tokio::test]
+async fn sighup_reloads_the_configuration_file() {
+    let (first, second) = (Origin::start().await, Origin::start().await);
+    first.route("/", |_, _| Reply::ok("first"));
+    second.route("/", |_, _| Reply::ok("second"));
+    let file = std::env::temp_dir().join(format!("corral-sighup-{}.toml", std::process::id()));
+    let config = |origin: &Origin| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin = false\nupstream = \"http://{}\"\n",
+            origin.addr
+        )
+    };
+    std::fs::write(&file, config(&first)).unwrap();
+    let served = Served::start(&["--config".into(), file.display().to_string()], &[]);
+    let url = format!("http://{}/", served.addr);
+    let get = || async {
+        let response = origin::client().get(url.parse().unwrap()).await.unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    assert_eq!(get().await, "first");
+    std::fs::write(&file, config(&second)).unwrap();
+    let hangup = Command::new("kill")
+        .args(["-HUP", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get().await != "second" {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the file");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
 /// A `corral serve` process, killed when dropped (a failing test leaves none behind).
 struct Served {
     child: std::process::Child,

@@ -389,3 +389,56 @@ async fn a_client_that_never_finishes_its_handshake_is_closed_in_time_and_frees_
     assert_eq!((status, body.as_str()), (StatusCode::OK, "served"));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_reads_the_certificates_again_and_a_bad_one_changes_nothing() {
+    let dir = Dir::new();
+    let first = dir.cert("site", &["localhost"]);
+    let origin = Origin::start().await;
+    origin.route("/", |_, _| Reply::ok("renewed"));
+    let file = dir.file("corral.toml", &tls_config(origin.addr, &first, &[]));
+    let proxy = support::start_from_file(&file).await;
+    let (tls, admin) = (proxy.tls.unwrap(), proxy.admin.unwrap());
+    let chosen =
+        |stream: TlsStream<TcpStream>| stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let before = connect(tls, "localhost", &[&first], &[b"h2"], BOTH)
+        .await
+        .unwrap();
+
+    // Renewed in place, as certbot does: same paths, new files.
+    let renewed = dir.cert("site", &["localhost"]);
+    let (status, answer) = support::reload(admin).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let after = connect(tls, "localhost", &[&renewed], &[b"h2"], BOTH)
+        .await
+        .unwrap();
+    assert_eq!(
+        chosen(after),
+        renewed.der,
+        "new handshakes get the renewed certificate"
+    );
+    let (status, body, _) = get_over(before, "/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "renewed"),
+        "an open connection goes on"
+    );
+
+    let other = dir.cert("other", &["localhost"]);
+    std::fs::copy(&other.key, &renewed.key).unwrap();
+    let (status, answer) = support::reload(admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("does not match"),
+        "{answer}"
+    );
+    let still = connect(tls, "localhost", &[&renewed], &[b"h2"], BOTH)
+        .await
+        .unwrap();
+    assert_eq!(
+        chosen(still),
+        renewed.der,
+        "a refused reload changed nothing"
+    );
+    proxy.stop().await;
+}

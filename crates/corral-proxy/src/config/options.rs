@@ -269,6 +269,34 @@ pub struct Config {
     pub peer_hot_ttl: Duration,
 }
 
+/// The options read only when the proxy starts: a reload that changes one keeps the
+/// running value and reports that it needs a restart. Every other option takes effect
+/// on reload (`tls-cert` and `tls-key` too, but turning TLS on or off needs a restart).
+pub const RESTART_ONLY: [&str; 22] = [
+    "listen",
+    "tls-listen",
+    "admin",
+    "admin-listen",
+    "max-bytes",
+    "max-body-bytes",
+    "disk",
+    "disk-size",
+    "max-disk-body",
+    "redis-url",
+    "redis-prefix",
+    "fetch-timeout",
+    "stale-on-disconnect",
+    "cache-status-headers",
+    "normalize-vary",
+    "early-refresh",
+    "targeted-cache-control",
+    "peer-secret",
+    "peer-self",
+    "peer-timeout",
+    "peer-hot-cache",
+    "peer-hot-ttl",
+];
+
 /// A certificate chosen by SNI: its PEM files (see `tls-certificates`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,6 +417,53 @@ impl Config {
                 Err(ConfigError::TlsListenIsListen { addr })
             }
             _ => Ok(()),
+        }
+    }
+
+    /// What a reload to `self` runs while `running` runs: `self` with the
+    /// [`RESTART_ONLY`] options kept as they run, checked, and the names of those that
+    /// `self` would have changed.
+    pub fn reloaded_over(
+        self,
+        running: &Config,
+    ) -> Result<(Config, Vec<&'static str>), ConfigError> {
+        let as_table = |config: &Config| {
+            toml::Table::try_from(config)
+                .map_err(|e| ConfigError::Value(Box::new(e.to_string().into())))
+        };
+        let (old, mut new) = (as_table(running)?, as_table(&self)?);
+        let mut kept = Vec::new();
+        let keep = |name: &'static str, new: &mut toml::Table| {
+            match old.get(name) {
+                Some(value) => new.insert(name.to_owned(), value.clone()),
+                None => new.remove(name),
+            };
+        };
+        for name in RESTART_ONLY {
+            if old.get(name) != new.get(name) {
+                keep(name, &mut new);
+                kept.push(name);
+            }
+        }
+        if running.tls_cert.is_some() != self.tls_cert.is_some() {
+            for name in ["tls-cert", "tls-key", "tls-certificates"] {
+                keep(name, &mut new);
+            }
+            kept.push("tls-cert");
+        }
+        let config: Config = new
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Value(Box::new(e.to_string().into())))?;
+        config.check()?;
+        Ok((config, kept))
+    }
+
+    /// What this proxy is, in a few words: a forward proxy, or a reverse proxy for
+    /// its upstream.
+    pub fn describe(&self) -> String {
+        match &self.upstream {
+            Some(upstream) => format!("reverse proxy for {upstream}"),
+            None => "forward proxy".to_owned(),
         }
     }
 

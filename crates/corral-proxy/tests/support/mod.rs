@@ -40,6 +40,16 @@ pub(crate) async fn start_logging_to(
     run(bind(toml).await.log_access_to(log))
 }
 
+/// Starts a proxy from the TOML file at `path` (on top of the test defaults), which a
+/// reload reads again.
+pub(crate) async fn start_from_file(path: &std::path::Path) -> Running {
+    let path = path.to_owned();
+    let load = move || Config::loader().toml(table("")).file(&path).load();
+    let loaded = load().expect("a valid test configuration");
+    let bound = Bound::bind(loaded.config).await.expect("the proxy binds");
+    run(bound.reload_from(load))
+}
+
 /// The configuration `start` runs: this TOML on top of the test defaults.
 pub(crate) fn config(toml: &str) -> Config {
     Config::from_toml(table(toml)).expect("a valid test configuration")
@@ -258,4 +268,18 @@ pub(crate) async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Val
     .await;
     assert_eq!(got.status, 200, "{}", got.text());
     serde_json::from_slice(&got.body).unwrap()
+}
+
+/// `POST /reload` on the admin API: its status and JSON answer.
+pub(crate) async fn reload(admin: SocketAddr) -> (StatusCode, serde_json::Value) {
+    let got = send(
+        admin,
+        Request::post(format!("http://{admin}/reload"))
+            .header("host", admin.to_string())
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let answer = serde_json::from_slice(&got.body).unwrap_or_else(|_| panic!("{}", got.text()));
+    (got.status, answer)
 }
