@@ -2,6 +2,8 @@
 //!
 //! | route | answers |
 //! |---|---|
+//! | `GET /` | the live status page: rates, hit ratio, errors, tiers, pool, hottest keys (`status.rs`) |
+//! | `GET /status.json` | the numbers that page polls every second |
 //! | `GET /healthz` | `200 ok` while the process runs |
 //! | `GET /readyz` | `200 ready`, or `503` once shutting down |
 //! | `GET /metrics` | Prometheus text: the cache's and the proxy's metrics |
@@ -20,7 +22,10 @@
 //! With an `admin-token` (required when the API is not on loopback), every route but
 //! the two health checks needs `Authorization: Bearer <token>`. Without one, those
 //! routes answer only requests addressed to an IP address or `localhost` (a `Host`
-//! of any other name is a web page's request through DNS rebinding: `403`).
+//! of any other name is a web page's request through DNS rebinding: `403`). The
+//! status page (`/`, its `/status.css` and `/status.js`, and `/status.json`) is
+//! guarded the same way: with a token, a browser must send the header too (see
+//! `status.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +41,9 @@ use corral_http::CacheHandle;
 use corral_http::pool::Pool;
 
 use crate::purge::{BadPurge, Purge};
+use crate::status::{self, Snapshot, Tiers};
 use crate::target::Mode;
+use crate::traffic::Traffic;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -50,6 +57,10 @@ pub(crate) struct Admin {
     pub ready: Arc<AtomicBool>,
     pub started: Instant,
     pub mode: String,
+    /// What the server answered (the status page's rates and hottest keys).
+    pub traffic: Arc<Traffic>,
+    /// The tiers' configured sizes.
+    pub tiers: Tiers,
 }
 
 pub(crate) fn router(admin: Arc<Admin>) -> Router {
@@ -58,6 +69,8 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
         .route("/stats", get(stats))
         .route("/purge", post(purge))
         .route("/peers", get(peers).put(set_peers))
+        .route("/status.json", get(status_json))
+        .merge(status::pages())
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -168,6 +181,18 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
         },
     });
     axum::Json(body).into_response()
+}
+
+async fn status_json(State(admin): State<Arc<Admin>>) -> Response {
+    let snapshot = Snapshot {
+        cache: &admin.cache,
+        pool: admin.pool.as_ref(),
+        traffic: &admin.traffic,
+        tiers: &admin.tiers,
+        started: admin.started,
+        mode: &admin.mode,
+    };
+    status::asset("application/json", axum::Json(snapshot.to_json()))
 }
 
 async fn purge(State(admin): State<Arc<Admin>>, query: Query<Vec<(String, String)>>) -> Response {

@@ -14,7 +14,8 @@
 //! - `upstream`: the origin client (HTTP/1.1 and HTTP/2, rustls, timeouts, a bound on
 //!   requests in flight).
 //! - `server`: HTTP/1.1 and h2c for clients, limits, graceful shutdown.
-//! - `admin`: metrics, health, purge, stats, the pool's members.
+//! - `admin`: metrics, health, purge, stats, the pool's members, and the live status
+//!   page (`status`, reading the server's `traffic`: responses and `hot_keys`).
 //! - A pool of peers (`peers`, `peer-secret`): [`corral_http::pool`]'s `Route` in
 //!   front of the cache, peer requests accepted in [`proxy`].
 //! - [`access_log`], [`telemetry`]: logs and metrics.
@@ -34,12 +35,15 @@ mod forwarded;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod hot_keys;
 pub mod proxy;
 mod purge;
 mod refusal;
 mod server;
+mod status;
 mod target;
 pub mod telemetry;
+mod traffic;
 mod tunnel;
 mod upstream;
 
@@ -117,6 +121,8 @@ impl Bound {
                 ready: ready.clone(),
                 started: Instant::now(),
                 mode: describe(&config),
+                traffic: proxy.traffic().clone(),
+                tiers: status::Tiers::of(&config),
             }));
             Some((listener, router))
         } else {

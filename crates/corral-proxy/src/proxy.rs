@@ -21,6 +21,7 @@ use crate::dial::Listeners;
 use crate::forwarded::{Forwarding, client_ip};
 use crate::refusal::{Refusal, refuse};
 use crate::target::{Mode, Target};
+use crate::traffic::Traffic;
 use crate::tunnel::Tunnels;
 use crate::upstream::Upstream;
 
@@ -80,6 +81,8 @@ pub struct Proxy {
     forwarding: Forwarding,
     /// Clients whose forwarding fields are believed.
     trusted: Vec<ipnet::IpNet>,
+    /// What the server answered, for the status page.
+    traffic: Arc<Traffic>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -188,6 +191,7 @@ impl Proxy {
             },
             forwarding,
             trusted: config.trusted_networks()?,
+            traffic: Arc::new(Traffic::new()),
         })
     }
 
@@ -213,6 +217,11 @@ impl Proxy {
     /// Where requests go: how a client's URL maps to a cache key.
     pub(crate) fn mode(&self) -> Arc<Mode> {
         self.mode.clone()
+    }
+
+    /// What the server answered: counted by the server, read by the status page.
+    pub(crate) fn traffic(&self) -> &Arc<Traffic> {
+        &self.traffic
     }
 
     /// Answers one request from `client`.

@@ -62,6 +62,7 @@ impl Connection {
             )
         });
         let head = request.method() == Method::HEAD;
+        self.proxy.traffic().request(&request);
         let mut response = self.proxy.handle(request, &self.client).await;
         if head {
             // No response to a HEAD has a body, the proxy's own refusals included (an
@@ -70,6 +71,7 @@ impl Connection {
         }
         let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
         self.metrics.responses[class].increment(1);
+        self.proxy.traffic().responded(response.status());
         let entry = entry
             .zip(self.access_log.clone())
             .map(|((method, uri, started), log)| {
