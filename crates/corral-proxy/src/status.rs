@@ -8,8 +8,9 @@
 //! requests per second is the difference of `requests` (every response the server
 //! answered, by any status) over the difference of `uptime_seconds`, so a slow poll
 //! or a browser's clock cannot skew it; the hit ratio shown large is that of the
-//! responses between the two polls, and the one since the start is below it (see
-//! [`Snapshot`] for what counts as a hit). Nothing is kept per viewer on the server:
+//! responses of the last 10 seconds (the difference from the poll 10 seconds back),
+//! and the one since the start is below it (see [`Snapshot`] for what counts as a
+//! hit). A counter that goes back (a restarted proxy) starts the page's history anew. Nothing is kept per viewer on the server:
 //! any number of pages can poll.
 //!
 //! The page and its data are guarded as every admin route is (see `admin.rs`): with
