@@ -5,8 +5,10 @@
 #     ./scripts/test.sh
 #
 # Needs the Rust toolchain (cargo with rustfmt and clippy), redis-server, redis-cli,
-# openssl and python3 (the Redis tier's tests start their own servers on loopback; run as
-# root, this script installs them with apt-get).
+# openssl, python3, and Chromium with chromedriver (the Redis tier's tests start their
+# own servers on loopback; the status page's browser test drives headless Chromium).
+# Run as root, this script installs them with apt-get; when Chromium and chromedriver
+# cannot be installed, it says why and skips that one test (CORRAL_SKIP_BROWSER_TEST=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,6 +37,27 @@ need redis-server redis-server "the Redis tier's tests start their own servers"
 need redis-cli redis-tools "the Redis Cluster test creates a cluster with it"
 need openssl openssl "the rediss:// test makes its own certificates"
 need python3 python3 "the import-cycle check is a Python script"
+# Chromium and chromedriver (Debian's chromium, chromium-driver) for the status page's
+# browser test; without them that test is skipped, with a message that says why.
+browser() {
+    command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+    local why
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing chromium and chromium-driver (the status page's browser test)"
+        apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 &&
+                apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } ||
+            why="apt-get install chromium chromium-driver failed"
+        [ -z "${why:-}" ] && command -v chromium >/dev/null && command -v chromedriver >/dev/null &&
+            return 0
+        why="${why:-chromium or chromedriver is still missing after apt-get install}"
+    else
+        why="chromium and chromedriver are not installed (not root with apt-get: install the chromium and chromium-driver packages)"
+    fi
+    echo "scripts/test.sh: skipping the status page's browser test: $why" >&2
+    export CORRAL_SKIP_BROWSER_TEST=1
+}
+browser
 
 say "formatting"
 cargo fmt --all -- --check

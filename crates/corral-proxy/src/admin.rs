@@ -2,6 +2,8 @@
 //!
 //! | route | answers |
 //! |---|---|
+//! | `GET /` | the live status page: rates, hit ratio, errors, tiers, pool, hottest keys (`status.rs`) |
+//! | `GET /status.json` | the numbers that page polls every second |
 //! | `GET /healthz` | `200 ok` while the process runs |
 //! | `GET /readyz` | `200 ready`, or `503` once shutting down |
 //! | `GET /metrics` | Prometheus text: the cache's and the proxy's metrics |
@@ -21,7 +23,10 @@
 //! With an `admin-token` (required when the API is not on loopback), every route but
 //! the two health checks needs `Authorization: Bearer <token>`. Without one, those
 //! routes answer only requests addressed to an IP address or `localhost` (a `Host`
-//! of any other name is a web page's request through DNS rebinding: `403`).
+//! of any other name is a web page's request through DNS rebinding: `403`). The
+//! status page (`/`, its `/status.css` and `/status.js`, and `/status.json`) is
+//! guarded the same way: with a token, a browser must send the header too (see
+//! `status.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +42,7 @@ use corral_http::pool::Pool;
 
 use crate::live::{Live, ReloadError};
 use crate::purge::{BadPurge, Purge};
+use crate::status::{self, Snapshot, Tiers};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -46,6 +52,8 @@ pub(crate) struct Admin {
     pub live: Arc<Live>,
     pub ready: Arc<AtomicBool>,
     pub started: Instant,
+    /// The tiers' configured sizes.
+    pub tiers: Tiers,
 }
 
 pub(crate) fn router(admin: Arc<Admin>) -> Router {
@@ -55,6 +63,8 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
         .route("/purge", post(purge))
         .route("/peers", get(peers).put(set_peers))
         .route("/reload", post(reload))
+        .route("/status.json", get(status_json))
+        .merge(status::pages())
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -166,6 +176,18 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
         },
     });
     axum::Json(body).into_response()
+}
+
+async fn status_json(State(admin): State<Arc<Admin>>) -> Response {
+    let snapshot = Snapshot {
+        cache: &admin.live.cache(),
+        pool: admin.live.pool(),
+        traffic: &admin.live.traffic,
+        tiers: &admin.tiers,
+        started: admin.started,
+        mode: &admin.live.current().config.describe(),
+    };
+    status::asset("application/json", axum::Json(snapshot.to_json()))
 }
 
 async fn purge(State(admin): State<Arc<Admin>>, query: Query<Vec<(String, String)>>) -> Response {

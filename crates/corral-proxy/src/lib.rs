@@ -14,8 +14,9 @@
 //! - `upstream`: the origin client (HTTP/1.1 and HTTP/2, rustls, timeouts, a bound on
 //!   requests in flight).
 //! - `server`: HTTP/1.1 and HTTP/2 for clients, plain or TLS (`tls`, `sniff`), limits,
-//!   graceful shutdown.
-//! - `admin`: metrics, health, purge, stats, the pool's members.
+//!   graceful shutdown; `live`: the running configuration and its reload.
+//! - `admin`: metrics, health, purge, stats, reload, the pool's members, and the live
+//!   status page (`status`, reading the server's `traffic`: responses and `hot_keys`).
 //! - A pool of peers (`peers`, `peer-secret`): [`corral_http::pool`]'s `Route` in
 //!   front of the cache, peer requests accepted in [`proxy`].
 //! - [`access_log`], [`telemetry`]: logs and metrics.
@@ -35,15 +36,18 @@ mod forwarded;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod hot_keys;
 mod live;
 pub mod proxy;
 mod purge;
 mod refusal;
 mod server;
 mod sniff;
+mod status;
 mod target;
 pub mod telemetry;
 mod tls;
+mod traffic;
 mod tunnel;
 mod upstream;
 
@@ -125,6 +129,7 @@ impl Bound {
         let cache = proxy::cache_layer(&config)?;
         let peers = Peers::new(&config, &self_url, &cache)?;
         let access_log = AccessLog::stderr(config.log_format).map_err(ProxyError::AccessLog)?;
+        let tiers = status::Tiers::of(&config);
         let live = Arc::new(Live::new(
             config,
             cache,
@@ -139,6 +144,7 @@ impl Bound {
                 live: live.clone(),
                 ready: ready.clone(),
                 started: Instant::now(),
+                tiers,
             }));
             (listener, router)
         });

@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError, Loaded};
 use crate::dial::Listeners;
 use crate::proxy::{Peers, Proxy, ProxyError};
 use crate::tls::{Certificates, Tls};
+use crate::traffic::Traffic;
 
 /// Where a reload reads the configuration from.
 pub(crate) type Source = Box<dyn Fn() -> Result<Loaded, ConfigError> + Send + Sync>;
@@ -65,6 +66,8 @@ pub(crate) struct Live {
     peers: Option<Peers>,
     tls: Option<Tls>,
     listeners: Listeners,
+    /// What the server answered (the status page's rates and hottest keys).
+    pub(crate) traffic: Traffic,
     /// Client connections at once (`max-connections`), resized by reloads.
     pub(crate) connections: Arc<Semaphore>,
     /// Where access lines go while `access-log` is on.
@@ -102,6 +105,7 @@ impl Live {
         Ok(Live {
             connections: Arc::new(Semaphore::new(generation.config.max_connections)),
             current: ArcSwap::from_pointee(generation),
+            traffic: Traffic::new(),
             cache,
             peers,
             tls,

@@ -66,6 +66,7 @@ impl Connection {
             )
         });
         let head = request.method() == Method::HEAD;
+        self.live.traffic.request(&request);
         let mut response = generation.proxy.handle(request, &client).await;
         if head {
             // No response to a HEAD has a body, the proxy's own refusals included (an
@@ -74,6 +75,7 @@ impl Connection {
         }
         let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
         self.metrics.responses[class].increment(1);
+        self.live.traffic.responded(response.status());
         let entry =
             entry
                 .zip(generation.access_log.clone())
