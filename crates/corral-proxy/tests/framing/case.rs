@@ -11,6 +11,9 @@ use fastrand::Rng;
 /// Where a case's proxy options name the directory of its disk tier.
 pub(crate) const DISK: &str = "{disk}";
 
+/// Mixed into a case's seed for its own draw of whether it runs over TLS.
+const TLS_DRAW: u64 = 0x7115_7115_7115_7115;
+
 pub(crate) struct Case {
     pub index: u64,
     /// The proxy's options besides its upstream, as TOML.
@@ -20,6 +23,8 @@ pub(crate) struct Case {
     pub connections: Vec<Connection>,
     /// Whether the connections before the replay run at the same time.
     pub concurrent: bool,
+    /// Whether the proxy's listener speaks TLS (and every connection with it).
+    pub tls: bool,
     /// By target, the answers to its first, second, … request at the origin (the last
     /// one again for any later request).
     pub plans: BTreeMap<String, Vec<Plan>>,
@@ -317,6 +322,8 @@ impl Case {
             index,
             proxy_options,
             concurrent: count > 1 && rng.u32(0..4) == 0,
+            // Drawn apart, so that a seed's cases are otherwise what they were before.
+            tls: Rng::with_seed(seed ^ index ^ TLS_DRAW).u32(0..4) == 0,
             connections,
             plans,
         }
@@ -649,8 +656,9 @@ impl fmt::Display for Case {
         let (connections, replay) = self.split_replay();
         writeln!(
             f,
-            "proxy options: {:?}; {} connection(s){}, then a replay of every target",
+            "proxy options: {:?}{}; {} connection(s){}, then a replay of every target",
             self.proxy_options,
+            if self.tls { ", over TLS" } else { "" },
             connections.len(),
             if self.concurrent {
                 " at the same time"

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::case::{Body, Request};
@@ -124,9 +123,14 @@ async fn read_reply(inbound: &mut Inbound, to_head: bool) -> Result<Reply, Unrea
 }
 
 /// Talks to the proxy at `addr` over one connection.
-pub(crate) async fn converse(addr: SocketAddr, requests: &[Request], pipelined: bool) -> Seen {
+pub(crate) async fn converse(
+    addr: SocketAddr,
+    tls: bool,
+    requests: &[Request],
+    pipelined: bool,
+) -> Seen {
     let mut seen = Seen::default();
-    let stream = match TcpStream::connect(addr).await {
+    let stream = match crate::tls::connect(addr, tls, b"http/1.1").await {
         Ok(stream) => stream,
         Err(error) => {
             seen.problems
@@ -134,8 +138,7 @@ pub(crate) async fn converse(addr: SocketAddr, requests: &[Request], pipelined: 
             return seen;
         }
     };
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut inbound = Inbound::new(read, None);
     if pipelined {
         for request in requests {

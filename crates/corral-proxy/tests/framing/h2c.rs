@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::case::{Body, Request};
@@ -132,10 +131,17 @@ async fn receive(response: ResponseFuture, to_head: bool) -> Outcome {
 }
 
 /// Talks to the proxy at `addr` over one h2c connection.
-pub(crate) async fn converse(addr: SocketAddr, requests: &[Request], concurrent: bool) -> Seen {
+pub(crate) async fn converse(
+    addr: SocketAddr,
+    tls: bool,
+    requests: &[Request],
+    concurrent: bool,
+) -> Seen {
     let mut seen = Seen::default();
     let connected = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let stream = crate::tls::connect(addr, tls, b"h2")
+            .await
+            .map_err(|e| e.to_string())?;
         h2::client::handshake(stream)
             .await
             .map_err(|e| e.to_string())

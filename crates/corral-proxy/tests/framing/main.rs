@@ -1,4 +1,5 @@
-//! A property-based fuzzer of the proxy's message framing, HTTP/1.1 and h2c.
+//! A property-based fuzzer of the proxy's message framing, HTTP/1.1 and HTTP/2, plain
+//! (h2c) or over TLS.
 //!
 //! Each case, drawn from a seed and its index alone, starts a raw-socket origin and a
 //! reverse proxy in front of it, writes generated requests to the proxy (every
@@ -28,6 +29,7 @@ mod panics;
 mod report;
 mod run;
 mod settings;
+mod tls;
 mod wire;
 
 use std::collections::BTreeMap;

@@ -46,35 +46,40 @@ async fn exercise(case: &Case) -> (Arc<Mutex<Log>>, Vec<Seen>) {
     let options = case
         .proxy_options
         .replace(DISK, &disk.0.display().to_string());
+    let tls = match case.tls {
+        true => crate::tls::proxy_options(),
+        false => String::new(),
+    };
     let proxy = support::start(&format!(
-        "upstream = \"http://{}\"\nadmin = false\nfetch-timeout = \"5s\"\n{options}",
+        "upstream = \"http://{}\"\nadmin = false\nfetch-timeout = \"5s\"\n{options}{tls}",
         origin.addr
     ))
     .await;
     let (connections, replay) = case.split_replay();
     let mut seen = Vec::new();
     if case.concurrent {
-        let talks = connections.iter().map(|c| talk(proxy.addr, c));
+        let talks = connections.iter().map(|c| talk(proxy.addr, case.tls, c));
         seen.extend(futures_util::future::join_all(talks).await);
     } else {
         for connection in connections {
-            seen.push(talk(proxy.addr, connection).await);
+            seen.push(talk(proxy.addr, case.tls, connection).await);
         }
     }
     origin.settled().await;
-    seen.push(talk(proxy.addr, replay).await);
+    seen.push(talk(proxy.addr, case.tls, replay).await);
     origin.settled().await;
     (origin.log, seen)
 }
 
-/// Talks to the proxy over one of the case's connections, in its protocol.
-async fn talk(proxy: SocketAddr, connection: &Connection) -> Seen {
+/// Talks to the proxy over one of the case's connections, in its protocol (over TLS
+/// when `tls`).
+async fn talk(proxy: SocketAddr, tls: bool, connection: &Connection) -> Seen {
     match connection.protocol {
         Protocol::Http1 { pipelined } => {
-            client::converse(proxy, &connection.requests, pipelined).await
+            client::converse(proxy, tls, &connection.requests, pipelined).await
         }
         Protocol::H2c { concurrent } => {
-            h2c::converse(proxy, &connection.requests, concurrent).await
+            h2c::converse(proxy, tls, &connection.requests, concurrent).await
         }
     }
 }

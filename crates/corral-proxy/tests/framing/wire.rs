@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 /// Why bytes are not a well-framed message.
@@ -372,7 +371,7 @@ pub(crate) type Tap = Box<dyn FnMut(&[u8]) + Send>;
 /// The reading half of a connection, with the bytes read but not yet parsed, and
 /// every byte ever read.
 pub(crate) struct Inbound {
-    read: OwnedReadHalf,
+    read: Box<dyn AsyncRead + Unpin + Send>,
     /// Read, not yet consumed by a parser.
     pub buf: Vec<u8>,
     /// Everything read, in order.
@@ -381,9 +380,9 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
-    pub(crate) fn new(read: OwnedReadHalf, tap: Option<Tap>) -> Inbound {
+    pub(crate) fn new(read: impl AsyncRead + Unpin + Send + 'static, tap: Option<Tap>) -> Inbound {
         Inbound {
-            read,
+            read: Box::new(read),
             buf: Vec::new(),
             seen: Vec::new(),
             tap,
