@@ -37,6 +37,7 @@ mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hot_keys;
+mod limit;
 mod live;
 pub mod proxy;
 mod purge;

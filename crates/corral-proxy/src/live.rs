@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use corral_http::HttpCacheLayer;
-use tokio::sync::Semaphore;
 
 use crate::access_log::AccessLog;
 use crate::config::{Config, ConfigError, Loaded};
 use crate::dial::Listeners;
+use crate::limit::ConnectionLimit;
 use crate::proxy::{Peers, Proxy, ProxyError};
 use crate::tls::{Certificates, Tls};
 use crate::traffic::Traffic;
@@ -69,7 +69,7 @@ pub(crate) struct Live {
     /// What the server answered (the status page's rates and hottest keys).
     pub(crate) traffic: Traffic,
     /// Client connections at once (`max-connections`), resized by reloads.
-    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) connections: ConnectionLimit,
     /// Where access lines go while `access-log` is on.
     access_log: Mutex<AccessLog>,
     source: OnceLock<Source>,
@@ -103,7 +103,7 @@ impl Live {
             config,
         };
         Ok(Live {
-            connections: Arc::new(Semaphore::new(generation.config.max_connections)),
+            connections: ConnectionLimit::new(generation.config.max_connections),
             current: ArcSwap::from_pointee(generation),
             traffic: Traffic::new(),
             cache,
@@ -176,7 +176,8 @@ impl Live {
         if let (Some(tls), Some(certificates)) = (&self.tls, certificates) {
             tls.replace(certificates);
         }
-        self.resize(running.config.max_connections, config.max_connections);
+        self.connections
+            .resize(running.config.max_connections, config.max_connections);
         let access_log = lock(&self.access_log).clone();
         access_log.set_format(config.log_format);
         crate::telemetry::set_log_format(config.log_format);
@@ -197,23 +198,6 @@ impl Live {
             );
         }
         Ok(Reloaded { needs_restart })
-    }
-
-    /// Changes the bound on client connections from `from` to `to`: at once when it
-    /// grows; when it shrinks, as connections close (new ones wait meanwhile).
-    fn resize(&self, from: usize, to: usize) {
-        if to > from {
-            self.connections.add_permits(to - from);
-        } else if let Ok(fewer) = u32::try_from(from - to)
-            && fewer > 0
-        {
-            let connections = self.connections.clone();
-            tokio::spawn(async move {
-                if let Ok(permits) = connections.acquire_many_owned(fewer).await {
-                    permits.forget();
-                }
-            });
-        }
     }
 }
 

@@ -131,11 +131,8 @@ pub(crate) async fn serve(
     let metrics = Arc::new(ServerMetrics::new());
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = live.connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        let slot = tokio::select! {
+            slot = live.connections.acquire() => slot,
             () = &mut shutdown => break,
         };
         let (stream, addr, tls) = tokio::select! {
@@ -187,7 +184,7 @@ pub(crate) async fn serve(
                 Err(_) => tracing::debug!(%addr, "no request within the header read timeout"),
             }
             gauge.decrement(1.0);
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listeners);

@@ -286,3 +286,85 @@ async fn a_reload_sets_the_pools_members() {
     assert_eq!(peers["peers"].as_array().unwrap().len(), 2, "{peers}");
     proxy.stop().await;
 }
+
+/// What an access log wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The lines written so far, once `log` has written them out.
+    fn lines(&self, log: &corral_proxy::access_log::AccessLog) -> Vec<String> {
+        log.flush();
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits (at most 5 s) until there are `n` lines.
+    async fn wait_for(&self, log: &corral_proxy::access_log::AccessLog, n: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let lines = self.lines(log);
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {n} lines: {:?}", self.lines(log));
+    }
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_log_format_and_turns_the_access_log_off() {
+    let origin = Origin::start().await;
+    origin.route("/", |_, _| Reply::ok("logged"));
+    let config = |access_log: bool, format: &str| {
+        format!(
+            "upstream = \"http://{}\"\naccess-log = {access_log}\nlog-format = \"{format}\"\n",
+            origin.addr
+        )
+    };
+    let file = File::new(&config(true, "text"));
+    let captured = Captured::default();
+    let log = corral_proxy::access_log::AccessLog::to_writer(
+        corral_proxy::config::LogFormat::Text,
+        captured.clone(),
+    )
+    .unwrap();
+    let proxy = support::start_from_file_logging_to(file.path(), log.clone()).await;
+    let admin = proxy.admin.unwrap();
+    support::get(proxy.addr, "http://localhost/", &[]).await;
+    let lines = captured.wait_for(&log, 1).await;
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&lines[0]).is_err(),
+        "text: {}",
+        lines[0]
+    );
+
+    file.write(&config(true, "json"));
+    assert_eq!(reload(admin).await.0, StatusCode::OK);
+    support::get(proxy.addr, "http://localhost/", &[]).await;
+    let lines = captured.wait_for(&log, 2).await;
+    let json: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(json["status"], 200, "{json}");
+
+    file.write(&config(false, "json"));
+    assert_eq!(reload(admin).await.0, StatusCode::OK);
+    support::get(proxy.addr, "http://localhost/", &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(captured.lines(&log).len(), 2, "the access log is off");
+    proxy.stop().await;
+}

@@ -43,11 +43,23 @@ pub(crate) async fn start_logging_to(
 /// Starts a proxy from the TOML file at `path` (on top of the test defaults), which a
 /// reload reads again.
 pub(crate) async fn start_from_file(path: &std::path::Path) -> Running {
+    run(bind_file(path).await)
+}
+
+/// A proxy as `start_from_file` makes it, writing its access log (if on) to `log`.
+pub(crate) async fn start_from_file_logging_to(
+    path: &std::path::Path,
+    log: corral_proxy::access_log::AccessLog,
+) -> Running {
+    run(bind_file(path).await.log_access_to(log))
+}
+
+async fn bind_file(path: &std::path::Path) -> Bound {
     let path = path.to_owned();
     let load = move || Config::loader().toml(table("")).file(&path).load();
     let loaded = load().expect("a valid test configuration");
     let bound = Bound::bind(loaded.config).await.expect("the proxy binds");
-    run(bound.reload_from(load))
+    bound.reload_from(load)
 }
 
 /// The configuration `start` runs: this TOML on top of the test defaults.
