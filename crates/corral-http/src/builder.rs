@@ -75,6 +75,7 @@ pub struct HttpCacheBuilder {
     normalize_vary: bool,
     early_refresh: Option<f64>,
     name: String,
+    reports_failures: bool,
     #[cfg(feature = "disk")]
     disk: Option<corral::disk::DiskTier>,
     #[cfg(feature = "redis")]
@@ -113,6 +114,7 @@ impl Default for HttpCacheBuilder {
             normalize_vary: true,
             early_refresh: None,
             name: "corral".to_owned(),
+            reports_failures: true,
             #[cfg(feature = "disk")]
             disk: None,
             #[cfg(feature = "redis")]
@@ -122,6 +124,15 @@ impl Default for HttpCacheBuilder {
 }
 
 impl HttpCacheBuilder {
+    /// For an upstream that reports its own failures (a pool's peers, whose outages
+    /// the pool logs and counts): a failed request to it is logged at DEBUG only, and
+    /// not counted as an origin failure.
+    #[cfg(feature = "pool")]
+    pub(crate) fn upstream_reports_failures(mut self) -> Self {
+        self.reports_failures = false;
+        self
+    }
+
     /// What is stored and for how long. Default `Policy::Rfc9111 { shared: true }`.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
@@ -328,7 +339,10 @@ impl HttpCacheBuilder {
         let builder = Cache::builder()
             .name(self.name.clone())
             .max_bytes(self.max_bytes - hot_heads)
-            .load_timeout(self.fetch_timeout);
+            .load_timeout(self.fetch_timeout)
+            // A failed fetch is reported once by the fetch itself, with its URL and
+            // cause (`failure.rs`); the engine's own timeouts and panics it reports.
+            .log_load_errors(false);
         let builder = match self.early_refresh {
             Some(beta) => builder.early_refresh(beta),
             None => builder,
@@ -352,6 +366,8 @@ impl HttpCacheBuilder {
                 policy: self.policy,
                 key: self.key,
                 max_body: self.max_body_bytes,
+                fetch_timeout: self.fetch_timeout,
+                reports_failures: self.reports_failures,
                 #[cfg(feature = "disk")]
                 stream_idle: self.fetch_timeout,
                 keep_stale_for: self.keep_stale_for,

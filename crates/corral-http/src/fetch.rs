@@ -3,6 +3,7 @@
 //! handed to its requester alone), and the engine entries it becomes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use corral::{Loaded, Unshared};
 use http::header::{
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, Collected, collect};
 use crate::content::Content;
+use crate::failure::{OriginError, OriginFailure};
 use crate::fields::Fields;
 use crate::policy::Lifetime;
 use crate::reason::NotStored;
@@ -124,6 +126,28 @@ impl Began {
             #[cfg(feature = "disk")]
             mark: state.cache.write_mark(),
             insert: state.cache.insert_mark(),
+        }
+    }
+}
+
+/// When a fetch run as an engine load gives up: `fetch_timeout` after its loader was
+/// made, just before the engine's load began, so never later than the engine's own
+/// timeout of the same length (and on a tie the loader's, polled inside the engine's,
+/// ends first). The fetch then fails with [`OriginFailure::FetchTimeout`], reported
+/// with its URL, rather than the engine's bare [`corral::Error::Timeout`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    at: Instant,
+    after: Duration,
+}
+
+impl Deadline {
+    /// `fetch_timeout` from now.
+    pub(crate) fn now(state: &State) -> Self {
+        let after = state.options.fetch_timeout;
+        Deadline {
+            at: Instant::now() + after,
+            after,
         }
     }
 }
@@ -318,12 +342,24 @@ pub(crate) async fn load(
     upstream: Box<dyn Upstream>,
     request: request::Parts,
     stale: Option<Arc<StoredResponse>>,
-    target: Target,
+    (target, deadline): (Target, Deadline),
     handoff: Option<Handoff>,
 ) -> Result<Loaded<Stored>, BoxError> {
     let began = Began::now(&state);
-    let response = upstream.send(request.clone()).await?;
-    let fetched = classify(&state, &request, (&target, began), response, stale).await?;
+    let sending = upstream.send(request.clone());
+    let fetching = async {
+        let response = sending.await?;
+        classify(&state, &request, (&target, began), response, stale).await
+    };
+    let fetched = tokio::time::timeout_at(deadline.at, fetching)
+        .await
+        .unwrap_or_else(|elapsed| {
+            let failure = OriginFailure::FetchTimeout {
+                timeout: Some(deadline.after),
+            };
+            Err(OriginError::new(failure, elapsed).into())
+        })
+        .map_err(|error| state.report_failure(&request.uri, error))?;
     Ok(match fetched {
         Fetched::Shareable(response, destination) => {
             placement(&state, response, &target, destination)

@@ -63,6 +63,7 @@
 //! | `lookup.rs` | one request's look at what is stored (variants followed, freshness judged) |
 //! | `fetch.rs` | one fetch: the upstream request, what its response is for, the entries it stores |
 //! | `respond.rs` | responses built: served from storage, finished, errors |
+//! | `failure.rs` | why a request to the origin failed: the `502`/`504` line, the one WARN line, the count by cause |
 //! | `upstream.rs` | the inner service, type-erased (the refresh cache and the pool use it too) |
 //! | `policy.rs`, `directives.rs`, `reason.rs` | storability and freshness; `Cache-Control`; why a response is not stored |
 //! | `key.rs`, `vary.rs` | keys from URLs; variants |
@@ -77,8 +78,11 @@
 //! # Metrics
 //!
 //! `corral_http_responses_total{cache, status}` with `status` = `hit` | `miss` |
-//! `stale` | `revalidated` | `bypass`, plus the engine's metrics (`corral_*`), whose
-//! loads are upstream fetches.
+//! `stale` | `revalidated` | `bypass`; `corral_http_origin_errors_total{cache, cause}`,
+//! the requests to the origin that got no response, by [`OriginFailure::label`]
+//! (`dns` | `refused` | `connect_timeout` | `tls` | `fetch_timeout` | `reset` |
+//! `closed` | `invalid` | `other`), each also logged once at WARN with its URL; plus
+//! the engine's metrics (`corral_*`), whose loads are upstream fetches.
 
 #![forbid(unsafe_code)]
 
@@ -90,6 +94,7 @@ mod content;
 mod directives;
 #[cfg(feature = "disk")]
 mod disk_body;
+mod failure;
 mod fetch;
 mod fields;
 mod framing;
@@ -134,6 +139,7 @@ pub use builder::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_KEEP_STALE_FOR, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_BYTES, DEFAULT_STALE_ON_DISCONNECT, HttpCacheBuilder,
 };
+pub use failure::{OriginError, OriginFailure};
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, HttpStats};
 pub use hop::remove_hop_by_hop;

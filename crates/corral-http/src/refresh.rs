@@ -570,6 +570,8 @@ impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
             .ttl(Duration::ZERO)
             // The fetch enforces its own timeout (and records it); this is a backstop.
             .load_timeout(self.timeout * 2)
+            // A failed fetch is logged by the fetch itself, with its URL.
+            .log_load_errors(false)
             .build()
             .map_err(|e| RefreshError::InvalidOption(e.to_string()))?;
         let client = match self.client {

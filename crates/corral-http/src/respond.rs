@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use tokio::time::Instant;
 
 use crate::body::{Body, BoxError, RequestBodyError};
+use crate::failure::OriginFailure;
 use crate::framing;
 use crate::hot::Ready;
 use crate::ranges::{self, Ranged};
@@ -171,30 +172,29 @@ impl State {
         response
     }
 
-    /// A `502` or `504` for a failed upstream request (a `400` when it failed because
-    /// the client's own request body could not be read).
+    /// A `502` or `504` for a failed upstream request, whose one line says why
+    /// ([`OriginFailure`]: a `403` when the upstream would not connect there), or a
+    /// `400` when it failed because the client's own request body could not be read.
+    /// Not logged above DEBUG: the fetch reported its failure once
+    /// ([`State::report_failure`]), however many requests waited on it; the engine
+    /// reports its own timeouts and panics.
     pub(crate) fn error_response(
         &self,
         error: BoxError,
         report: Report,
         head: bool,
     ) -> Response<Body> {
-        let (status, reason) = if is_timeout(&*error) {
-            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
-        } else if RequestBodyError::find(&*error).is_some() {
+        let (status, reason) = if RequestBodyError::find(&*error).is_some() {
             (
                 StatusCode::BAD_REQUEST,
-                "the request body could not be read\n",
+                "the request body could not be read".to_owned(),
             )
         } else {
-            (StatusCode::BAD_GATEWAY, "upstream request failed\n")
+            let failure = OriginFailure::of(&*error);
+            (failure.status(), failure.to_string())
         };
-        if status == StatusCode::BAD_REQUEST {
-            tracing::debug!(%error, "bad request body");
-        } else {
-            tracing::warn!(%error, status = status.as_u16(), "upstream request failed");
-        }
-        let mut response = Body::text_response(status, reason);
+        tracing::debug!(%error, status = status.as_u16(), "answered a failed upstream request");
+        let mut response = Body::text_response(status, format!("{reason}\n"));
         response
             .extensions_mut()
             .insert(UpstreamError(Arc::from(error)));
@@ -228,21 +228,4 @@ impl State {
             .detail(Detail::OnlyIfCached);
         self.finish(response, report, head)
     }
-}
-
-/// Whether an error (or one of its sources) is a timeout.
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    if let Some(engine) = error.downcast_ref::<corral::Error>() {
-        return match engine {
-            corral::Error::Timeout(_) => true,
-            corral::Error::Load(source) => is_timeout(&**source),
-            _ => false,
-        };
-    }
-    error.is::<tokio::time::error::Elapsed>()
-        || error.is::<tower::timeout::error::Elapsed>()
-        || error
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        || error.source().is_some_and(is_timeout)
 }

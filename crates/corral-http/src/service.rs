@@ -203,7 +203,17 @@ async fn forward(
             let (state, upstream) = (state.clone(), upstream.clone_box());
             let request = fetch::upstream_request(&lookup.parts, lookup.stale.as_deref());
             let (stale, target) = (lookup.stale.clone(), lookup.target());
-            move || fetch::load(state, upstream, request, stale, target, Some(handoff))
+            let deadline = fetch::Deadline::now(&state);
+            move || {
+                fetch::load(
+                    state,
+                    upstream,
+                    request,
+                    stale,
+                    (target, deadline),
+                    Some(handoff),
+                )
+            }
         };
         // What will do instead of a fetch (checked under the flight's lock, and against
         // a value found in Redis): a fresh response for this request, the URL's variant
@@ -384,7 +394,8 @@ fn revalidate_in_background(
         let (state, upstream) = (state.clone(), upstream.clone_box());
         let request = fetch::upstream_request(&lookup.parts, Some(stored));
         let (stale, target) = (Some(stored.clone()), lookup.target());
-        move || fetch::load(state, upstream, request, stale, target, None)
+        let deadline = fetch::Deadline::now(&state);
+        move || fetch::load(state, upstream, request, stale, (target, deadline), None)
     };
     // A newer response, fresh, will do instead (the one being revalidated may itself
     // be fresh still: an early refresh).
@@ -429,7 +440,8 @@ async fn alone(
             fetch::classify(&state, &request, (&target, began), response, stale).await
         }
         Err(error) => Err(error),
-    };
+    }
+    .map_err(|error| state.report_failure(&request.uri, error));
     let head = lookup.head;
     let window = unreachable_window(&state, fetched.as_ref().err().map(|e| &**e as _));
     match fetched {
@@ -505,7 +517,9 @@ async fn solo(
     let head = parts.method == Method::HEAD;
     let directives = state.options.policy.request_directives(&parts);
     let sending = upstream.send(parts.clone());
-    let outcome = sending.await;
+    let outcome = sending
+        .await
+        .map_err(|error| state.report_failure(&parts.uri, error));
     let failed = outcome
         .as_ref()
         .map_or(true, |r| r.status().is_server_error());
@@ -548,6 +562,7 @@ where
     RB::Error: Into<BoxError>,
 {
     let (mut parts, body) = request.into_parts();
+    let url = parts.uri.clone();
     framing::frame_request(&parts.method, &mut parts.headers, &body);
     let head = parts.method == Method::HEAD;
     let asked_upgrade = parts.headers.contains_key(UPGRADE);
@@ -578,6 +593,6 @@ where
             }
             state.finish(response.map(Body::streaming), report, head)
         }
-        Err(error) => state.error_response(error, report, head),
+        Err(error) => state.error_response(state.report_failure(&url, error), report, head),
     }
 }

@@ -124,7 +124,7 @@ async fn a_fetch_that_outlives_the_fetch_timeout_gives_its_waiters_a_504() {
     for request in requests {
         let got = request.await.unwrap();
         assert_eq!(got.status, 504);
-        assert_eq!(got.text(), "upstream timed out\n");
+        assert_eq!(got.text(), "no response within fetch-timeout (200ms)\n");
     }
     assert_eq!(origin.count("/slow"), 1);
 }

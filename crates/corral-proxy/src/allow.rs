@@ -4,8 +4,9 @@
 //! (`*.example.com`, `api-?.example.com`) and CIDRs (`10.0.0.0/8`, `::1/128`). A target
 //! is allowed when its name matches a name rule, or when it is an address (an IP
 //! literal, or every address its name resolves to) inside a CIDR. The check is made
-//! again when connecting ([`AllowResolver`]), on the addresses actually dialled, so a
-//! name cannot be re-pointed between the check and the connection.
+//! again when connecting (the origin client's dialler resolves through
+//! [`AllowList::resolve`]), on the addresses actually dialled, so a name cannot be
+//! re-pointed between the check and the connection.
 //!
 //! A name rule never reaches an internal address ([`is_internal`]: loopback,
 //! unspecified, link-local, the cloud metadata endpoints), whatever the name resolves
@@ -13,14 +14,9 @@
 //! rule allows that address too. An empty list allows every host (a proxy on loopback
 //! for one user); the proxy's own listeners are refused in every case, by the dialler.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
 
 /// One name rule.
@@ -294,46 +290,6 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// The origin client's resolver: resolves only to addresses the allow-list allows.
-#[derive(Clone)]
-pub struct AllowResolver {
-    allow: Arc<AllowList>,
-}
-
-impl std::fmt::Debug for AllowResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AllowResolver")
-            .field("allow", &self.allow)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AllowResolver {
-    /// A resolver that checks every address against `allow`.
-    pub fn new(allow: Arc<AllowList>) -> Self {
-        AllowResolver { allow }
-    }
-}
-
-impl tower::Service<Name> for AllowResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let allow = self.allow.clone();
-        Box::pin(async move {
-            // The connector sets the port itself; the name alone is resolved here.
-            let addrs = allow.resolve(name.as_str(), 0).await?;
-            Ok(addrs.into_iter())
-        })
-    }
 }
 
 #[cfg(test)]

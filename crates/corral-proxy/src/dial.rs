@@ -1,10 +1,12 @@
 //! Dialling origins: the connector under the origin client (and the check `CONNECT`
-//! tunnels make). It refuses the proxy's own listeners, whatever name or spelling of
-//! an address led there (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, `localhost`):
-//! the check is on the address actually connected to, before a byte is sent. And it
-//! counts the responses each connection delivered, so a request that failed on a
-//! reused connection (one the origin closed while it sat idle in the pool) can be told
-//! from one that failed on a fresh connection.
+//! tunnels make). It resolves names through the allow-list and refuses the proxy's
+//! own listeners, whatever name or spelling of an address led there (`127.1`,
+//! `0x7f000001`, `[::ffff:127.0.0.1]`, `localhost`): the check is on the address
+//! actually connected to, before a byte is sent. A failure says why ([`DialError`]:
+//! the name that did not resolve, the addresses that refused, the timeout that ran
+//! out). And it counts the responses each connection delivered, so a request that
+//! failed on a reused connection (one the origin closed while it sat idle in the
+//! pool) can be told from one that failed on a fresh connection.
 
 use std::future::Future;
 use std::io;
@@ -13,15 +15,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use corral_http::BoxError;
+use corral_http::{BoxError, OriginFailure};
 use http::Uri;
+use http::uri::Scheme;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tower::Service;
 
-use crate::allow::Forbidden;
+use crate::allow::{AllowList, Forbidden};
 
 /// The addresses this proxy listens on: never a target.
 #[derive(Debug, Clone, Default)]
@@ -91,45 +97,246 @@ impl Delivered {
     }
 }
 
-/// The TCP connector, guarded: its connections are checked against the proxy's own
-/// listeners and carry a [`Delivered`] count.
-#[derive(Clone)]
-pub(crate) struct Dialer<C> {
-    inner: C,
-    listeners: Arc<Listeners>,
+/// Why the [`Dialer`] made no connection, with what it knows that the TCP connector's
+/// own errors do not say: the name that did not resolve, the addresses refused, the
+/// timeout that ran out.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    /// The origin's name does not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Dns {
+        /// The name.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The allow-list forbids the target, or it is this proxy (a [`Forbidden`] inside
+    /// the I/O error, where [`Forbidden::find`] looks).
+    #[error("{0}")]
+    Forbidden(#[source] io::Error),
+    /// The connection was refused.
+    #[error("connection refused by {authority}")]
+    Refused {
+        /// The origin as `host:port`.
+        authority: String,
+        /// The addresses tried.
+        addrs: Vec<SocketAddr>,
+        /// The connector's error.
+        #[source]
+        source: BoxError,
+    },
+    /// No connection within `connect-timeout`.
+    #[error("no connection to {authority} within connect-timeout ({timeout:?})")]
+    Timeout {
+        /// The origin as `host:port`.
+        authority: String,
+        /// The addresses tried.
+        addrs: Vec<SocketAddr>,
+        /// `connect-timeout`.
+        timeout: Duration,
+        /// The connector's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Another failure to connect (no route to the host, say).
+    #[error("cannot connect to {authority}")]
+    Connect {
+        /// The origin as `host:port`.
+        authority: String,
+        /// The addresses tried.
+        addrs: Vec<SocketAddr>,
+        /// The connector's error.
+        #[source]
+        source: BoxError,
+    },
 }
 
-impl<C> Dialer<C> {
-    pub(crate) fn new(inner: C, listeners: Arc<Listeners>) -> Self {
-        Dialer { inner, listeners }
+impl DialError {
+    /// The failure as a client may be told it: naming the origin (as its URL does) if
+    /// `named`, never the addresses a name resolved to.
+    pub(crate) fn failure(&self, named: bool) -> OriginFailure {
+        let name = |name: &str| named.then(|| name.to_owned());
+        match self {
+            DialError::Dns { host, source } => OriginFailure::Dns {
+                origin: name(host),
+                reason: source.to_string(),
+            },
+            DialError::Forbidden(why) => OriginFailure::Forbidden {
+                reason: why.to_string(),
+            },
+            DialError::Refused { authority, .. } => OriginFailure::Refused {
+                origin: name(authority),
+            },
+            DialError::Timeout {
+                authority, timeout, ..
+            } => OriginFailure::ConnectTimeout {
+                origin: name(authority),
+                timeout: Some(*timeout),
+            },
+            DialError::Connect { .. } => OriginFailure::Other,
+        }
+    }
+
+    /// The addresses it concerns (for the log).
+    pub(crate) fn addresses(&self) -> Vec<SocketAddr> {
+        match self {
+            DialError::Refused { addrs, .. }
+            | DialError::Timeout { addrs, .. }
+            | DialError::Connect { addrs, .. } => addrs.clone(),
+            DialError::Dns { .. } | DialError::Forbidden(_) => Vec::new(),
+        }
     }
 }
 
-impl<C> tower::Service<Uri> for Dialer<C>
-where
-    C: tower::Service<Uri, Response = TokioIo<TcpStream>>,
-    C::Error: Into<BoxError>,
-    C::Future: Send + 'static,
-{
+/// The dialler: resolves the target's name through the allow-list, connects (with
+/// `connect-timeout`, trying each address as the TCP connector does), refuses the
+/// proxy's own listeners, and marks the connection with a [`Delivered`] count.
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    allow: Arc<AllowList>,
+    listeners: Arc<Listeners>,
+    connect_timeout: Duration,
+}
+
+impl Dialer {
+    pub(crate) fn new(
+        allow: Arc<AllowList>,
+        listeners: Arc<Listeners>,
+        connect_timeout: Duration,
+    ) -> Self {
+        Dialer {
+            allow,
+            listeners,
+            connect_timeout,
+        }
+    }
+
+    async fn dial(self, uri: Uri) -> Result<Dialled, DialError> {
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let port = uri.port_u16().unwrap_or(match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTPS => 443,
+            _ => 80,
+        });
+        let authority = match host.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{host}:{port}"),
+        };
+        let addrs = match host.parse::<IpAddr>() {
+            // An address is dialled as it is (the allow-list checked it already).
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            // The name is resolved here, through the allow-list (its port is that of
+            // the URL, checked already), so a failure can name it.
+            Err(_) => match self.allow.resolve(host, 0).await {
+                Ok(addrs) => addrs
+                    .into_iter()
+                    .map(|addr| SocketAddr::new(addr.ip(), port))
+                    .collect(),
+                Err(error) if Forbidden::find(&error).is_some() => {
+                    return Err(DialError::Forbidden(error));
+                }
+                Err(source) => {
+                    return Err(DialError::Dns {
+                        host: host.to_owned(),
+                        source,
+                    });
+                }
+            },
+        };
+        let mut tcp = HttpConnector::new_with_resolver(Resolved(addrs.clone()));
+        tcp.set_connect_timeout(Some(self.connect_timeout));
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        tcp.set_keepalive(Some(Duration::from_secs(60)));
+        let connected = tcp.call(uri).await;
+        let failed = |kind: Option<io::ErrorKind>, source: BoxError| match kind {
+            Some(io::ErrorKind::ConnectionRefused) => DialError::Refused {
+                authority,
+                addrs,
+                source,
+            },
+            Some(io::ErrorKind::TimedOut) => DialError::Timeout {
+                authority,
+                addrs,
+                timeout: self.connect_timeout,
+                source,
+            },
+            _ => DialError::Connect {
+                authority,
+                addrs,
+                source,
+            },
+        };
+        let io = match connected {
+            Ok(io) => io,
+            Err(error) => return Err(failed(io_kind(&error), error.into())),
+        };
+        let peer = match io.inner().peer_addr() {
+            Ok(peer) => peer,
+            Err(error) => return Err(failed(None, error.into())),
+        };
+        self.listeners.check(peer).map_err(DialError::Forbidden)?;
+        Ok(Dialled {
+            io,
+            delivered: Delivered::default(),
+        })
+    }
+}
+
+/// The kind of the first I/O error among `error`'s sources.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    std::iter::successors(Some(error), |&error| error.source())
+        .find_map(|error| error.downcast_ref::<io::Error>().map(io::Error::kind))
+}
+
+/// The first error of type `T` in `error`'s chain of sources (itself included),
+/// looking inside the I/O errors that wrap others (whose `source` skips what they
+/// wrap).
+pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    std::iter::successors(Some(error), |&error| {
+        match error
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        }
+    })
+    .find_map(|error| error.downcast_ref::<T>())
+}
+
+/// The resolver of one connection: the addresses the [`Dialer`] resolved.
+#[derive(Clone)]
+struct Resolved(Vec<SocketAddr>);
+
+impl tower::Service<Name> for Resolved {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = std::future::Ready<io::Result<Self::Response>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _name: Name) -> Self::Future {
+        std::future::ready(Ok(self.0.clone().into_iter()))
+    }
+}
+
+impl tower::Service<Uri> for Dialer {
     type Response = Dialled;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Dialled, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let listeners = self.listeners.clone();
-        Box::pin(async move {
-            let io = connecting.await.map_err(Into::into)?;
-            listeners.check(io.inner().peer_addr()?)?;
-            Ok(Dialled {
-                io,
-                delivered: Delivered::default(),
-            })
-        })
+        let dialer = self.clone();
+        Box::pin(async move { dialer.dial(uri).await.map_err(BoxError::from) })
     }
 }
 

@@ -191,8 +191,15 @@ impl Proxy {
             Mode::Reverse { .. } => Listeners::default(),
         });
         let forwarding = Forwarding::new(config.via.as_deref()).map_err(ConfigError::from)?;
-        let upstream = Upstream::new(config, allow.clone(), listeners.clone(), forwarding.clone())
-            .map_err(ProxyError::OriginClient)?;
+        // A forward proxy's client named the origin; a reverse proxy's is not told it.
+        let names_origins = matches!(mode, Mode::Forward);
+        let upstream = Upstream::new(
+            config,
+            allow.clone(),
+            listeners.clone(),
+            (forwarding.clone(), names_origins),
+        )
+        .map_err(ProxyError::OriginClient)?;
         let cached = cache.layer(upstream);
         let mode = Arc::new(mode);
         let target = Target::new(cached, mode.clone(), allow.clone());

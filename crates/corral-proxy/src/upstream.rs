@@ -2,7 +2,9 @@
 //! or h2c when configured), TLS by rustls, a connect timeout, a response timeout, a
 //! bound on requests in flight (each holds its place until its response body is
 //! read or dropped), resolution through the allow-list, and never a connection to
-//! the proxy's own listeners ([`Dialer`]).
+//! the proxy's own listeners ([`Dialer`]). A request that gets no response fails with
+//! an [`OriginError`] that says why, wherever this client knows more than its errors
+//! say (the dialler's findings, a TLS handshake, `fetch-timeout`).
 //!
 //! A bodiless GET or HEAD that fails on a reused connection before its response came
 //! (the origin closed the idle connection as the request went out, without saying so)
@@ -16,26 +18,25 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_http::{Body, BoxError};
+use corral_http::{Body, BoxError, OriginError, OriginFailure};
 use futures_util::future::BoxFuture;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Service, ServiceExt};
 
-use crate::allow::{AllowList, AllowResolver};
+use crate::allow::AllowList;
 use crate::config::Config;
-use crate::dial::{Delivered, Dialer, Listeners};
+use crate::dial::{Delivered, DialError, Dialer, Listeners, find_cause};
 use crate::forwarded::Forwarding;
 
-type OriginClient = Client<HttpsConnector<Dialer<HttpConnector<AllowResolver>>>, Body>;
+type OriginClient = Client<HttpsConnector<Dialer>, Body>;
 
 /// The origin client: cheap to clone (one reference count), so the cache can hold one
 /// per request without copying the connection pool's handles.
@@ -52,6 +53,9 @@ struct Inner {
     in_flight: Arc<Semaphore>,
     fetch_timeout: Duration,
     forwarding: Forwarding,
+    /// Whether a failure names the origin to the client (a forward proxy's client
+    /// named it; a reverse proxy's origin is the operator's own business).
+    names_origins: bool,
 }
 
 impl Upstream {
@@ -59,13 +63,8 @@ impl Upstream {
         config: &Config,
         allow: Arc<AllowList>,
         listeners: Arc<Listeners>,
-        forwarding: Forwarding,
+        (forwarding, names_origins): (Forwarding, bool),
     ) -> Result<Upstream, BoxError> {
-        let mut http = HttpConnector::new_with_resolver(AllowResolver::new(allow));
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        http.set_keepalive(Some(Duration::from_secs(60)));
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -77,7 +76,7 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(Dialer::new(http, listeners));
+            .wrap_connector(Dialer::new(allow, listeners, config.connect_timeout));
         let client = |max_idle| {
             Client::builder(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -94,6 +93,7 @@ impl Upstream {
                 in_flight: Arc::new(Semaphore::new(config.max_upstream_connections)),
                 fetch_timeout: config.fetch_timeout,
                 forwarding,
+                names_origins,
             }),
         })
     }
@@ -126,6 +126,29 @@ fn failed_on_reused(error: &hyper_util::client::legacy::Error) -> bool {
                     })
         });
     reused && closed
+}
+
+impl Inner {
+    /// `error`, from a request for `uri`, as an [`OriginError`] where this client
+    /// knows more than the error says: what its dialler found (a name that did not
+    /// resolve, the addresses that refused, `connect-timeout`) and a TLS handshake's
+    /// failure. Anything else the cache classifies itself.
+    fn explain(&self, uri: &Uri, error: BoxError) -> BoxError {
+        if let Some(dial) = find_cause::<DialError>(&*error) {
+            let (failure, addrs) = (dial.failure(self.names_origins), dial.addresses());
+            return OriginError::new(failure, error).at(addrs).into();
+        }
+        if let Some(tls) = find_cause::<rustls::Error>(&*error) {
+            let failure = OriginFailure::Tls {
+                origin: self
+                    .names_origins
+                    .then(|| uri.host().unwrap_or_default().to_owned()),
+                reason: tls.to_string(),
+            };
+            return OriginError::new(failure, error).into();
+        }
+        error
+    }
 }
 
 /// The public roots, plus those of `ca_file`.
@@ -165,6 +188,7 @@ impl Service<Request<Body>> for Upstream {
         Box::pin(async move {
             // A copy to send again, for the requests that may be.
             let (parts, body) = request.into_parts();
+            let uri = parts.uri.clone();
             let again = (matches!(parts.method, Method::GET | Method::HEAD)
                 && http_body::Body::is_end_stream(&body))
             .then(|| parts.clone());
@@ -186,7 +210,16 @@ impl Service<Request<Body>> for Upstream {
                 };
                 Ok::<_, BoxError>((permit, response))
             };
-            let (permit, response) = tokio::time::timeout(inner.fetch_timeout, sent).await??;
+            let (permit, response) = match tokio::time::timeout(inner.fetch_timeout, sent).await {
+                Ok(Ok(sent)) => sent,
+                Ok(Err(error)) => return Err(inner.explain(&uri, error)),
+                Err(elapsed) => {
+                    let failure = OriginFailure::FetchTimeout {
+                        timeout: Some(inner.fetch_timeout),
+                    };
+                    return Err(OriginError::new(failure, elapsed).into());
+                }
+            };
             if let Some(delivered) = response.extensions().get::<Delivered>() {
                 delivered.add();
             }

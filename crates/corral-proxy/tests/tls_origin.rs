@@ -1,6 +1,6 @@
 //! `https://` origins: fetched over TLS with rustls (HTTP/2 by ALPN), trusting a
-//! private CA named by `upstream-ca-file`, and refused (502) when the certificate is
-//! not trusted. The origin is a real TLS server on 127.0.0.1 with a certificate made
+//! private CA named by `upstream-ca-file`, and refused (502, saying why) when the
+//! certificate is not trusted. The origin is a real TLS server on 127.0.0.1 with a certificate made
 //! for the test.
 
 mod support;
@@ -146,11 +146,15 @@ async fn a_reverse_proxy_in_front_of_an_https_origin() {
 }
 
 #[tokio::test]
-async fn an_untrusted_certificate_is_a_502() {
+async fn an_untrusted_certificate_is_a_502_that_says_why() {
     let origin = TlsOrigin::start().await;
     let proxy = start("").await;
     let got = get(proxy.addr, &origin.url("/page"), &[]).await;
     assert_eq!(got.status.as_u16(), 502, "{}", got.text());
+    assert_eq!(
+        got.text(),
+        "TLS handshake with localhost failed: invalid peer certificate: UnknownIssuer\n"
+    );
     assert_eq!(origin.requests.load(Ordering::SeqCst), 0);
 }
 

@@ -28,6 +28,7 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// | [`fresh_for`](Self::fresh_for) | 60 s, or `ttl` if that is shorter | how long an entry is served without a refresh |
 /// | [`ttl`](Self::ttl) | `fresh_for` (nothing stale is served) | how long an entry is kept; from `fresh_for` to `ttl` it is served stale while one background refresh runs |
 /// | [`load_timeout`](Self::load_timeout) | 30 s | how long one load may run before its waiters get [`Error::Timeout`](crate::Error::Timeout) |
+/// | [`log_load_errors`](Self::log_load_errors) | on | whether a loader's error is logged at WARN (off: at DEBUG, for loaders that report their own) |
 /// | [`early_refresh`](Self::early_refresh) | off | hits refresh a key before it expires, more likely as expiry nears (XFetch) |
 /// | [`weigher`](Self::weigher) | the values' [`Weigh`](crate::Weigh) impl | how many bytes a value holds, for `max_bytes` (or `weigh_serialized`, `serde` feature) |
 /// | `disk` | none | a tier below memory on a local disk, kept across restarts (`disk` feature) |
@@ -58,6 +59,7 @@ pub struct CacheBuilder<V, W = ByWeigh> {
     fresh_for: Option<Duration>,
     ttl: Option<Duration>,
     load_timeout: Duration,
+    log_load_errors: bool,
     early_refresh: Option<f64>,
     /// The tiers below memory, in the order loads look in them.
     lower: Vec<Arc<dyn TierSpec<V>>>,
@@ -73,6 +75,7 @@ impl<V> Default for CacheBuilder<V> {
             fresh_for: None,
             ttl: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
+            log_load_errors: true,
             early_refresh: None,
             lower: Vec::new(),
             weigher: ByWeigh,
@@ -95,6 +98,7 @@ impl<V, W> fmt::Debug for CacheBuilder<V, W> {
             .field("fresh_for", &self.fresh_for)
             .field("ttl", &self.ttl)
             .field("load_timeout", &self.load_timeout)
+            .field("log_load_errors", &self.log_load_errors)
             .field("early_refresh", &self.early_refresh)
             .field("tiers", &self.lower)
             .field("weigher", &std::any::type_name::<W>())
@@ -143,6 +147,25 @@ impl<V, W> CacheBuilder<V, W> {
     /// [`Error::Timeout`](crate::Error::Timeout). Default 30 s.
     pub fn load_timeout(mut self, load_timeout: Duration) -> Self {
         self.load_timeout = load_timeout;
+        self
+    }
+
+    /// Whether the cache logs a loader's error (a failed load, once however many
+    /// waited on it; a failed background refresh) at WARN. Off, it logs them at DEBUG:
+    /// for loaders that report their own failures, with what only they know (an HTTP
+    /// cache, the URL and why its origin failed), so that each failure is logged once.
+    /// What the cache decides itself (a load timed out, a loader panicked) is logged at
+    /// WARN either way. Default on.
+    ///
+    /// ```
+    /// let cache: corral::Cache<String> = corral::Cache::builder()
+    ///     .log_load_errors(false)
+    ///     .build()
+    ///     .expect("valid options");
+    /// # let _ = cache;
+    /// ```
+    pub fn log_load_errors(mut self, log: bool) -> Self {
+        self.log_load_errors = log;
         self
     }
 
@@ -300,6 +323,7 @@ impl<V, W> CacheBuilder<V, W> {
             fresh_for: self.fresh_for,
             ttl: self.ttl,
             load_timeout: self.load_timeout,
+            log_load_errors: self.log_load_errors,
             early_refresh: self.early_refresh,
             lower: self.lower.clone(),
             weigher,
@@ -337,6 +361,7 @@ impl<V, W> CacheBuilder<V, W> {
             fresh_for,
             ttl,
             load_timeout: self.load_timeout,
+            log_load_errors: self.log_load_errors,
             early_refresh: self.early_refresh,
         })
     }

@@ -631,6 +631,7 @@ mod tests {
             fresh_for: MINUTE,
             ttl: MINUTE,
             load_timeout: MINUTE,
+            log_load_errors: true,
             early_refresh: None,
         };
         let tiers = tiers

@@ -344,10 +344,18 @@ fn finish<V: Clone + Send + Sync + 'static>(
                 _ => LoadResult::Error,
             };
             state.metrics.load(result, took);
-            if background {
-                tracing::warn!(%error, kind = error.kind(), "background refresh failed; serving the stale value until its ttl ends");
+            let message = if background {
+                "background refresh failed; serving the stale value until its ttl ends"
             } else {
-                tracing::warn!(%error, kind = error.kind(), "load failed");
+                "load failed"
+            };
+            // Once per load, however many waited on it. A loader's own error is at
+            // DEBUG when its loader reports it (`log_load_errors(false)`); what the
+            // cache decided itself (a timeout, a panic) is the cache's to report.
+            if state.config.log_load_errors || !matches!(error, Error::Load(_)) {
+                tracing::warn!(%error, kind = error.kind(), "{message}");
+            } else {
+                tracing::debug!(%error, kind = error.kind(), "{message}");
             }
             leader.finish(Err(error), |_, _| {});
         }

@@ -40,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) fresh_for: Duration,
     pub(crate) ttl: Duration,
     pub(crate) load_timeout: Duration,
+    /// Whether a loader's error is logged at WARN (else at DEBUG).
+    pub(crate) log_load_errors: bool,
     /// XFetch's `beta`, when hits may refresh early.
     pub(crate) early_refresh: Option<f64>,
 }

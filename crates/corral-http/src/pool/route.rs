@@ -68,6 +68,8 @@ impl RouteLayer {
                     // Longer than the peer timeout: a slow owner is a peer failure
                     // (and a local fallback), not the hot cache's own 504.
                     .fetch_timeout(pool.inner.peer_timeout + Duration::from_secs(1))
+                    // A peer that fails is marked down, and that is logged (once).
+                    .upstream_reports_failures()
                     .service(ToOwner { pool: pool.clone() })
             })
             .transpose()?;
