@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{StatusCode, Uri};
@@ -15,6 +16,21 @@ use http::{StatusCode, Uri};
 use crate::body::{BoxError, RequestBodyError};
 use crate::framing::UnaskedUpgrade;
 use crate::state::State;
+
+/// The labels of the origin's own failures ([`OriginFailure::label`], a forbidden
+/// target aside), in the order [`HttpStats::origin_failures`](crate::HttpStats) counts
+/// them.
+pub const ORIGIN_FAILURES: [&str; 9] = [
+    "dns",
+    "refused",
+    "connect_timeout",
+    "tls",
+    "fetch_timeout",
+    "reset",
+    "closed",
+    "invalid",
+    "other",
+];
 
 /// Why a request to the origin got no (complete) response.
 ///
@@ -116,6 +132,14 @@ impl OriginFailure {
     }
 
     /// Whether the origin failed (rather than the upstream service refusing to try).
+    /// Where it is counted in [`HttpStats::origin_failures`](crate::HttpStats), if it is
+    /// the origin's failure.
+    pub(crate) fn counted_at(&self) -> Option<usize> {
+        ORIGIN_FAILURES
+            .iter()
+            .position(|label| *label == self.label())
+    }
+
     fn is_origin_failure(&self) -> bool {
         !matches!(self, OriginFailure::Forbidden { .. })
     }
@@ -386,6 +410,9 @@ impl State {
                 error = %Described(underneath),
                 "origin request failed: {failure}"
             );
+            if let Some(at) = failure.counted_at() {
+                self.failures[at].fetch_add(1, Ordering::Relaxed);
+            }
             metrics::counter!(
                 "corral_http_origin_errors_total",
                 "cache" => self.options.name.clone(),

@@ -39,6 +39,9 @@ pub struct HttpStats {
     pub revalidated: u64,
     /// Passed through without the cache.
     pub bypassed: u64,
+    /// Requests to the origin that got no response, by cause: each of
+    /// [`ORIGIN_FAILURES`](crate::ORIGIN_FAILURES) with its count.
+    pub origin_failures: [(&'static str, u64); 9],
     /// The engine under the cache: loads (upstream fetches), entries, bytes.
     pub engine: corral::Stats,
 }
@@ -124,6 +127,10 @@ impl CacheHandle {
             stale: count(CacheStatus::Stale),
             revalidated: count(CacheStatus::Revalidated),
             bypassed: count(CacheStatus::Bypass),
+            origin_failures: std::array::from_fn(|at| {
+                let count = self.state.failures[at].load(std::sync::atomic::Ordering::Relaxed);
+                (crate::failure::ORIGIN_FAILURES[at], count)
+            }),
             engine: self.state.cache.stats(),
         }
     }

@@ -56,6 +56,8 @@ pub(crate) struct State {
     pub hot: HotHeads,
     counts: [AtomicU64; 5],
     responses: [Counter; 5],
+    /// Origin failures, by [`ORIGIN_FAILURES`](crate::failure::ORIGIN_FAILURES).
+    pub(crate) failures: [AtomicU64; 9],
 }
 
 impl State {
@@ -71,6 +73,7 @@ impl State {
             hot: HotHeads::new(hot_heads),
             counts: Default::default(),
             responses,
+            failures: Default::default(),
         }
     }
 

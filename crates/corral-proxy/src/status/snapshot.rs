@@ -103,8 +103,9 @@ impl Snapshot<'_> {
         let mut add = |kind: &str, count: u64| {
             errors.insert(kind.to_owned(), json!(count));
         };
-        add("origin_error", e.load_errors);
-        add("origin_timeout", e.load_timeouts);
+        for (cause, count) in s.origin_failures {
+            add(&format!("origin_{cause}"), count);
+        }
         add("load_panic", e.load_panics);
         add("client_error_4xx", classes[3]);
         add("server_error_5xx", classes[4]);

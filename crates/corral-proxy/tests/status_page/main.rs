@@ -127,7 +127,7 @@ async fn status_json_counts_requests_hits_fetches_errors_and_the_hottest_key_as_
     assert_eq!(after["stale_serves"], 0);
     assert_eq!(after["errors"]["client_error_4xx"], 1);
     assert_eq!(after["errors"]["server_error_5xx"], 1);
-    assert_eq!(after["errors"]["origin_error"], 0);
+    assert_eq!(after["errors"]["origin_refused"], 0, "the origin answered");
     assert!(
         after["errors"].get("redis_error").is_none(),
         "no Redis tier: no Redis errors to count"
@@ -209,4 +209,20 @@ async fn the_status_page_is_guarded_as_every_admin_route_is() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn status_json_counts_origin_failures_by_cause() {
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = start(&format!("upstream = \"http://{refused}\"")).await;
+    let a = proxy.admin.unwrap();
+    let answer = get(proxy.addr, "/", &[("host", "site")]).await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let after = admin_json(a, "/status.json").await;
+    assert_eq!(after["errors"]["origin_refused"], 1, "{after:#}");
+    assert_eq!(after["errors"]["origin_dns"], 0);
+    proxy.stop().await;
 }
