@@ -20,8 +20,11 @@
 //! origin's as it does requests), percent-encoded; the answer says how many responses
 //! this server held (`purged`). See `purge.rs`.
 //!
-//! With an `admin-token` (required when the API is not on loopback), every route but
-//! the two health checks needs `Authorization: Bearer <token>`. Without one, those
+//! A request that would act (a `POST` or `PUT`) is refused (`403`) when a browser sent
+//! it for a page of another site (its `Origin` is not this API): a page on any site can
+//! send one to a loopback address. With an `admin-token` (required when the API is not
+//! on loopback), every route but the two health checks needs `Authorization: Bearer
+//! <token>`. Without one, those
 //! routes answer only requests addressed to an IP address or `localhost` (a `Host`
 //! of any other name is a web page's request through DNS rebinding: `403`). The
 //! status page (`/`, its `/status.css` and `/status.js`, and `/status.json`) is
@@ -74,6 +77,13 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
 }
 
 async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    if sent_by_another_site(&request) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the admin API does not act for another site's page (its Origin is not this API)\n",
+        )
+            .into_response();
+    }
     let running = admin.live.current();
     let Some(token) = running.config.admin_token.as_deref() else {
         if !addressed_directly(request.headers()) {
@@ -100,6 +110,34 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
             "a bearer token is required\n",
         )
             .into_response(),
+    }
+}
+
+/// Whether a request that would act (not a `GET` or `HEAD`) was sent by a page of
+/// another site: a browser names the page's origin in `Origin` on such a request, and
+/// a web page can send one to a loopback address without any header of its own.
+fn sent_by_another_site(request: &Request) -> bool {
+    if matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return false;
+    }
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return false;
+    };
+    let origin = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.parse::<axum::http::Uri>().ok());
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    match (origin.as_ref().and_then(|o| o.authority()), host) {
+        (Some(origin), Some(host)) => !origin.as_str().eq_ignore_ascii_case(host),
+        // `Origin: null` (a sandboxed or file page), or no Host to compare with.
+        _ => true,
     }
 }
 

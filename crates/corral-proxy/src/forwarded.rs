@@ -152,7 +152,7 @@ impl Forwarding {
 
 /// `corral-` and 12 random hex digits: unique to this process, so two proxies in a
 /// chain never take each other for themselves.
-fn random_pseudonym() -> String {
+pub(crate) fn random_pseudonym() -> String {
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();

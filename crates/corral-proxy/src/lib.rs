@@ -37,6 +37,7 @@ mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hot_keys;
+mod idle;
 mod limit;
 mod live;
 pub mod proxy;
@@ -69,8 +70,9 @@ pub use tls::TlsError;
 use crate::access_log::AccessLog;
 use crate::config::Loaded;
 use crate::dial::Listeners;
+use crate::limit::Limit;
 use crate::live::Live;
-use crate::proxy::Peers;
+use crate::proxy::{Foundation, Peers};
 use crate::server::Listener;
 use crate::tls::{Certificates, Tls};
 
@@ -128,17 +130,16 @@ impl Bound {
                 .map(server::bound),
         );
         let cache = proxy::cache_layer(&config)?;
-        let peers = Peers::new(&config, &self_url, &cache)?;
+        let foundation = Foundation {
+            peers: Peers::new(&config, &self_url, &cache)?,
+            cache,
+            listeners,
+            in_flight: Arc::new(Limit::new(config.max_upstream_connections)),
+            pseudonym: forwarded::random_pseudonym(),
+        };
         let access_log = AccessLog::stderr(config.log_format).map_err(ProxyError::AccessLog)?;
         let tiers = status::Tiers::of(&config);
-        let live = Arc::new(Live::new(
-            config,
-            cache,
-            peers,
-            tls.clone(),
-            listeners,
-            access_log,
-        )?);
+        let live = Arc::new(Live::new(config, foundation, tls.clone(), access_log)?);
         let ready = Arc::new(AtomicBool::new(true));
         let admin = admin_listener.map(|listener| {
             let router = admin::router(Arc::new(admin::Admin {
@@ -232,21 +233,25 @@ impl Bound {
             let grace = live.current().config.shutdown_grace;
             let _ = drain_until.send(tokio::time::Instant::now() + grace);
         };
+        // With `tls-listen`, `listen` stays plain.
         let listeners = match self.tls_listener {
-            Some(tls_listener) => vec![
+            Some(tls_listener) => (
                 Listener {
                     tcp: self.listener,
                     tls: None,
                 },
-                Listener {
+                Some(Listener {
                     tcp: tls_listener,
                     tls: self.tls,
+                }),
+            ),
+            None => (
+                Listener {
+                    tcp: self.listener,
+                    tls: self.tls,
                 },
-            ],
-            None => vec![Listener {
-                tcp: self.listener,
-                tls: self.tls,
-            }],
+                None,
+            ),
         };
         server::serve(listeners, self.live.clone(), shutdown).await;
         if let Some(log) = &self.live.current().access_log {

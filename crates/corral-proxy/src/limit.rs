@@ -1,37 +1,38 @@
-//! The bound on client connections (`max-connections`), which a reload may change
-//! while connections are open: a larger bound admits more at once; a smaller one is
-//! reached as open connections close (none is cut), and a later change counts from
-//! what was asked before, not from what has been reached so far.
+//! A bound on how many are held at once (client connections, `max-connections`;
+//! requests to origins, `max-upstream-connections`), which a reload may change while
+//! some are held: a larger bound admits more at once; a smaller one is reached as
+//! those held are given back (none is cut short), and a later change counts from what
+//! was asked before, not from what has been reached so far.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The connections a server may hold at once.
+/// How many may be held at once.
 #[derive(Debug)]
-pub(crate) struct ConnectionLimit {
+pub(crate) struct Limit {
     permits: Arc<Semaphore>,
     /// Slots to take out of use as connections close: what a smaller bound still owes.
     owed: Arc<Mutex<usize>>,
 }
 
-/// A connection's place under the bound, given back when dropped.
+/// A place under the bound, given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     owed: Arc<Mutex<usize>>,
 }
 
-impl ConnectionLimit {
+impl Limit {
     /// At most `max` at once.
-    pub(crate) fn new(max: usize) -> ConnectionLimit {
-        ConnectionLimit {
+    pub(crate) fn new(max: usize) -> Limit {
+        Limit {
             permits: Arc::new(Semaphore::new(max)),
             owed: Arc::new(Mutex::new(0)),
         }
     }
 
-    /// Waits for a slot.
+    /// Waits for a place.
     pub(crate) async fn acquire(&self) -> Slot {
         let permit = self.permits.clone().acquire_owned().await;
         Slot {
@@ -79,13 +80,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn available(limit: &ConnectionLimit) -> usize {
+    fn available(limit: &Limit) -> usize {
         limit.permits.available_permits()
     }
 
     #[tokio::test]
     async fn a_smaller_bound_is_reached_as_connections_close() {
-        let limit = ConnectionLimit::new(3);
+        let limit = Limit::new(3);
         let slots = [
             limit.acquire().await,
             limit.acquire().await,
@@ -102,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bound_lowered_then_raised_counts_from_what_was_asked() {
-        let limit = ConnectionLimit::new(2);
+        let limit = Limit::new(2);
         let (a, b) = (limit.acquire().await, limit.acquire().await);
         limit.resize(2, 1);
         limit.resize(1, 4);

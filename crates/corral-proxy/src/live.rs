@@ -6,20 +6,21 @@
 //! and pool, reads the TLS certificates again, and only once all of that succeeded
 //! makes it current: each new request (on new connections and open ones alike) uses
 //! it, while requests in flight finish with the one they started with, and the cache
-//! keeps its contents. If anything fails, nothing changes. The options in
+//! keeps its contents. What configures a connection itself (`header-read-timeout`,
+//! `idle-timeout`, `max-header-bytes`) applies to connections accepted from then on.
+//! The new proxy has an origin client of its own (connections to origins are opened
+//! afresh), under the same bound on requests in flight. If anything fails, nothing changes. The options in
 //! [`RESTART_ONLY`](crate::config::RESTART_ONLY) keep their running value and are
 //! reported as needing a restart.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
-use corral_http::HttpCacheLayer;
 
 use crate::access_log::AccessLog;
 use crate::config::{Config, ConfigError, Loaded};
-use crate::dial::Listeners;
-use crate::limit::ConnectionLimit;
-use crate::proxy::{Peers, Proxy, ProxyError};
+use crate::limit::Limit;
+use crate::proxy::{Foundation, Proxy, ProxyError};
 use crate::tls::{Certificates, Tls};
 use crate::traffic::Traffic;
 
@@ -62,14 +63,12 @@ impl From<ConfigError> for ReloadError {
 /// The running configuration and what outlives it.
 pub(crate) struct Live {
     current: ArcSwap<Generation>,
-    cache: HttpCacheLayer,
-    peers: Option<Peers>,
+    foundation: Foundation,
     tls: Option<Tls>,
-    listeners: Listeners,
     /// What the server answered (the status page's rates and hottest keys).
     pub(crate) traffic: Traffic,
     /// Client connections at once (`max-connections`), resized by reloads.
-    pub(crate) connections: ConnectionLimit,
+    pub(crate) connections: Limit,
     /// Where access lines go while `access-log` is on.
     access_log: Mutex<AccessLog>,
     source: OnceLock<Source>,
@@ -90,26 +89,22 @@ impl Live {
     /// `config` running, with what outlives reloads.
     pub(crate) fn new(
         config: Config,
-        cache: HttpCacheLayer,
-        peers: Option<Peers>,
+        foundation: Foundation,
         tls: Option<Tls>,
-        listeners: Listeners,
         access_log: AccessLog,
     ) -> Result<Live, ProxyError> {
-        let proxy = Proxy::new(&config, listeners.clone(), &cache, peers.as_ref())?;
+        let proxy = Proxy::new(&config, &foundation)?;
         let generation = Generation {
             access_log: config.access_log.then(|| access_log.clone()),
             proxy: Arc::new(proxy),
             config,
         };
         Ok(Live {
-            connections: ConnectionLimit::new(generation.config.max_connections),
+            connections: Limit::new(generation.config.max_connections),
             current: ArcSwap::from_pointee(generation),
             traffic: Traffic::new(),
-            cache,
-            peers,
+            foundation,
             tls,
-            listeners,
             access_log: Mutex::new(access_log),
             source: OnceLock::new(),
             reloading: tokio::sync::Mutex::new(()),
@@ -123,12 +118,12 @@ impl Live {
 
     /// The pool of peers, if there is one.
     pub(crate) fn pool(&self) -> Option<&corral_http::pool::Pool> {
-        self.peers.as_ref().map(|peers| &peers.pool)
+        self.foundation.peers.as_ref().map(|peers| &peers.pool)
     }
 
     /// A handle on the cache (purges, statistics).
     pub(crate) fn cache(&self) -> corral_http::CacheHandle {
-        self.cache.handle()
+        self.foundation.cache.handle()
     }
 
     /// Reloads read the configuration from `source` (once; later calls are ignored).
@@ -158,14 +153,9 @@ impl Live {
             Some(_) => Certificates::load(&config).map_err(ProxyError::from)?,
             None => None,
         };
-        let proxy = Proxy::new(
-            &config,
-            self.listeners.clone(),
-            &self.cache,
-            self.peers.as_ref(),
-        )?;
+        let proxy = Proxy::new(&config, &self.foundation)?;
         // Checked; from here on nothing fails but the pool's new members, set first.
-        if let Some(peers) = &self.peers
+        if let Some(peers) = &self.foundation.peers
             && config.peers != running.config.peers
         {
             peers
@@ -178,6 +168,10 @@ impl Live {
         }
         self.connections
             .resize(running.config.max_connections, config.max_connections);
+        self.foundation.in_flight.resize(
+            running.config.max_upstream_connections,
+            config.max_upstream_connections,
+        );
         let access_log = lock(&self.access_log).clone();
         access_log.set_format(config.log_format);
         crate::telemetry::set_log_format(config.log_format);

@@ -19,6 +19,7 @@ use crate::allow::AllowList;
 use crate::config::{Config, ConfigError};
 use crate::dial::Listeners;
 use crate::forwarded::{Forwarding, client_ip};
+use crate::limit::Limit;
 use crate::refusal::{Refusal, refuse};
 use crate::target::{Mode, Target};
 use crate::tunnel::Tunnels;
@@ -171,26 +172,40 @@ impl Peers {
     }
 }
 
+/// What a proxy is built around, which a reload keeps: the cache, the pool, the
+/// addresses it listens on (never fetched from by a forward proxy), the bound on
+/// requests to origins, and its `Via` name when `via` is not set (one per proxy).
+#[derive(Debug)]
+pub(crate) struct Foundation {
+    pub(crate) cache: HttpCacheLayer,
+    pub(crate) peers: Option<Peers>,
+    pub(crate) listeners: Listeners,
+    pub(crate) in_flight: Arc<Limit>,
+    pub(crate) pseudonym: String,
+}
+
 impl Proxy {
-    /// The proxy for `config` in front of `cache` (and behind `pool`'s routing);
-    /// `listeners` are the addresses it listens on (never fetched from by a forward
-    /// proxy). A reload builds a new one around the same cache and pool.
-    pub(crate) fn new(
-        config: &Config,
-        listeners: Listeners,
-        cache: &HttpCacheLayer,
-        peers: Option<&Peers>,
-    ) -> Result<Proxy, ProxyError> {
+    /// The proxy for `config` around `foundation`; a reload builds a new one around
+    /// the same foundation.
+    pub(crate) fn new(config: &Config, foundation: &Foundation) -> Result<Proxy, ProxyError> {
+        let Foundation {
+            cache,
+            peers,
+            listeners,
+            in_flight,
+            pseudonym,
+        } = foundation;
         let allow = Arc::new(AllowList::parse(&config.allow).map_err(ConfigError::from)?);
         let mode =
             Mode::new(config.origin()?, config.host).map_err(|_| ProxyError::UpstreamHost)?;
         // A reverse proxy's origin is the operator's choice, and an origin that leads
         // back here is a loop that `Via` catches (with a 508 that says so).
         let listeners = Arc::new(match mode {
-            Mode::Forward => listeners,
+            Mode::Forward => listeners.clone(),
             Mode::Reverse { .. } => Listeners::default(),
         });
-        let forwarding = Forwarding::new(config.via.as_deref()).map_err(ConfigError::from)?;
+        let pseudonym = config.via.as_deref().unwrap_or(pseudonym);
+        let forwarding = Forwarding::new(Some(pseudonym)).map_err(ConfigError::from)?;
         // A forward proxy's client named the origin; a reverse proxy's is not told it.
         let names_origins = matches!(mode, Mode::Forward);
         let upstream = Upstream::new(
@@ -198,6 +213,7 @@ impl Proxy {
             allow.clone(),
             listeners.clone(),
             (forwarding.clone(), names_origins),
+            in_flight.clone(),
         )
         .map_err(ProxyError::OriginClient)?;
         let cached = cache.layer(upstream);
@@ -219,7 +235,7 @@ impl Proxy {
         };
         Ok(Proxy {
             stack,
-            pool: peers.map(|peers| peers.pool.clone()),
+            pool: peers.as_ref().map(|peers| peers.pool.clone()),
             mode,
             tunnels: Tunnels {
                 allow,

@@ -5,7 +5,9 @@
 //! A connection that does not finish its TLS handshake and say which protocol it
 //! speaks within the header read timeout is closed (see `sniff`), and so is an
 //! HTTP/1.1 connection that sends no complete request head within it, idle
-//! keep-alive ones included, so silent sockets cannot hold the connection slots.
+//! keep-alive ones included; any connection with no request in flight for
+//! `idle-timeout` is closed gracefully (see `idle`), HTTP/2 ones included. So silent
+//! sockets cannot hold the connection slots.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,15 +19,16 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use metrics::{Counter, Gauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use corral_http::{Body, CacheStatus};
 
 use crate::access_log::{Entry, Logged};
 use crate::config::Config;
+use crate::idle::Activity;
 use crate::live::Live;
 use crate::sniff::sniff;
 use crate::tls::Tls;
@@ -51,11 +54,13 @@ struct Connection {
     live: Arc<Live>,
     addr: SocketAddr,
     metrics: Arc<ServerMetrics>,
+    activity: Arc<Activity>,
 }
 
 impl Connection {
     /// Answers `request` with the configuration running when it arrived.
     async fn respond(&self, request: Request<Incoming>) -> Response<Logged> {
+        let _active = self.activity.begin();
         let generation = self.live.current();
         let client = generation.proxy.client(self.addr);
         let entry = generation.access_log.is_some().then(|| {
@@ -120,14 +125,16 @@ fn http(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves `listeners` until `shutdown` completes, then drains for the grace period
-/// (each connection configured as `live` is when it is accepted).
+/// Serves a listener (and a second one) until `shutdown` completes, then drains for
+/// the grace period (each connection configured as `live` is when it is accepted).
 pub(crate) async fn serve(
-    listeners: Vec<Listener>,
+    (first, second): (Listener, Option<Listener>),
     live: Arc<Live>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver: told when to stop, and waited for until
+    // all of them have ended.
+    let (stopping, _) = watch::channel(false);
     let metrics = Arc::new(ServerMetrics::new());
     tokio::pin!(shutdown);
     loop {
@@ -136,7 +143,7 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let (stream, addr, tls) = tokio::select! {
-            accepted = accept(&listeners) => match accepted {
+            accepted = accept(&first, second.as_ref()) => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, or a connection reset before it was accepted.
@@ -150,16 +157,19 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let config = &live.current().config;
         let (builder, first_bytes_within) = (http(config), config.header_read_timeout);
+        let idle_timeout = config.idle_timeout;
+        let activity = Activity::new();
         let connection = Arc::new(Connection {
             live: live.clone(),
             addr,
             metrics: metrics.clone(),
+            activity: activity.clone(),
         });
         let service = hyper::service::service_fn(move |request| {
             let connection = connection.clone();
             async move { Ok::<_, Infallible>(connection.respond(request).await) }
         });
-        let watcher = graceful.watcher();
+        let mut stop = stopping.subscribe();
         let gauge = metrics.connections.clone();
         tokio::spawn(async move {
             gauge.increment(1.0);
@@ -176,7 +186,24 @@ pub(crate) async fn serve(
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    if let Err(error) = watcher.watch(conn).await {
+                    tokio::pin!(conn);
+                    // On shutdown, or once idle: no new requests; those in flight finish.
+                    let closing = async {
+                        tokio::select! {
+                            _ = stop.wait_for(|stop| *stop) => {}
+                            () = activity.idle_for(idle_timeout) => {
+                                tracing::debug!(%addr, "closing an idle connection");
+                            }
+                        }
+                    };
+                    let ended = tokio::select! {
+                        ended = conn.as_mut() => ended,
+                        () = closing => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(error) = ended {
                         tracing::debug!(%error, %addr, "connection ended with an error");
                     }
                 }
@@ -184,17 +211,18 @@ pub(crate) async fn serve(
                 Err(_) => tracing::debug!(%addr, "no request within the header read timeout"),
             }
             gauge.decrement(1.0);
-            drop(slot);
+            drop((slot, stop));
         });
     }
-    drop(listeners);
+    drop((first, second));
     let grace = live.current().config.shutdown_grace;
     tracing::info!(
         ?grace,
         "shutting down: no new connections; finishing requests in flight"
     );
+    let _ = stopping.send(true);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = stopping.closed() => tracing::info!("all connections finished"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
     }
 }
@@ -207,15 +235,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// How often an idle HTTP/2 client is pinged, and how long it has to answer.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// The next connection on any of `listeners`, with the TLS it is to speak.
-async fn accept(listeners: &[Listener]) -> std::io::Result<(TcpStream, SocketAddr, Option<Tls>)> {
-    let accepts = listeners.iter().map(|listener| {
-        Box::pin(async move {
-            let (stream, addr) = listener.tcp.accept().await?;
-            Ok((stream, addr, listener.tls.clone()))
-        })
-    });
-    futures_util::future::select_all(accepts).await.0
+/// The next connection on `first` or `second`, with the TLS it is to speak; the two
+/// are polled in a random order each time, so neither starves the other.
+async fn accept(
+    first: &Listener,
+    second: Option<&Listener>,
+) -> std::io::Result<(TcpStream, SocketAddr, Option<Tls>)> {
+    match second {
+        Some(second) => tokio::select! {
+            accepted = first.accept() => accepted,
+            accepted = second.accept() => accepted,
+        },
+        None => first.accept().await,
+    }
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr, Option<Tls>)> {
+        let (stream, addr) = self.tcp.accept().await?;
+        Ok((stream, addr, self.tls.clone()))
+    }
 }
 
 /// The address a listener bound to (for logs and tests).

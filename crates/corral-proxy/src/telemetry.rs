@@ -2,56 +2,53 @@
 //! the `metrics` facade, rendered by the admin API's `/metrics`).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::dynamic_filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{Layer, Registry, reload};
 
 use crate::config::LogFormat;
 
-/// The log lines' layer, in the format a reload may change.
-type Lines = Box<dyn Layer<Registry> + Send + Sync>;
-
-/// Where [`set_log_format`] changes the format, once [`init_logging`] installed it.
-static LINES: OnceLock<reload::Handle<Lines, Registry>> = OnceLock::new();
-
-fn lines(format: LogFormat) -> Lines {
-    let lines = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => Box::new(lines),
-        LogFormat::Json => Box::new(lines.json().flatten_event(true)),
-    }
-}
+/// Whether log lines are JSON (else text): both formats' layers are installed, each
+/// writing while this says so, so that a reload can change it.
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Starts writing logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
+    set_log_format(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (lines, handle) = reload::Layer::new(lines(format));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Decided for each span and event, never cached per call site. A span opened
+    // under one format is invisible to the other's layer (which would otherwise
+    // find none of its own data in it).
+    let text = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_filter(dynamic_filter_fn(|_, _| !JSON.load(Ordering::Relaxed)));
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_writer(std::io::stderr)
+        .with_filter(dynamic_filter_fn(|_, _| JSON.load(Ordering::Relaxed)));
     let installed = tracing_subscriber::registry()
-        .with(lines)
         .with(filter)
+        .with(text)
+        .with(json)
         .try_init();
-    match installed {
-        Ok(()) => {
-            let _ = LINES.set(handle);
-        }
-        Err(_) => tracing::debug!("a log subscriber was already installed"),
+    if installed.is_err() {
+        tracing::debug!("a log subscriber was already installed");
     }
 }
 
-/// Writes log lines in `format` from now on (a reload's `log-format`), if
+/// Writes log lines in `format` from now on (a reload's `log-format`), once
 /// [`init_logging`] installed the logger.
 pub fn set_log_format(format: LogFormat) {
-    if let Some(handle) = LINES.get()
-        && let Err(error) = handle.reload(lines(format))
-    {
-        tracing::warn!(%error, "cannot change the log format");
-    }
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
 }
 
 /// The process's Prometheus recorder, installed on first use (before any cache is

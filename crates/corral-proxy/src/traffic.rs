@@ -29,8 +29,9 @@ impl Traffic {
     /// authority alone.
     pub(crate) fn request<B>(&self, request: &Request<B>) {
         let uri = request.uri();
+        // Host and path only: no userinfo, no query (which may carry credentials).
         let host = match uri.authority() {
-            Some(authority) => authority.as_str(),
+            Some(authority) => authority.as_str().rsplit('@').next().unwrap_or(""),
             None => request
                 .headers()
                 .get(header::HOST)
@@ -40,8 +41,7 @@ impl Traffic {
         if request.method() == Method::CONNECT {
             self.hot_keys.record(&[host]);
         } else {
-            let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            self.hot_keys.record(&[host, path]);
+            self.hot_keys.record(&[host, uri.path()]);
         }
     }
 
@@ -70,14 +70,18 @@ mod tests {
     fn a_request_is_keyed_by_its_host_and_path_however_it_names_the_host() {
         let traffic = Traffic::new();
         let origin_form = Request::get("/p?q=1").header("host", "site").body(());
-        let absolute = Request::get("http://site/p?q=1").body(());
+        let absolute = Request::get("http://user:secret@site/p?token=2").body(());
         let connect = Request::connect("site:443").body(());
         for request in [origin_form, absolute, connect] {
             traffic.request(&request.unwrap());
         }
         let (top, _) = traffic.hot_keys().top(10);
         let keys: Vec<_> = top.iter().map(|k| (k.key.as_str(), k.count)).collect();
-        assert_eq!(keys, [("site/p?q=1", 2), ("site:443", 1)]);
+        assert_eq!(
+            keys,
+            [("site/p", 2), ("site:443", 1)],
+            "no query, no userinfo"
+        );
     }
 
     #[test]

@@ -28,13 +28,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Service, ServiceExt};
 
 use crate::allow::AllowList;
 use crate::config::Config;
 use crate::dial::{Delivered, DialError, Dialer, Listeners, find_cause};
 use crate::forwarded::Forwarding;
+use crate::limit::{Limit, Slot};
 
 type OriginClient = Client<HttpsConnector<Dialer>, Body>;
 
@@ -49,8 +49,9 @@ struct Inner {
     client: OriginClient,
     /// The same client without a pool: every request on a new connection (retries).
     fresh: OriginClient,
-    /// One permit per request in flight, from its sending to its body's end.
-    in_flight: Arc<Semaphore>,
+    /// One place per request in flight, from its sending to its body's end (kept,
+    /// and resized, across reloads).
+    in_flight: Arc<Limit>,
     fetch_timeout: Duration,
     forwarding: Forwarding,
     /// Whether a failure names the origin to the client (a forward proxy's client
@@ -64,6 +65,7 @@ impl Upstream {
         allow: Arc<AllowList>,
         listeners: Arc<Listeners>,
         (forwarding, names_origins): (Forwarding, bool),
+        in_flight: Arc<Limit>,
     ) -> Result<Upstream, BoxError> {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -90,7 +92,7 @@ impl Upstream {
             inner: Arc::new(Inner {
                 client: client(1024),
                 fresh: client(0),
-                in_flight: Arc::new(Semaphore::new(config.max_upstream_connections)),
+                in_flight,
                 fetch_timeout: config.fetch_timeout,
                 forwarding,
                 names_origins,
@@ -195,7 +197,7 @@ impl Service<Request<Body>> for Upstream {
             let request = Request::from_parts(parts, body);
             // Waiting for a place counts against the response timeout.
             let sent = async {
-                let permit = inner.in_flight.clone().acquire_owned().await?;
+                let permit = inner.in_flight.acquire().await;
                 let response = match inner.client.clone().oneshot(request).await {
                     Err(error) if again.is_some() && failed_on_reused(&error) => {
                         tracing::debug!(%error, "origin closed a reused connection; sending again");
@@ -236,7 +238,7 @@ impl Service<Request<Body>> for Upstream {
 /// An origin's response body, holding its request's place among those in flight.
 pub(crate) struct Permitted {
     body: Incoming,
-    _permit: OwnedSemaphorePermit,
+    _permit: Slot,
 }
 
 impl http_body::Body for Permitted {

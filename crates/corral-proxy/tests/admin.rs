@@ -329,3 +329,39 @@ async fn purge_by_tag_removes_the_tagged_responses_and_a_soft_purge_revalidates(
     assert_eq!(after.header("x-cache"), "HIT");
     assert_eq!(after.text(), "/p/2 v1", "the 304 kept the body");
 }
+
+#[tokio::test]
+async fn a_page_of_another_site_cannot_make_the_admin_api_act() {
+    let proxy = start("").await;
+    let a = proxy.admin.unwrap();
+    let post = |path: &'static str, origin: Option<String>| {
+        let mut request = Request::post(format!("http://{a}{path}")).header("host", a.to_string());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        send(a, request.body(Full::new(Bytes::new())).unwrap())
+    };
+    for path in ["/purge?prefix=http://x/", "/reload"] {
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+            let refused = post(path, Some(origin.to_owned())).await;
+            assert_eq!(
+                refused.status,
+                403,
+                "{path} from {origin}: {}",
+                refused.text()
+            );
+            assert!(
+                refused.text().contains("another site"),
+                "{}",
+                refused.text()
+            );
+        }
+    }
+    let own = post("/purge?prefix=http://x/", Some(format!("http://{a}"))).await;
+    assert_eq!(own.status, 200, "its own page: {}", own.text());
+    let tool = post("/purge?prefix=http://x/", None).await;
+    assert_eq!(tool.status, 200, "a tool sends no Origin: {}", tool.text());
+    let status = support::admin_json(a, "/status.json").await;
+    assert!(status.is_object(), "reading is not acting");
+    proxy.stop().await;
+}

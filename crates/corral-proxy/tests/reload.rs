@@ -368,3 +368,35 @@ async fn a_reload_changes_the_log_format_and_turns_the_access_log_off() {
     assert_eq!(captured.lines(&log).len(), 2, "the access log is off");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_bound_on_origin_requests_and_the_via_name() {
+    let origin = Origin::start().await;
+    let vias = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = vias.clone();
+    origin.route("/slow", move |request, _| {
+        let via = request.headers.get("via").map(|v| v.to_str().unwrap().to_owned());
+        seen.lock().unwrap().extend(via);
+        Reply::ok("slow").delay(Duration::from_millis(600))
+    });
+    let file = File::new(&format!(
+        "upstream = \"http://{}\"\nmax-upstream-connections = 1\n",
+        origin.addr
+    ));
+    let proxy = start_from_file(file.path()).await;
+    let (addr, admin) = (proxy.addr, proxy.admin.unwrap());
+    let started = tokio::time::Instant::now();
+    let first = tokio::spawn(async move { support::get(addr, "http://localhost/slow?1", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(reload(admin).await.0, StatusCode::OK);
+    let second = support::get(addr, "http://localhost/slow?2", &[]).await;
+    assert_eq!(second.text(), "slow");
+    assert_eq!(first.await.unwrap().text(), "slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "one origin request at a time across the reload: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(vias.lock().unwrap().len(), 1, "one Via name: {vias:?}");
+    proxy.stop().await;
+}

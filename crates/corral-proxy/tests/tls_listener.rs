@@ -442,3 +442,50 @@ async fn a_reload_reads_the_certificates_again_and_a_bad_one_changes_nothing() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_idle_timeout_and_frees_its_slot() {
+    let dir = Dir::new();
+    let cert = dir.cert("localhost", &["localhost"]);
+    let origin = Origin::start().await;
+    origin.route("/", |_, _| Reply::ok("served"));
+    let proxy = support::start(&format!(
+        "{}max-connections = 1\nidle-timeout = \"1s\"\nheader-read-timeout = \"1s\"\n",
+        tls_config(origin.addr, &cert, &[])
+    ))
+    .await;
+    let tls = proxy.tls.unwrap();
+    // The only slot: an HTTP/2 connection that makes one request, then idles (its
+    // client answers pings, so only the idle timeout can end it).
+    let stream = connect(tls, "localhost", &[&cert], &[b"h2"], BOTH)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let idle = tokio::spawn(conn);
+    let request = Request::get("https://localhost/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let first = sender.send_request(request).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    drop(first);
+    let started = tokio::time::Instant::now();
+    let next = connect(tls, "localhost", &[&cert], &[b"h2"], BOTH)
+        .await
+        .unwrap();
+    let (status, body, _) = tokio::time::timeout(Duration::from_secs(10), get_over(next, "/"))
+        .await
+        .expect("the idle connection gave its slot up");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "served"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle).await;
+    assert!(closed.is_ok(), "the idle connection was closed (GOAWAY)");
+    drop(sender);
+    proxy.stop().await;
+}

@@ -15,6 +15,10 @@ pub const MIN_ADMIN_TOKEN: usize = 16;
 /// proxy in front (its forwarding fields believed), and refusals are not rate-limited.
 pub const MIN_PEER_SECRET: usize = 16;
 
+/// The largest `max-connections` and `max-upstream-connections` accepted: 2^24 (a
+/// process's descriptors run out long before).
+pub const MAX_CONNECTIONS: usize = 1 << 24;
+
 /// The smallest `max-header-bytes` accepted: 8KiB.
 pub const MIN_HEADER_BYTES: u64 = 8 << 10;
 
@@ -133,6 +137,14 @@ pub enum ConfigError {
         peer_timeout: Duration,
         /// `fetch-timeout`.
         fetch_timeout: Duration,
+    },
+    /// An option is over its ceiling ([`MAX_CONNECTIONS`]).
+    #[error("`{option}` must be at most {max}")]
+    TooMany {
+        /// The option.
+        option: &'static str,
+        /// Its ceiling.
+        max: usize,
     },
     /// `max-header-bytes` is below [`MIN_HEADER_BYTES`].
     #[error("`max-header-bytes` must be at least 8KiB")]

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use smart_default::SmartDefault;
 
 use super::byte_size::ByteSize;
-use super::error::{ConfigError, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET};
+use super::error::{
+    ConfigError, MAX_CONNECTIONS, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET,
+};
 use crate::allow::AllowList;
 
 /// The default `disk-size`: 10 GiB.
@@ -134,8 +136,8 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[default(corral_http::DEFAULT_STALE_ON_DISCONNECT)]
     pub stale_on_disconnect: Duration,
-    /// Requests in flight to origins at once, each until its response body is read
-    /// or dropped; more wait (within `fetch-timeout`).
+    /// Requests in flight to origins at once (at most 16777216), each until its
+    /// response body is read or dropped; more wait (within `fetch-timeout`).
     #[arg(long)]
     #[default(1024)]
     pub max_upstream_connections: usize,
@@ -232,7 +234,15 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(10))]
     pub header_read_timeout: Duration,
-    /// Client connections at once; more wait to be accepted.
+    /// How long a client connection may stay open with no request in flight (it is
+    /// then closed, gracefully): what bounds an idle HTTP/2 connection, whose client
+    /// keeps it open by answering pings. An HTTP/1.1 one must also send each request
+    /// head within `header-read-timeout`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(60))]
+    pub idle_timeout: Duration,
+    /// Client connections at once (at most 16777216); more wait to be accepted.
     #[arg(long)]
     #[default(10_000)]
     pub max_connections: usize,
@@ -321,14 +331,26 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.origin()?;
         let allow = AllowList::parse(&self.allow)?;
-        if self.upstream.is_none()
+        let exposed = std::iter::once(self.listen)
+            .chain(self.tls_listen)
+            .find(|addr| !addr.ip().is_loopback());
+        if let Some(listen) = exposed
+            && self.upstream.is_none()
             && allow.allows_everything()
-            && !self.listen.ip().is_loopback()
             && !self.open_proxy
         {
-            return Err(ConfigError::OpenProxy {
-                listen: self.listen,
-            });
+            return Err(ConfigError::OpenProxy { listen });
+        }
+        for (option, value) in [
+            ("max-connections", self.max_connections),
+            ("max-upstream-connections", self.max_upstream_connections),
+        ] {
+            if value > MAX_CONNECTIONS {
+                return Err(ConfigError::TooMany {
+                    option,
+                    max: MAX_CONNECTIONS,
+                });
+            }
         }
         self.trusted_networks()?;
         self.targeted_fields()?;
@@ -369,6 +391,7 @@ impl Config {
             ),
             ("max-connections", self.max_connections == 0),
             ("header-read-timeout", self.header_read_timeout.is_zero()),
+            ("idle-timeout", self.idle_timeout.is_zero()),
             ("peer-timeout", self.peer_timeout.is_zero()),
             ("peer-hot-ttl", self.peer_hot_ttl.is_zero()),
         ];
@@ -586,6 +609,29 @@ mod tests {
         );
         assert!(load("listen = \"0.0.0.0:8080\"\nallow = [\"*.example.com\"]").is_ok());
         assert!(load("listen = \"0.0.0.0:8080\"\nupstream = \"http://127.0.0.1:3000\"").is_ok());
+    }
+
+    #[test]
+    fn a_forward_proxy_exposed_on_its_tls_listener_is_an_open_proxy_too() {
+        let exposed = "tls-cert = \"a.crt\"\ntls-key = \"a.key\"\ntls-listen = \"0.0.0.0:8443\"";
+        let err = load(exposed).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::OpenProxy { listen } if listen.port() == 8443),
+            "{err}"
+        );
+        assert!(load(&format!("{exposed}\nallow = [\"*.example.com\"]")).is_ok());
+    }
+
+    #[test]
+    fn max_connections_has_a_ceiling() {
+        let err = load("max-connections = 9223372036854775807").unwrap_err();
+        assert!(err.to_string().contains("at most 16777216"), "{err}");
+        assert!(load("max-connections = 16777216").is_ok());
+        let err = load("max-upstream-connections = 16777217").unwrap_err();
+        assert!(
+            err.to_string().contains("max-upstream-connections"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -164,7 +164,7 @@ async fn traffic(addr: std::net::SocketAddr, running: Arc<AtomicBool>) {
             0 => "/products/7",
             5 => "/products/19",
             9 | 14 => "/css/site.css",
-            11 => "/search?q=boots",
+            11 => "/search",
             17 if n % 40 == 17 => "/gone",
             _ => "/products/42",
         };

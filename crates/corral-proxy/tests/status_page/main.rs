@@ -226,3 +226,23 @@ async fn status_json_counts_origin_failures_by_cause() {
     assert_eq!(after["errors"]["origin_dns"], 0);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn hot_keys_are_host_and_path_without_credentials_or_query() {
+    let proxy = start("").await;
+    let a = proxy.admin.unwrap();
+    let forged = Request::get("http://alice:hunter2@bank.example/reset?token=S3CRET")
+        .header("host", "bank.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let refused = send(proxy.addr, forged).await;
+    assert_eq!(refused.status, 400, "userinfo in a URL: {}", refused.text());
+    let after = admin_json(a, "/status.json").await;
+    let keys = after["hot_keys"]["keys"].to_string();
+    assert!(keys.contains("bank.example/reset"), "{keys}");
+    assert!(
+        !keys.contains("hunter2") && !keys.contains("S3CRET") && !keys.contains("alice"),
+        "{keys}"
+    );
+    proxy.stop().await;
+}
