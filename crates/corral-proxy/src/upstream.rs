@@ -29,6 +29,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use crate::allow::{AllowList, AllowResolver};
 use crate::config::Config;
@@ -162,7 +163,10 @@ impl Service<Request<Body>> for Upstream {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move {
+        let span = fetch_span(&request);
+        #[cfg(feature = "otel")]
+        let request = crate::telemetry::otel::propagate(&span, request);
+        let fetch = async move {
             // A copy to send again, for the requests that may be.
             let (parts, body) = request.into_parts();
             let again = (matches!(parts.method, Method::GET | Method::HEAD)
@@ -187,6 +191,8 @@ impl Service<Request<Body>> for Upstream {
                 Ok::<_, BoxError>((permit, response))
             };
             let (permit, response) = tokio::time::timeout(inner.fetch_timeout, sent).await??;
+            let status = response.status().as_u16();
+            tracing::Span::current().record("http.response.status_code", status);
             if let Some(delivered) = response.extensions().get::<Delivered>() {
                 delivered.add();
             }
@@ -196,8 +202,22 @@ impl Service<Request<Body>> for Upstream {
             });
             inner.forwarding.prepare_response(response.headers_mut());
             Ok(response)
-        })
+        };
+        Box::pin(fetch.instrument(span))
     }
+}
+
+/// The `corral.origin_fetch` span of a request to the origin (until its response head
+/// arrives), which records the response's status.
+fn fetch_span(request: &Request<Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "corral.origin_fetch",
+        otel.kind = "client",
+        http.request.method = %request.method(),
+        server.address = request.uri().host().unwrap_or_default(),
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// An origin's response body, holding its request's place among those in flight.
