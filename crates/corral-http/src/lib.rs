@@ -83,6 +83,16 @@
 //! (`dns` | `refused` | `connect_timeout` | `tls` | `fetch_timeout` | `reset` |
 //! `closed` | `invalid` | `other`), each also logged once at WARN with its URL; plus
 //! the engine's metrics (`corral_*`), whose loads are upstream fetches.
+//!
+//! # Tracing
+//!
+//! Each lookup is a `tracing` span `corral.lookup` (`DEBUG`), whose field `found` says
+//! what it found: `answer`, `refresh` (answered, revalidated in the background),
+//! `alone`, `forward` (through the key's flight) or `bypass`. A fetch through the flight
+//! runs in the engine's `corral.load` span, under the span of the request that led it
+//! (a background revalidation's under the lookup that started it), and a request
+//! collapsed onto another's fetch waits in a `corral.flight_wait` span. Without a
+//! subscriber that wants them, they cost a check each.
 
 #![forbid(unsafe_code)]
 

@@ -61,6 +61,23 @@ pub(crate) enum Found {
     Forward,
 }
 
+/// What the `corral.lookup` span records for a request that bypasses the cache.
+pub(crate) const BYPASS: &str = "bypass";
+
+impl Found {
+    /// What was found, as the `corral.lookup` span records it: `answer` (served from
+    /// storage), `refresh` (served from storage, revalidated in the background), `alone`
+    /// (fetched without collapsing) or `forward` (fetched through the key's flight).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Found::Answer(_) => "answer",
+            Found::Refresh(..) => "refresh",
+            Found::Alone(_) => "alone",
+            Found::Forward => "forward",
+        }
+    }
+}
+
 impl Lookup {
     /// A lookup for a cacheable request, or the request back with the reason it must
     /// bypass the cache.

@@ -25,7 +25,7 @@ use crate::directives::RequestDirectives;
 use crate::fetch::{self, Fetched, OriginFailed, Private};
 use crate::framing;
 use crate::future::ResponseFuture;
-use crate::lookup::{Found, Lookup, Start};
+use crate::lookup::{BYPASS, Found, Lookup, Start};
 use crate::policy::Serve;
 use crate::reason::{Detail, NotStored};
 use crate::state::State;
@@ -151,15 +151,21 @@ where
         let state = &self.state;
         let upstream =
             || -> Box<dyn Upstream> { Box::new(Erased::<S, B>::new(self.inner.clone())) };
+        // The lookup's span (a plain `tracing` span, nothing when no subscriber wants
+        // it) records what it found; a load it starts is its child.
+        let span = tracing::debug_span!("corral.lookup", found = tracing::field::Empty);
+        let _looking = span.enter();
         let (parts, _body) = request.into_parts();
         let mut lookup = match Lookup::start(state, parts) {
             Start::Look(lookup) => lookup,
             // only-if-cached: what the cache cannot answer is a 504, never a fetch.
             Start::Bypass(parts, _) if RequestDirectives::parse(&parts.headers).only_if_cached => {
+                span.record("found", BYPASS);
                 let head = parts.method == Method::HEAD;
                 return ResponseFuture::ready(state.only_if_cached_miss(head));
             }
             Start::Bypass(parts, report) => {
+                span.record("found", BYPASS);
                 return ResponseFuture::upstream(solo(
                     state.clone(),
                     upstream(),
@@ -169,7 +175,9 @@ where
                 ));
             }
         };
-        match lookup.look(state) {
+        let found = lookup.look(state);
+        span.record("found", found.name());
+        match found {
             Found::Answer(response) => ResponseFuture::ready(response),
             Found::Refresh(response, stored) => {
                 revalidate_in_background(state, &*upstream(), &lookup, &stored);

@@ -19,7 +19,8 @@
 //!   status page (`status`, reading the server's `traffic`: responses and `hot_keys`).
 //! - A pool of peers (`peers`, `peer-secret`): [`corral_http::pool`]'s `Route` in
 //!   front of the cache, peer requests accepted in [`proxy`].
-//! - [`access_log`], [`telemetry`]: logs and metrics.
+//! - [`access_log`], [`telemetry`]: logs, metrics and (feature `otel`) the request
+//!   spans exported over OTLP.
 //!
 //! The `corral` binary is a thin shell over [`Bound`]: bind, then serve until a
 //! shutdown signal.

@@ -39,10 +39,6 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            telemetry::init_logging(config.log_format);
-            for warning in &warnings {
-                tracing::warn!("{warning}");
-            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -53,7 +49,21 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, options)) {
+            {
+                // Inside the runtime: the span export (feature `otel`) sends on it.
+                let _runtime = runtime.enter();
+                telemetry::init_logging(config.log_format);
+            }
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
+            let served = runtime.block_on(serve(config, options));
+            // The last spans, sent while the runtime still runs.
+            #[cfg(feature = "otel")]
+            if let Err(error) = telemetry::otel::shutdown() {
+                eprintln!("corral: {error}");
+            }
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("corral: {error}");

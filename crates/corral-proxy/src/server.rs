@@ -23,6 +23,7 @@ use metrics::{Counter, Gauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use corral_http::{Body, CacheStatus};
 
@@ -58,8 +59,35 @@ struct Connection {
 }
 
 impl Connection {
-    /// Answers `request` with the configuration running when it arrived.
+    /// Answers `request` in its `corral.request` span (see `telemetry`'s `otel`), which
+    /// records the response's status and cache status.
     async fn respond(&self, request: Request<Incoming>) -> Response<Logged> {
+        let span = tracing::debug_span!(
+            "corral.request",
+            otel.kind = "server",
+            http.request.method = %request.method(),
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            corral.cache_status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::continue_trace(&span, request.headers());
+        let response = self.answer(request).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            span.record("http.response.status_code", response.status().as_u16());
+            if let Some(cache) = CacheStatus::of(&response) {
+                span.record("corral.cache_status", cache.as_str());
+            }
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        response
+    }
+
+    /// Answers `request` with the configuration running when it arrived.
+    async fn answer(&self, request: Request<Incoming>) -> Response<Logged> {
         let _active = self.activity.begin();
         let generation = self.live.current();
         let client = generation.proxy.client(self.addr);

@@ -29,6 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use crate::allow::AllowList;
 use crate::config::Config;
@@ -187,7 +188,10 @@ impl Service<Request<Body>> for Upstream {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move {
+        let span = fetch_span(&request);
+        #[cfg(feature = "otel")]
+        let request = crate::telemetry::otel::propagate(&span, request);
+        let fetch = async move {
             // A copy to send again, for the requests that may be.
             let (parts, body) = request.into_parts();
             let uri = parts.uri.clone();
@@ -222,6 +226,8 @@ impl Service<Request<Body>> for Upstream {
                     return Err(OriginError::new(failure, elapsed).into());
                 }
             };
+            let status = response.status().as_u16();
+            tracing::Span::current().record("http.response.status_code", status);
             if let Some(delivered) = response.extensions().get::<Delivered>() {
                 delivered.add();
             }
@@ -231,8 +237,22 @@ impl Service<Request<Body>> for Upstream {
             });
             inner.forwarding.prepare_response(response.headers_mut());
             Ok(response)
-        })
+        };
+        Box::pin(fetch.instrument(span))
     }
+}
+
+/// The `corral.origin_fetch` span of a request to the origin (until its response head
+/// arrives), which records the response's status.
+fn fetch_span(request: &Request<Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "corral.origin_fetch",
+        otel.kind = "client",
+        http.request.method = %request.method(),
+        server.address = request.uri().host().unwrap_or_default(),
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// An origin's response body, holding its request's place among those in flight.

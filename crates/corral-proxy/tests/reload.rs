@@ -375,7 +375,10 @@ async fn a_reload_keeps_the_bound_on_origin_requests_and_the_via_name() {
     let vias = Arc::new(Mutex::new(BTreeSet::new()));
     let seen = vias.clone();
     origin.route("/slow", move |request, _| {
-        let via = request.headers.get("via").map(|v| v.to_str().unwrap().to_owned());
+        let via = request
+            .headers
+            .get("via")
+            .map(|v| v.to_str().unwrap().to_owned());
         seen.lock().unwrap().extend(via);
         Reply::ok("slow").delay(Duration::from_millis(600))
     });
@@ -386,7 +389,8 @@ async fn a_reload_keeps_the_bound_on_origin_requests_and_the_via_name() {
     let proxy = start_from_file(file.path()).await;
     let (addr, admin) = (proxy.addr, proxy.admin.unwrap());
     let started = tokio::time::Instant::now();
-    let first = tokio::spawn(async move { support::get(addr, "http://localhost/slow?1", &[]).await });
+    let first =
+        tokio::spawn(async move { support::get(addr, "http://localhost/slow?1", &[]).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(reload(admin).await.0, StatusCode::OK);
     let second = support::get(addr, "http://localhost/slow?2", &[]).await;

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::early;
 use crate::entry::{Entry, Freshness};
@@ -236,7 +237,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Join::Follow(wait) => {
                 drop(loader);
                 state.metrics.lookup(Lookup::Coalesced);
-                Ok(sourced(wait.await?, Source::Joined))
+                // A plain `tracing` span, nothing when no subscriber wants it.
+                let span = tracing::debug_span!(
+                    "corral.flight_wait",
+                    cache = %state.config.name,
+                    key = %key,
+                );
+                Ok(sourced(wait.instrument(span).await?, Source::Joined))
             }
             Join::Lead(leader) => {
                 state.metrics.lookup(Lookup::Miss);

@@ -19,7 +19,10 @@
 //!   A loader's error wrapped in [`Unshared`] stays on its server (a shared tier does
 //!   not pass it on).
 //! - [`Stats`] are the cache's counters; the same numbers go to the `metrics` facade
-//!   (see the [`stats`] module for the metric names).
+//!   (see the [`stats`] module for the metric names). Each load runs in a `tracing`
+//!   span `corral.load` (`DEBUG`; fields `cache`, `key`, `background`), a child of the
+//!   caller's span, and a caller that waits on another's load waits in a span
+//!   `corral.flight_wait` (`cache`, `key`).
 //! - With the `disk` feature, `corral::disk` adds a tier on a local disk (`DiskTier`):
 //!   larger than memory, kept across restarts, every file left by an earlier process checked
 //!   before it is served.
