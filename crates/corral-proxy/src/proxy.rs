@@ -95,13 +95,23 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// Who sent a request, as the proxy tells the origin.
+/// Who sent a request, as the proxy tells the origin: made once per connection.
 #[derive(Debug, Clone)]
 pub struct Client {
     /// Its address, as an `X-Forwarded-For` value.
     forwarded_for: HeaderValue,
-    /// Whether its own forwarding fields are believed.
-    trusted: bool,
+    /// Its address, to tell whether its own forwarding fields are believed.
+    ip: std::net::IpAddr,
+}
+
+impl Client {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            forwarded_for: client_ip(addr),
+            ip: addr.ip().to_canonical(),
+        }
+    }
 }
 
 /// The cache the proxy keeps across reloads: its memory, disk and Redis tiers, built
@@ -247,15 +257,6 @@ impl Proxy {
         })
     }
 
-    /// The client at `addr`, as this proxy sees it.
-    pub fn client(&self, addr: SocketAddr) -> Client {
-        let ip = addr.ip().to_canonical();
-        Client {
-            forwarded_for: client_ip(addr),
-            trusted: self.trusted.iter().any(|net| net.contains(&ip)),
-        }
-    }
-
     /// The pool of peers, if there is one.
     pub fn pool(&self) -> Option<&Pool> {
         self.pool.as_ref()
@@ -296,7 +297,7 @@ impl Proxy {
         self.forwarding.prepare_request(
             &mut parts.headers,
             &client.forwarded_for,
-            client.trusted || from_peer,
+            from_peer || self.trusted.iter().any(|net| net.contains(&client.ip)),
         );
         // The origin connection speaks its own version (HTTP/2 where configured or
         // offered by ALPN), whatever the client spoke.

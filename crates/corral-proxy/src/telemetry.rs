@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::filter::{FilterExt, dynamic_filter_fn};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -61,18 +61,23 @@ fn install<L: Layer<Registry> + Send + Sync + 'static>(
     set_log_format(format);
     let logs = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // The format is decided for each span and event, never cached per call site. A
-    // span opened under one format is invisible to the other's layer (which would
-    // otherwise find none of its own data in it).
+    // Each call site's interest is cached, and rebuilt when the format changes. A span
+    // opened under one format is invisible to the other's layer (which would
+    // otherwise find none of its own data in it). The hints keep `RUST_LOG`'s level
+    // the process's, so that a disabled `debug!` costs one comparison.
+    let writes = |json: bool| {
+        filter_fn(move |_| JSON.load(Ordering::Relaxed) == json)
+            .with_max_level_hint(LevelFilter::TRACE)
+    };
     let text = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .with_filter(logs().and(dynamic_filter_fn(|_, _| !JSON.load(Ordering::Relaxed))));
+        .with_filter(logs().and(writes(false)));
     let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_writer(std::io::stderr)
-        .with_filter(logs().and(dynamic_filter_fn(|_, _| JSON.load(Ordering::Relaxed))));
+        .with_filter(logs().and(writes(true)));
     let installed = tracing_subscriber::registry()
         .with(extra)
         .with(text)
@@ -90,7 +95,10 @@ fn install<L: Layer<Registry> + Send + Sync + 'static>(
 /// Writes log lines in `format` from now on (a reload's `log-format`), once
 /// [`init_logging`] installed the logger.
 pub fn set_log_format(format: LogFormat) {
-    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+    let json = format == LogFormat::Json;
+    if JSON.swap(json, Ordering::Relaxed) != json {
+        tracing::callsite::rebuild_interest_cache();
+    }
 }
 
 /// The process's Prometheus recorder, installed on first use (before any cache is
