@@ -27,6 +27,7 @@ use http::{Method, Uri};
 use http_body::{Frame, SizeHint};
 
 use crate::config::LogFormat;
+use crate::idle::Active;
 
 /// How often buffered lines are written out.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -328,6 +329,8 @@ pub struct Logged {
     inner: Body,
     entry: Option<(Entry, AccessLog)>,
     bytes: u64,
+    /// The request counted in flight on its connection until its body is done.
+    active: Option<Active>,
 }
 
 impl std::fmt::Debug for Logged {
@@ -346,7 +349,15 @@ impl Logged {
             inner,
             entry,
             bytes: 0,
+            active: None,
         }
+    }
+
+    /// The request stays in flight on its connection (see `idle`) until this body is
+    /// done or dropped.
+    pub(crate) fn holding(mut self, active: Active) -> Logged {
+        self.active = Some(active);
+        self
     }
 
     fn write(&mut self, complete: bool) {
@@ -366,6 +377,9 @@ impl http_body::Body for Logged {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            this.active = None;
+        }
         if this.entry.is_some() {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {

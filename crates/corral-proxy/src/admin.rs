@@ -21,8 +21,9 @@
 //! this server held (`purged`). See `purge.rs`.
 //!
 //! A request that would act (a `POST` or `PUT`) is refused (`403`) when a browser sent
-//! it for a page of another site (its `Origin` is not this API): a page on any site can
-//! send one to a loopback address. With an `admin-token` (required when the API is not
+//! it for a page of another site (its `Origin` is not this API, or its
+//! `Sec-Fetch-Site` is not `same-origin`): a page on any site can send one to a
+//! loopback address. With an `admin-token` (required when the API is not
 //! on loopback), every route but the two health checks needs `Authorization: Bearer
 //! <token>`. Without one, those
 //! routes answer only requests addressed to an IP address or `localhost` (a `Host`
@@ -114,14 +115,23 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
 }
 
 /// Whether a request that would act (not a `GET` or `HEAD`) was sent by a page of
-/// another site: a browser names the page's origin in `Origin` on such a request, and
-/// a web page can send one to a loopback address without any header of its own.
+/// another site: a browser names the page's origin in `Origin` on such a request (and
+/// says where it came from in `Sec-Fetch-Site`), and a web page can send one to a
+/// loopback address without any header of its own.
 fn sent_by_another_site(request: &Request) -> bool {
     if matches!(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
     ) {
         return false;
+    }
+    // A browser that says so (Fetch Metadata), even without an `Origin`.
+    if request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site != "same-origin" && site != "none")
+    {
+        return true;
     }
     let Some(origin) = request.headers().get(header::ORIGIN) else {
         return false;

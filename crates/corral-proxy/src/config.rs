@@ -15,7 +15,8 @@
 //!   change ([`RESTART_ONLY`]);
 //! - `byte_size.rs`: [`ByteSize`], a number of bytes with a unit, and [`ByteSizeError`];
 //! - `error.rs`: [`ConfigError`], the limits it names ([`MIN_ADMIN_TOKEN`],
-//!   [`MIN_HEADER_BYTES`], [`MIN_PEER_SECRET`], [`MAX_CONNECTIONS`]), and [`Warning`];
+//!   [`MIN_HEADER_BYTES`], [`MIN_PEER_SECRET`], [`MAX_CONNECTIONS`], [`MAX_WAIT`]), and
+//!   [`Warning`];
 //! - `loader.rs`: the layered [`Loader`], the old names ([`RENAMED`]) and what a load
 //!   gives ([`Loaded`]).
 
@@ -26,7 +27,8 @@ mod options;
 
 pub use byte_size::{ByteSize, ByteSizeError};
 pub use error::{
-    ConfigError, MAX_CONNECTIONS, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET, Warning,
+    ConfigError, MAX_CONNECTIONS, MAX_WAIT, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET,
+    Warning,
 };
 pub(crate) use loader::options;
 pub use loader::{Loaded, Loader, RENAMED};

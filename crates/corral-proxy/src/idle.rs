@@ -1,5 +1,6 @@
 //! When a client connection has been idle long enough to close (`idle-timeout`): no
-//! request in flight, and none begun, for that long. It matters for HTTP/2, whose
+//! request in flight (a request counts until its response body is sent or dropped),
+//! and none begun, for that long. It matters for HTTP/2, whose
 //! client can keep a connection (and its `max-connections` slot) open by answering
 //! pings alone; an idle HTTP/1.1 connection is already closed by the header read
 //! timeout.
@@ -53,7 +54,7 @@ impl Activity {
             if Instant::now() >= until && self.in_flight.load(Ordering::Acquire) == 0 {
                 return;
             }
-            // Busy: look again a whole `idle` later.
+            // Not yet: look again when it could be, and at most four times an `idle`.
             tokio::time::sleep_until(until.max(Instant::now() + idle / 4)).await;
         }
     }

@@ -134,12 +134,11 @@ impl Live {
     /// Access lines go to `log` from now on.
     pub(crate) fn log_access_to(&self, log: AccessLog) {
         *lock(&self.access_log) = log.clone();
-        let current = self.current();
-        self.current.store(Arc::new(Generation {
+        self.current.rcu(|current| Generation {
             config: current.config.clone(),
             proxy: current.proxy.clone(),
-            access_log: current.config.access_log.then_some(log),
-        }));
+            access_log: current.config.access_log.then(|| log.clone()),
+        });
     }
 
     /// Reads the configuration again and, if it is valid, runs it.

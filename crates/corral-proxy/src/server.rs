@@ -7,7 +7,9 @@
 //! HTTP/1.1 connection that sends no complete request head within it, idle
 //! keep-alive ones included; any connection with no request in flight for
 //! `idle-timeout` is closed gracefully (see `idle`), HTTP/2 ones included. So silent
-//! sockets cannot hold the connection slots.
+//! sockets cannot hold the connection slots (a client that stops reading a response
+//! holds its slot until it reads or goes away; a `CONNECT` tunnel, once open, is
+//! outside them).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -92,7 +94,7 @@ impl Connection {
 
     /// Answers `request` with the configuration running when it arrived.
     async fn answer(&self, request: Request<Incoming>) -> Response<Logged> {
-        let _active = self.activity.begin();
+        let active = self.activity.begin();
         let generation = self.live.current();
         let entry = generation.access_log.is_some().then(|| {
             (
@@ -125,7 +127,7 @@ impl Connection {
                     };
                     (entry, log)
                 });
-        response.map(|body| Logged::new(body, entry))
+        response.map(|body| Logged::new(body, entry).holding(active))
     }
 }
 

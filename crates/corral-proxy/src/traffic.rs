@@ -24,9 +24,9 @@ impl Traffic {
         }
     }
 
-    /// Counts a request for its key: the host it names (its URI's authority, or its
-    /// `Host`) and its path and query, as `host/path?query`; a `CONNECT`'s is its
-    /// authority alone.
+    /// Counts a request for its key: the host it names (its URI's authority without
+    /// userinfo, or its `Host`) and its path, as `host/path` (no query); a `CONNECT`'s
+    /// is its authority alone.
     pub(crate) fn request<B>(&self, request: &Request<B>) {
         let uri = request.uri();
         // Host and path only: no userinfo, no query (which may carry credentials).

@@ -146,7 +146,15 @@ impl Inner {
                 origin: self
                     .names_origins
                     .then(|| uri.host().unwrap_or_default().to_owned()),
-                reason: tls.to_string(),
+                reason: match tls {
+                    // Its text names the origin and its certificate's names.
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForNameContext { .. },
+                    ) if !self.names_origins => {
+                        "invalid peer certificate: not valid for the origin's name".to_owned()
+                    }
+                    tls => tls.to_string(),
+                },
             };
             return OriginError::new(failure, error).into();
         }

@@ -357,6 +357,18 @@ async fn a_page_of_another_site_cannot_make_the_admin_api_act() {
             );
         }
     }
+    let fetch_metadata = Request::post(format!("http://{a}/reload"))
+        .header("host", a.to_string())
+        .header("sec-fetch-site", "cross-site")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let refused = send(a, fetch_metadata).await;
+    assert_eq!(
+        refused.status,
+        403,
+        "Sec-Fetch-Site alone: {}",
+        refused.text()
+    );
     let own = post("/purge?prefix=http://x/", Some(format!("http://{a}"))).await;
     assert_eq!(own.status, 200, "its own page: {}", own.text());
     let tool = post("/purge?prefix=http://x/", None).await;

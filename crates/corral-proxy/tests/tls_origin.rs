@@ -172,3 +172,21 @@ async fn a_ca_file_without_certificates_stops_the_proxy_from_starting() {
     assert!(error.contains("no certificates"), "{error}");
     let _ = std::fs::remove_file(empty);
 }
+
+#[tokio::test]
+async fn a_reverse_proxy_does_not_tell_clients_the_names_its_origins_certificate_holds() {
+    let origin = TlsOrigin::start().await;
+    // The certificate is for `localhost`, the upstream named by its address.
+    let toml = format!(
+        "upstream = \"https://{}\"\n{}",
+        origin.addr,
+        origin.ca_toml()
+    );
+    let proxy = start(&toml).await;
+    let got = get(proxy.addr, &format!("http://{}/x", proxy.addr), &[]).await;
+    assert_eq!(got.status.as_u16(), 502, "{}", got.text());
+    assert_eq!(
+        got.text(),
+        "TLS handshake with the origin failed: invalid peer certificate: not valid for the origin's name\n"
+    );
+}

@@ -19,6 +19,9 @@ pub const MIN_PEER_SECRET: usize = 16;
 /// process's descriptors run out long before).
 pub const MAX_CONNECTIONS: usize = 1 << 24;
 
+/// The longest `idle-timeout` and `shutdown-grace` accepted: a day.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The smallest `max-header-bytes` accepted: 8KiB.
 pub const MIN_HEADER_BYTES: u64 = 8 << 10;
 
@@ -145,6 +148,14 @@ pub enum ConfigError {
         option: &'static str,
         /// Its ceiling.
         max: usize,
+    },
+    /// A duration is over its ceiling ([`MAX_WAIT`]).
+    #[error("`{option}` must be at most {}", humantime::format_duration(*max))]
+    TooLong {
+        /// The option.
+        option: &'static str,
+        /// Its ceiling.
+        max: Duration,
     },
     /// `max-header-bytes` is below [`MIN_HEADER_BYTES`].
     #[error("`max-header-bytes` must be at least 8KiB")]

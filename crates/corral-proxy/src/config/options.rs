@@ -12,7 +12,7 @@ use smart_default::SmartDefault;
 
 use super::byte_size::ByteSize;
 use super::error::{
-    ConfigError, MAX_CONNECTIONS, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET,
+    ConfigError, MAX_CONNECTIONS, MAX_WAIT, MIN_ADMIN_TOKEN, MIN_HEADER_BYTES, MIN_PEER_SECRET,
 };
 use crate::allow::AllowList;
 
@@ -220,7 +220,7 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, value_name = "BOOL")]
     #[default(true)]
     pub access_log: bool,
-    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    /// How long in-flight requests may finish after SIGTERM/SIGINT (at most a day).
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(10))]
@@ -234,10 +234,11 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(10))]
     pub header_read_timeout: Duration,
-    /// How long a client connection may stay open with no request in flight (it is
-    /// then closed, gracefully): what bounds an idle HTTP/2 connection, whose client
-    /// keeps it open by answering pings. An HTTP/1.1 one must also send each request
-    /// head within `header-read-timeout`.
+    /// How long a client connection may stay open with no request in flight (a
+    /// request counts until its response body is sent; at most a day); then it is
+    /// closed, gracefully: what bounds an idle HTTP/2 connection, whose client keeps it
+    /// open by answering pings. An HTTP/1.1 one must also send each request head within
+    /// `header-read-timeout`.
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(60))]
@@ -340,6 +341,17 @@ impl Config {
             && !self.open_proxy
         {
             return Err(ConfigError::OpenProxy { listen });
+        }
+        for (option, value) in [
+            ("idle-timeout", self.idle_timeout),
+            ("shutdown-grace", self.shutdown_grace),
+        ] {
+            if value > MAX_WAIT {
+                return Err(ConfigError::TooLong {
+                    option,
+                    max: MAX_WAIT,
+                });
+            }
         }
         for (option, value) in [
             ("max-connections", self.max_connections),
@@ -627,6 +639,9 @@ mod tests {
         let err = load("max-connections = 9223372036854775807").unwrap_err();
         assert!(err.to_string().contains("at most 16777216"), "{err}");
         assert!(load("max-connections = 16777216").is_ok());
+        let err = load("idle-timeout = \"300000000000y\"").unwrap_err();
+        assert!(err.to_string().contains("at most 1day"), "{err}");
+        assert!(load("shutdown-grace = \"2days\"").is_err());
         let err = load("max-upstream-connections = 16777217").unwrap_err();
         assert!(
             err.to_string().contains("max-upstream-connections"),
