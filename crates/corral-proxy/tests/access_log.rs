@@ -8,7 +8,7 @@
 mod origin;
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,24 +17,9 @@ use corral_proxy::access_log::AccessLog;
 use corral_proxy::config::LogFormat;
 use origin::{Origin, Reply};
 use serde_json::Value;
-use support::{get, start_logging_to};
+use support::{Captured, get, start_logging_to};
 
 const ACCESS: &str = "corral::access";
-
-/// What the log wrote in this test, as the proxy's JSON format writes it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 impl Captured {
     /// An access log in the JSON format (`log-format = "json"`) writing here.

@@ -19,7 +19,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use origin::{Origin, Reply};
-use support::{reload, start_from_file};
+use support::{Captured, reload, start_from_file};
 
 /// A configuration file, removed at the end.
 struct File(PathBuf);
@@ -285,21 +285,6 @@ async fn a_reload_sets_the_pools_members() {
     let peers = support::admin_json(admin, "/peers").await;
     assert_eq!(peers["peers"].as_array().unwrap().len(), 2, "{peers}");
     proxy.stop().await;
-}
-
-/// What an access log wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 impl Captured {
