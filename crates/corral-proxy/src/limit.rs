@@ -70,6 +70,30 @@ impl Drop for Slot {
     }
 }
 
+/// What a client connection holds while it is open (its [`Slot`], its part in the
+/// server's drain), shared with what outlives the connection's requests: a `CONNECT`
+/// tunnel keeps it until the tunnel closes, so tunnels count against `max-connections`
+/// and a shutdown waits for them (within its grace period).
+#[derive(Clone)]
+pub(crate) struct Held {
+    _holding: Arc<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    /// Holds `holding` until every clone is dropped.
+    pub(crate) fn new(holding: impl Send + Sync + 'static) -> Held {
+        Held {
+            _holding: Arc::new(holding),
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

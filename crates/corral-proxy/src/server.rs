@@ -32,6 +32,7 @@ use corral_http::{Body, CacheStatus};
 use crate::access_log::{Entry, Logged};
 use crate::config::Config;
 use crate::idle::Activity;
+use crate::limit::Held;
 use crate::live::Live;
 use crate::proxy::Client;
 use crate::sniff::sniff;
@@ -198,11 +199,18 @@ pub(crate) async fn serve(
             metrics: metrics.clone(),
             activity: activity.clone(),
         });
-        let service = hyper::service::service_fn(move |request| {
+        let mut stop = stopping.subscribe();
+        let held = Held::new((slot, stop.clone()));
+        let tunnels_hold = held.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            if request.method() == Method::CONNECT {
+                // A tunnel outlives its connection's task: it holds the connection's
+                // place until it closes.
+                request.extensions_mut().insert(tunnels_hold.clone());
+            }
             let connection = connection.clone();
             async move { Ok::<_, Infallible>(connection.respond(request).await) }
         });
-        let mut stop = stopping.subscribe();
         let gauge = metrics.connections.clone();
         tokio::spawn(async move {
             gauge.increment(1.0);
@@ -244,7 +252,7 @@ pub(crate) async fn serve(
                 Err(_) => tracing::debug!(%addr, "no request within the header read timeout"),
             }
             gauge.decrement(1.0);
-            drop((slot, stop));
+            drop((held, stop));
         });
     }
     drop((first, second));

@@ -1,6 +1,7 @@
 //! `CONNECT` tunnels of a forward proxy: the target checked against the allow-list
 //! and the proxy's own listeners (before connecting, and on the address connected
-//! to), then bytes copied both ways, uncached.
+//! to), then bytes copied both ways, uncached. An open tunnel keeps its connection's
+//! place under `max-connections`, and a shutdown waits for it within its grace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::allow::{AllowList, Verdict};
 use crate::dial::Listeners;
+use crate::limit::Held;
 use crate::refusal::{NOT_ALLOWED, OWN_LISTENER, refuse};
 use crate::target::refuse_userinfo;
 
@@ -24,7 +26,9 @@ pub(crate) struct Tunnels {
 
 impl Tunnels {
     /// Tunnels a `CONNECT` (TLS stays end to end; nothing is cached), or refuses it.
-    pub(crate) async fn open(&self, request: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn open(&self, mut request: Request<Incoming>) -> Response<Body> {
+        // The connection's place, kept while the tunnel is open (see `Held`).
+        let held = request.extensions_mut().remove::<Held>();
         let Some(authority) = request.uri().authority() else {
             return refuse(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
         };
@@ -94,6 +98,7 @@ impl Tunnels {
                     let mut client = TokioIo::new(upgraded);
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut target).await;
                     tunnels.decrement(1.0);
+                    drop(held);
                 }
                 Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
             }

@@ -166,3 +166,28 @@ async fn a_closed_port_through_connect_is_a_502() {
     let (_, head) = connect_through(proxy.addr, &target.to_string()).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
 }
+
+#[tokio::test]
+async fn an_open_tunnel_keeps_its_connections_place_until_it_closes() {
+    let echo = echo_server().await;
+    let proxy = start("allow = [\"127.0.0.1\"]\nmax-connections = 1").await;
+    let (mut tunnel, head) = connect_through(proxy.addr, &echo.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut answer = [0u8; 4];
+    tunnel.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"PING");
+    // The only place is the tunnel's: a second client waits for it.
+    let next = tokio::spawn(async move { connect_through(proxy.addr, &echo.to_string()).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !next.is_finished(),
+        "a second connection was served beside the tunnel"
+    );
+    drop(tunnel);
+    let (_, head) = tokio::time::timeout(std::time::Duration::from_secs(5), next)
+        .await
+        .expect("the closed tunnel gave its place up")
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
