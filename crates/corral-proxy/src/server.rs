@@ -8,8 +8,8 @@
 //! keep-alive ones included; any connection with no request in flight for
 //! `idle-timeout` is closed gracefully (see `idle`), HTTP/2 ones included. So silent
 //! sockets cannot hold the connection slots (a client that stops reading a response
-//! holds its slot until it reads or goes away; a `CONNECT` tunnel, once open, is
-//! outside them).
+//! holds its slot until it reads or goes away). An open `CONNECT` tunnel keeps its
+//! connection's slot, and the drain waits for it, until it closes (`limit::Held`).
 
 use std::convert::Infallible;
 use std::future::Future;
