@@ -257,6 +257,12 @@ impl Proxy {
         })
     }
 
+    /// Whether `client` is one of `trusted-proxies`, whose forwarding fields (and
+    /// trace context) are believed.
+    pub(crate) fn trusts(&self, client: &Client) -> bool {
+        self.trusted.iter().any(|net| net.contains(&client.ip))
+    }
+
     /// The pool of peers, if there is one.
     pub fn pool(&self) -> Option<&Pool> {
         self.pool.as_ref()
@@ -297,7 +303,7 @@ impl Proxy {
         self.forwarding.prepare_request(
             &mut parts.headers,
             &client.forwarded_for,
-            from_peer || self.trusted.iter().any(|net| net.contains(&client.ip)),
+            from_peer || self.trusts(client),
         );
         // The origin connection speaks its own version (HTTP/2 where configured or
         // offered by ALPN), whatever the client spoke.

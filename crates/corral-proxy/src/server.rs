@@ -80,8 +80,12 @@ impl Connection {
             // wrapper costs a hit about a thousand instructions.
             return self.answer(request).await;
         }
+        // Only a proxy in front (`trusted-proxies`) may put a request in its trace: a
+        // client could otherwise keep its requests out of sampling, or into any trace.
         #[cfg(feature = "otel")]
-        crate::telemetry::otel::continue_trace(&span, request.headers());
+        if self.live.current().proxy.trusts(&self.client) {
+            crate::telemetry::otel::continue_trace(&span, request.headers());
+        }
         let response = self.answer(request).instrument(span.clone()).await;
         span.record("http.response.status_code", response.status().as_u16());
         if let Some(cache) = CacheStatus::of(&response) {

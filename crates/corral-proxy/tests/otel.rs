@@ -196,11 +196,12 @@ impl Trace {
         self.requests("/page").len() == 2
             && self.requests("/slow").len() == BURST
             && self.requests("/traced").len() == 1
+            && self.requests("/untrusted").len() == 1
             && self.fetches("/page").len() == 1
             && self.fetches("/slow").len() == 1
             && self.fetches("/traced").len() == 1
             && self.named("corral.flight_wait").count() == BURST - 1
-            && self.named("corral.load").count() == 3
+            && self.named("corral.load").count() == 4
     }
 }
 
@@ -229,12 +230,19 @@ async fn exported() {
     };
     origin.route("/page", fresh("page"));
     origin.route("/traced", fresh("traced"));
+    origin.route("/untrusted", fresh("untrusted"));
     origin.route("/slow", |_, _| {
         Reply::ok("slow")
             .header("cache-control", "max-age=60")
             .delay(Duration::from_millis(500))
     });
-    let proxy = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
+    // The test's client is the load balancer in front, whose trace context is believed.
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\ntrusted-proxies = [\"127.0.0.1\"]",
+        origin.addr
+    ))
+    .await;
+    let untrusting = start(&format!("upstream = \"http://{}\"", origin.addr)).await;
 
     let miss = get(proxy.addr, "/page", &[]).await;
     assert_eq!(miss.header("x-cache"), "MISS");
@@ -248,6 +256,13 @@ async fn exported() {
     let client_context = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     let traced = get(proxy.addr, "/traced", &[("traceparent", &client_context)]).await;
     assert_eq!(traced.status, StatusCode::OK);
+    let untrusted = get(
+        untrusting.addr,
+        "/untrusted",
+        &[("traceparent", &client_context)],
+    )
+    .await;
+    assert_eq!(untrusted.status, StatusCode::OK);
 
     // Spans end as their requests finish; flush until all of them came (bounded).
     let mut trace = Trace::new(Vec::new());
@@ -358,6 +373,17 @@ async fn exported() {
         origin.last_request("/page").get("traceparent").is_some(),
         "a fetch without a client's context starts its own"
     );
+    // A client that is not a trusted proxy starts no trace of its own choosing.
+    let untrusted = trace.requests("/untrusted")[0];
+    assert_ne!(hex(&untrusted.trace_id), CLIENT_TRACE);
+    assert!(untrusted.parent_span_id.is_empty(), "a root span");
+    let sent = origin.last_request("/untrusted");
+    let sent = sent.get("traceparent").and_then(|v| v.to_str().ok());
+    assert!(
+        sent.is_some_and(|sent| !sent.contains(CLIENT_TRACE)),
+        "the origin is told the proxy's trace, not the client's: {sent:?}"
+    );
+    untrusting.stop().await;
 
     proxy.stop().await;
 }
