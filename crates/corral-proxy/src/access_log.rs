@@ -354,8 +354,9 @@ impl Logged {
     }
 
     /// The request stays in flight on its connection (see `idle`) until this body is
-    /// done or dropped.
-    pub(crate) fn holding(mut self, active: Active) -> Logged {
+    /// done or dropped, sending it: each part polled from it is progress.
+    pub(crate) fn holding(mut self, mut active: Active) -> Logged {
+        active.sending();
         self.active = Some(active);
         self
     }
@@ -377,8 +378,14 @@ impl http_body::Body for Logged {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) {
-            this.active = None;
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(active) = &this.active {
+                    active.progressed();
+                }
+            }
+            Poll::Ready(None) => this.active = None,
+            _ => {}
         }
         if this.entry.is_some() {
             match &polled {

@@ -7,7 +7,8 @@
 //! makes it current: each new request (on new connections and open ones alike) uses
 //! it, while requests in flight finish with the one they started with, and the cache
 //! keeps its contents. What configures a connection itself (`header-read-timeout`,
-//! `idle-timeout`, `max-header-bytes`) applies to connections accepted from then on.
+//! `idle-timeout`, `send-timeout`, `max-header-bytes`) applies to connections accepted
+//! from then on.
 //! The new proxy has an origin client of its own (connections to origins are opened
 //! afresh), under the same bound on requests in flight. If anything fails, nothing changes. The options in
 //! [`RESTART_ONLY`](crate::config::RESTART_ONLY) keep their running value and are

@@ -6,10 +6,11 @@
 //! speaks within the header read timeout is closed (see `sniff`), and so is an
 //! HTTP/1.1 connection that sends no complete request head within it, idle
 //! keep-alive ones included; any connection with no request in flight for
-//! `idle-timeout` is closed gracefully (see `idle`), HTTP/2 ones included. So silent
-//! sockets cannot hold the connection slots (a client that stops reading a response
-//! holds its slot until it reads or goes away). An open `CONNECT` tunnel keeps its
-//! connection's slot, and the drain waits for it, until it closes (`limit::Held`).
+//! `idle-timeout` is closed gracefully (see `idle`), HTTP/2 ones included, and one
+//! whose response body is not sent on for `send-timeout` (its client stopped reading)
+//! is closed at once. So silent sockets cannot hold the connection slots. An open
+//! `CONNECT` tunnel keeps its connection's slot, and the drain waits for it, until it
+//! closes (`limit::Held`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,7 +32,7 @@ use corral_http::{Body, CacheStatus};
 
 use crate::access_log::{Entry, Logged};
 use crate::config::Config;
-use crate::idle::Activity;
+use crate::idle::{Activity, Inactive};
 use crate::limit::Held;
 use crate::live::Live;
 use crate::proxy::Client;
@@ -195,7 +196,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let config = &live.current().config;
         let (builder, first_bytes_within) = (http(config), config.header_read_timeout);
-        let idle_timeout = config.idle_timeout;
+        let (idle_timeout, send_timeout) = (config.idle_timeout, config.send_timeout);
         let activity = Activity::new();
         let connection = Arc::new(Connection {
             live: live.clone(),
@@ -233,22 +234,30 @@ pub(crate) async fn serve(
                         .into_owned();
                     tokio::pin!(conn);
                     // On shutdown, or once idle: no new requests; those in flight finish.
+                    // Stalled (its client stopped reading): closed at once.
                     let closing = async {
                         tokio::select! {
-                            _ = stop.wait_for(|stop| *stop) => {}
-                            () = activity.idle_for(idle_timeout) => {
-                                tracing::debug!(%addr, "closing an idle connection");
-                            }
+                            _ = stop.wait_for(|stop| *stop) => None,
+                            why = activity.inactive(idle_timeout, send_timeout) => Some(why),
                         }
                     };
                     let ended = tokio::select! {
-                        ended = conn.as_mut() => ended,
-                        () = closing => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
+                        ended = conn.as_mut() => Some(ended),
+                        why = closing => match why {
+                            Some(Inactive::Stalled) => {
+                                tracing::debug!(%addr, ?send_timeout, "closing a connection whose response is not read");
+                                None
+                            }
+                            why => {
+                                if why == Some(Inactive::Idle) {
+                                    tracing::debug!(%addr, "closing an idle connection");
+                                }
+                                conn.as_mut().graceful_shutdown();
+                                Some(conn.await)
+                            }
+                        },
                     };
-                    if let Err(error) = ended {
+                    if let Some(Err(error)) = ended {
                         tracing::debug!(%error, %addr, "connection ended with an error");
                     }
                 }

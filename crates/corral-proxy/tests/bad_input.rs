@@ -243,3 +243,42 @@ async fn max_upstream_connections_counts_a_request_until_its_body_is_read() {
     }
     assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_send_timeout_and_frees_its_places() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    // Larger than any socket buffers, and than what is stored: streamed through, each
+    // part read from the origin as the client takes it.
+    let big = "x".repeat(64 << 20);
+    origin.route("/big", move |_, _| Reply::ok(&big));
+    origin.route("/small", |_, _| Reply::ok("small"));
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nmax-body-bytes = \"1MiB\"\nmax-connections = 1\n\
+         max-upstream-connections = 1\nsend-timeout = \"1s\"\nfetch-timeout = \"5s\"",
+        origin.addr
+    ))
+    .await;
+    // Holds the only connection and the only place among requests to the origin,
+    // and reads nothing.
+    let mut stalled = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        get(proxy.addr, "http://localhost/small", &[]),
+    )
+    .await
+    .expect("the stalled connection gave its places up");
+    assert_eq!((next.status.as_u16(), next.text()), (200, "small"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "served only once the stalled one was closed: {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}

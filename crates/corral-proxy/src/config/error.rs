@@ -19,7 +19,7 @@ pub const MIN_PEER_SECRET: usize = 16;
 /// process's descriptors run out long before).
 pub const MAX_CONNECTIONS: usize = 1 << 24;
 
-/// The longest `idle-timeout` and `shutdown-grace` accepted: a day.
+/// The longest `idle-timeout`, `send-timeout` and `shutdown-grace` accepted: a day.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The smallest `max-header-bytes` accepted: 8KiB.

@@ -243,6 +243,14 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(60))]
     pub idle_timeout: Duration,
+    /// How long a response body may go without a part of it sent to its client (the
+    /// client stopped reading, or the origin stopped sending; at most a day): then the
+    /// connection is closed, freeing its slot and the places its responses hold among
+    /// the requests to origins.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(60))]
+    pub send_timeout: Duration,
     /// Client connections at once (at most 16777216); more wait to be accepted.
     #[arg(long)]
     #[default(10_000)]
@@ -344,6 +352,7 @@ impl Config {
         }
         for (option, value) in [
             ("idle-timeout", self.idle_timeout),
+            ("send-timeout", self.send_timeout),
             ("shutdown-grace", self.shutdown_grace),
         ] {
             if value > MAX_WAIT {
@@ -404,6 +413,7 @@ impl Config {
             ("max-connections", self.max_connections == 0),
             ("header-read-timeout", self.header_read_timeout.is_zero()),
             ("idle-timeout", self.idle_timeout.is_zero()),
+            ("send-timeout", self.send_timeout.is_zero()),
             ("peer-timeout", self.peer_timeout.is_zero()),
             ("peer-hot-ttl", self.peer_hot_ttl.is_zero()),
         ];
