@@ -368,8 +368,6 @@ impl HttpCacheBuilder {
                 max_body: self.max_body_bytes,
                 fetch_timeout: self.fetch_timeout,
                 reports_failures: self.reports_failures,
-                #[cfg(feature = "disk")]
-                stream_idle: self.fetch_timeout,
                 keep_stale_for: self.keep_stale_for,
                 stale_on_disconnect: self.stale_on_disconnect,
                 max_keep: self.max_keep,

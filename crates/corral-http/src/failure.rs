@@ -150,6 +150,7 @@ impl OriginFailure {
     /// that wrap others (whose `source` skips what they wrap).
     pub fn of(error: &(dyn StdError + 'static)) -> OriginFailure {
         // Inside the client's connect error, a timeout is the connect timeout.
+        #[cfg_attr(not(feature = "client"), allow(unused_mut))]
         let mut connecting = false;
         for error in chain(error) {
             if let Some(origin) = error.downcast_ref::<OriginError>() {
@@ -319,8 +320,20 @@ impl OriginError {
     /// The `OriginError` behind `error`, if any (looking through its sources, and
     /// inside the I/O errors that wrap others).
     pub fn find<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a OriginError> {
-        chain(error).find_map(|error| error.downcast_ref::<OriginError>())
+        find_cause(error)
     }
+}
+
+/// The first error of type `T` behind `error` (itself included): through its sources,
+/// and inside the errors whose `source` skips what they wrap (an `io::Error`'s, an
+/// engine's loader error). For an upstream that classifies its own failures.
+///
+/// ```
+/// let refused = std::io::Error::new(std::io::ErrorKind::Other, std::fmt::Error);
+/// assert!(corral_http::find_cause::<std::fmt::Error>(&refused).is_some());
+/// ```
+pub fn find_cause<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    chain(error).find_map(|error| error.downcast_ref::<T>())
 }
 
 /// `error` and its sources, looking inside the errors whose `source` skips what they

@@ -149,7 +149,7 @@ pub use builder::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_KEEP_STALE_FOR, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_BYTES, DEFAULT_STALE_ON_DISCONNECT, HttpCacheBuilder,
 };
-pub use failure::{ORIGIN_FAILURES, OriginError, OriginFailure};
+pub use failure::{ORIGIN_FAILURES, OriginError, OriginFailure, find_cause};
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, HttpStats};
 pub use hop::remove_hop_by_hop;

@@ -44,7 +44,7 @@ pub(crate) async fn start(
     };
     let content = Content::Disk(writer.blob());
     tracing::debug!(key, len, "writing a large body to disk as it arrives");
-    let idle = state.options.stream_idle;
+    let idle = state.options.fetch_timeout;
     tokio::spawn(pump(writer, body, idle, key.to_owned()));
     Ok(content)
 }

@@ -23,15 +23,12 @@ pub(crate) struct Options {
     pub key: KeyFn,
     /// The largest body stored.
     pub max_body: usize,
-    /// How long one fetch may take (the engine's load timeout too).
+    /// How long one fetch may take (the engine's load timeout too), and a body written
+    /// to disk as it arrives may go without a byte before it is given up.
     pub fetch_timeout: Duration,
     /// Whether a failed request to the upstream is logged at WARN and counted here
     /// (not for an upstream that reports its own failures: a pool's peers).
     pub reports_failures: bool,
-    /// How long a body written to disk as it arrives may go without a byte before it
-    /// is given up (the fetch timeout).
-    #[cfg(feature = "disk")]
-    pub stream_idle: Duration,
     pub keep_stale_for: Duration,
     /// How long past freshness a response may answer when its origin cannot be
     /// reached (zero: only where stale-if-error allows).

@@ -75,18 +75,7 @@ impl Forbidden {
     /// The `Forbidden` behind `error` (itself or one of its sources), looking inside
     /// the I/O errors that carry it (whose `source` skips what they wrap).
     pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Forbidden> {
-        let mut current = Some(error);
-        while let Some(error) = current {
-            let wrapped = error
-                .downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<Forbidden>());
-            if let Some(found) = error.downcast_ref::<Forbidden>().or(wrapped) {
-                return Some(found);
-            }
-            current = error.source();
-        }
-        None
+        corral_http::find_cause(error)
     }
 }
 

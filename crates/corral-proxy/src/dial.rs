@@ -218,16 +218,20 @@ impl Dialer {
             Some(scheme) if *scheme == Scheme::HTTPS => 443,
             _ => 80,
         });
-        let authority = match host.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, port).to_string(),
-            Err(_) => format!("{host}:{port}"),
+        let literal = host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
+        let authority = match literal {
+            Some(addr) => addr.to_string(),
+            None => format!("{host}:{port}"),
         };
-        let addrs = match host.parse::<IpAddr>() {
+        let addrs = match literal {
             // An address is dialled as it is (the allow-list checked it already).
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Some(addr) => vec![addr],
             // The name is resolved here, through the allow-list (its port is that of
             // the URL, checked already), so a failure can name it.
-            Err(_) => match self.allow.resolve(host, 0).await {
+            None => match self.allow.resolve(host, 0).await {
                 Ok(addrs) => addrs
                     .into_iter()
                     .map(|addr| SocketAddr::new(addr.ip(), port))
@@ -287,24 +291,6 @@ impl Dialer {
 fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
     std::iter::successors(Some(error), |&error| error.source())
         .find_map(|error| error.downcast_ref::<io::Error>().map(io::Error::kind))
-}
-
-/// The first error of type `T` in `error`'s chain of sources (itself included),
-/// looking inside the I/O errors that wrap others (whose `source` skips what they
-/// wrap).
-pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    std::iter::successors(Some(error), |&error| {
-        match error
-            .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref)
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => error.source(),
-        }
-    })
-    .find_map(|error| error.downcast_ref::<T>())
 }
 
 /// The resolver of one connection: the addresses the [`Dialer`] resolved.

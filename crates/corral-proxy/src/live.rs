@@ -14,7 +14,7 @@
 //! [`RESTART_ONLY`](crate::config::RESTART_ONLY) keep their running value and are
 //! reported as needing a restart.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -71,7 +71,7 @@ pub(crate) struct Live {
     /// Client connections at once (`max-connections`), resized by reloads.
     pub(crate) connections: Limit,
     /// Where access lines go while `access-log` is on.
-    access_log: Mutex<AccessLog>,
+    access_log: ArcSwap<AccessLog>,
     source: OnceLock<Source>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -106,7 +106,7 @@ impl Live {
             traffic: Traffic::new(),
             foundation,
             tls,
-            access_log: Mutex::new(access_log),
+            access_log: ArcSwap::from_pointee(access_log),
             source: OnceLock::new(),
             reloading: tokio::sync::Mutex::new(()),
         })
@@ -134,7 +134,7 @@ impl Live {
 
     /// Access lines go to `log` from now on.
     pub(crate) fn log_access_to(&self, log: AccessLog) {
-        *lock(&self.access_log) = log.clone();
+        self.access_log.store(Arc::new(log.clone()));
         self.current.rcu(|current| Generation {
             config: current.config.clone(),
             proxy: current.proxy.clone(),
@@ -172,7 +172,7 @@ impl Live {
             running.config.max_upstream_connections,
             config.max_upstream_connections,
         );
-        let access_log = lock(&self.access_log).clone();
+        let access_log = AccessLog::clone(&self.access_log.load());
         access_log.set_format(config.log_format);
         crate::telemetry::set_log_format(config.log_format);
         for warning in &loaded.warnings {
@@ -193,10 +193,4 @@ impl Live {
         }
         Ok(Reloaded { needs_restart })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

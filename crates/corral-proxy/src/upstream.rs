@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_http::{Body, BoxError, OriginError, OriginFailure};
+use corral_http::{Body, BoxError, OriginError, OriginFailure, find_cause};
 use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, Uri};
 use http_body::{Frame, SizeHint};
@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use crate::allow::AllowList;
 use crate::config::Config;
-use crate::dial::{Delivered, DialError, Dialer, Listeners, find_cause};
+use crate::dial::{Delivered, DialError, Dialer, Listeners};
 use crate::forwarded::Forwarding;
 use crate::limit::{Limit, Slot};
 

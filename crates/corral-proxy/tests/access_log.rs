@@ -17,7 +17,7 @@ use corral_proxy::access_log::AccessLog;
 use corral_proxy::config::LogFormat;
 use origin::{Origin, Reply};
 use serde_json::Value;
-use support::{Captured, get, start_logging_to};
+use support::{Captured, KillOnDrop, get, start_logging_to};
 
 const ACCESS: &str = "corral::access";
 
@@ -251,15 +251,5 @@ async fn the_binary_with_log_format_json_writes_access_lines_as_json_to_stderr()
         );
         assert!(line["duration_ms"].as_f64().is_some(), "{line}");
         assert!(line["timestamp"].is_string(), "{line}");
-    }
-}
-
-/// A child process killed (and reaped) when dropped, so a failing test leaves none.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::raw_origin::{Answer, BodyFirst, RawOrigin};
-use support::{get, start};
+use support::{KillOnDrop, get, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A port nothing listens on (bound, then let go).
@@ -347,15 +347,5 @@ impl Logging {
             })
             .collect();
         (lines, metrics.text().to_owned())
-    }
-}
-
-/// A child process killed (and reaped) when dropped, so a failing test leaves none.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

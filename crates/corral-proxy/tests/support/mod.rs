@@ -16,6 +16,16 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves none.
+pub(crate) struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What a writer was given: an access log's lines, in a test.
 #[derive(Clone, Default)]
 pub(crate) struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
