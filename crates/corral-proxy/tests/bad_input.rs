@@ -282,3 +282,44 @@ async fn a_client_that_stops_reading_is_closed_after_send_timeout_and_frees_its_
     );
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_response_does_not_change_what_the_next_client_gets() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    // Stored (within max-body-bytes), and larger than the socket buffers.
+    let body = "0123456789abcdef".repeat(1 << 20);
+    let expected = body.len();
+    origin.route("/large", move |_, _| {
+        Reply::ok(&body).header("cache-control", "max-age=60")
+    });
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nmax-body-bytes = \"32MiB\"\nsend-timeout = \"1s\"",
+        origin.addr
+    ))
+    .await;
+    let mut stalled = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /large HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    stalled.read_exact(&mut first).await.unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    // Reads nothing more for longer than the send timeout, then what is left.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stalled.read_to_end(&mut rest)).await;
+    let head = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        first.len() + rest.len() <= head + expected,
+        "never more than the one response"
+    );
+    // The next client gets the whole response, from the store.
+    let next = get(proxy.addr, "http://localhost/large", &[]).await;
+    assert_eq!(next.status.as_u16(), 200);
+    assert_eq!(next.header("x-cache"), "HIT");
+    assert_eq!(next.body.len(), expected);
+    assert_eq!(next.header("content-length"), expected.to_string());
+    assert_eq!(origin.count("/large"), 1);
+}
