@@ -1,7 +1,9 @@
 //! When a client connection is to be closed for doing nothing:
 //!
 //! - idle (`idle-timeout`): no request in flight (a request counts until its response
-//!   body is sent or dropped), and none begun, for that long; closed gracefully. It
+//!   body is sent or dropped), and none begun, for that long; closed gracefully, with
+//!   one more `send-timeout` to write what it still holds (a whole stored body handed
+//!   to the writer, which a client that stopped reading never takes), then cut. It
 //!   matters for HTTP/2, whose client can keep a connection (and its
 //!   `max-connections` slot) open by answering pings alone; an idle HTTP/1.1
 //!   connection is already closed by the header read timeout;

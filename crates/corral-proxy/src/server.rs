@@ -248,10 +248,14 @@ pub(crate) async fn serve(
                                 tracing::debug!(%addr, ?send_timeout, "closing a connection whose response is not read");
                                 None
                             }
-                            why => {
-                                if why == Some(Inactive::Idle) {
-                                    tracing::debug!(%addr, "closing an idle connection");
-                                }
+                            Some(Inactive::Idle) => {
+                                tracing::debug!(%addr, "closing an idle connection");
+                                conn.as_mut().graceful_shutdown();
+                                // What it still has to write (a whole stored body the
+                                // client stopped reading) gets one more send-timeout.
+                                tokio::time::timeout(send_timeout, conn).await.ok()
+                            }
+                            None => {
                                 conn.as_mut().graceful_shutdown();
                                 Some(conn.await)
                             }

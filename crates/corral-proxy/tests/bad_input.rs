@@ -323,3 +323,36 @@ async fn a_client_that_stalls_mid_response_does_not_change_what_the_next_client_
     assert_eq!(next.header("content-length"), expected.to_string());
     assert_eq!(origin.count("/large"), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_stored_response_gives_its_place_up_too() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    // Stored, and larger than the socket buffers: the proxy hands its whole body to
+    // the connection's writer at once, so no request is left in flight, only bytes to
+    // write that the client does not read.
+    let body = "0123456789abcdef".repeat(1 << 20);
+    origin.route("/large", move |_, _| {
+        Reply::ok(&body).header("cache-control", "max-age=60")
+    });
+    origin.route("/small", |_, _| Reply::ok("small"));
+    let proxy = start(&format!(
+        "upstream = \"http://{}\"\nmax-body-bytes = \"32MiB\"\nmax-connections = 1\n\
+         idle-timeout = \"1s\"\nsend-timeout = \"1s\"",
+        origin.addr
+    ))
+    .await;
+    let mut stalled = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /large HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        get(proxy.addr, "http://localhost/small", &[]),
+    )
+    .await
+    .expect("the stalled connection gave its place up");
+    assert_eq!((next.status.as_u16(), next.text()), (200, "small"));
+    drop(stalled);
+}
